@@ -1,0 +1,80 @@
+"""Command line: python -m bench.main --config=configs/quickstart.py --workdir=DIR.
+
+Thin on purpose: flags in, one call to bench.runner.run_suite. Everything else
+lives in importable modules that tests and notebooks call directly. A mistake
+the user can fix ends with one line on stderr and exit status 2.
+"""
+
+import os
+import re
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from bench import runner
+from bench.errors import UserError
+
+CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Benchmark config file (configs/*.py). Override any field with '
+    '--config.FIELD=VALUE, one case\'s field with --config.cases.CASE.FIELD=VALUE.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None,
+                               'Directory for report.json, report.md and report.csv.')
+
+
+def _fail(message):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_path(argv):
+  """The file named by --config (without config_flags' ':argument' suffix), or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1].split(':', 1)[0]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1].split(':', 1)[0]
+  return None
+
+
+def parse_flags(argv):
+  """absl flag parsing, with every parsing problem turned into one line and exit 2."""
+  path = _config_path(argv)
+  if path is not None and not os.path.isfile(path):
+    _fail(f'config file {path!r} does not exist; pass --config=configs/quickstart.py or '
+          'another file in configs/')
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).splitlines()[0])
+  except (KeyError, AttributeError) as e:
+    # config_flags raises these for an override of a field the config does not have.
+    # The message quotes the field first, with escapes: "'\\'batch_sise\\'\\nDid you mean...".
+    found = re.search(r'([A-Za-z_][A-Za-z0-9_]*)', str(e))
+    field = found.group(1) if found else str(e)
+    hint = re.search(r'Did you mean "([^"]+)"', str(e))
+    override = next((a for a in argv if a.startswith('--config.') and field in a), '--config')
+    _fail(f'unknown config field {field!r} in {override}'
+          + (f'; did you mean {hint.group(1)!r}?' if hint else
+             '; the fields a config has are documented in WORKSPACE.md'))
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {" ".join(argv[1:])}; use --config=FILE --workdir=DIR')
+  if CONFIG.value is None:
+    _fail('missing --config; pass --config=configs/quickstart.py or another file in configs/')
+  if not _WORKDIR.value:
+    _fail('missing --workdir; pass --workdir=DIR, where the report will be written')
+  logging.set_verbosity(logging.INFO)
+  try:
+    runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv))
+  except UserError as e:
+    _fail(e)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,230 @@
+"""The report: the one module that knows its schema.
+
+A run writes DIR/report.json (the record), DIR/report.md (tables to read) and
+DIR/report.csv (one row per case), each atomically. WORKSPACE.md documents every
+key; `validate` enforces them, and `SCHEMA_VERSION` changes when they change.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+
+from bench.fileio import atomic_write_text
+
+SCHEMA_VERSION = 1
+
+# The blocks of a case record and their keys. Every key is always present; a
+# figure that was not measured (failed case, backend without it) is null.
+CASE_BLOCKS = {
+    'params': ('total', 'trainable', 'non_trainable'),
+    'xla': ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example'),
+    'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
+               'generated_code_bytes', 'device_peak_bytes', 'host_peak_rss_bytes'),
+    'step_time_s': ('median', 'mean', 'min', 'max', 'p10', 'p90', 'iqr', 'iqr_over_median',
+                    'n', 'samples'),
+    'timing': ('benchmark', 'sync', 'warmup_steps', 'timed_steps', 'total_s'),
+    'throughput': ('examples_per_s', 'examples_per_s_per_device', 'flops_per_s'),
+    'final_metrics': ('loss', 'accuracy'),
+}
+CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'lower_s', 'compile_s')
+STATUSES = ('ok', 'failed')
+REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios')
+SUITE_KEYS = ('name', 'config_file', 'status')
+RATIO_KEYS = ('numerator', 'denominator', 'params', 'flops', 'bytes_accessed', 'step_time')
+FILES = ('report.json', 'report.md', 'report.csv')
+
+
+def new_case(name, config):
+  """A case record with every key present and nothing measured yet."""
+  case = {key: None for key in CASE_SCALARS}
+  case.update(name=name, status='failed', config=config)
+  case.update({block: {key: None for key in keys} for block, keys in CASE_BLOCKS.items()})
+  return case
+
+
+def _ratio(a, b):
+  if a is None or b is None or b == 0:
+    return None
+  return a / b
+
+
+def ratios(cases, pairs):
+  """Numerator/denominator ratios of params, flops, bytes and median step time.
+
+  Pairs whose cases are not (yet) in `cases` are left out.
+  """
+  by_name = {case['name']: case for case in cases}
+  rows = []
+  for num, den in pairs:
+    if num not in by_name or den not in by_name:
+      continue
+    a, b = by_name[num], by_name[den]
+    rows.append({
+        'numerator': num,
+        'denominator': den,
+        'params': _ratio(a['params']['total'], b['params']['total']),
+        'flops': _ratio(a['xla']['flops'], b['xla']['flops']),
+        'bytes_accessed': _ratio(a['xla']['bytes_accessed'], b['xla']['bytes_accessed']),
+        'step_time': _ratio(a['step_time_s']['median'], b['step_time_s']['median']),
+    })
+  return rows
+
+
+def build(suite_name, config_file, environment, cases, pairs):
+  return {
+      'schema_version': SCHEMA_VERSION,
+      'suite': {'name': suite_name, 'config_file': config_file, 'status': 'complete'},
+      'environment': environment,
+      'cases': cases,
+      'ratios': ratios(cases, pairs),
+  }
+
+
+def _check_keys(what, value, keys):
+  if not isinstance(value, dict):
+    raise ValueError(f'{what} must be an object, got {type(value).__name__}')
+  if set(value) != set(keys):
+    missing, extra = sorted(set(keys) - set(value)), sorted(set(value) - set(keys))
+    raise ValueError(f'{what} keys differ from schema {SCHEMA_VERSION}: missing {missing}, '
+                     f'unexpected {extra}')
+
+
+def validate(report):
+  """Raises ValueError where `report` does not follow this schema version."""
+  _check_keys('report', report, REPORT_KEYS)
+  if report['schema_version'] != SCHEMA_VERSION:
+    raise ValueError(f'schema_version {report["schema_version"]} is not {SCHEMA_VERSION}')
+  _check_keys('suite', report['suite'], SUITE_KEYS)
+  for case in report['cases']:
+    _check_keys('case', case, CASE_SCALARS + tuple(CASE_BLOCKS))
+    if case['status'] not in STATUSES:
+      raise ValueError(f'case {case["name"]!r} has status {case["status"]!r}')
+    for block, keys in CASE_BLOCKS.items():
+      _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
+  for row in report['ratios']:
+    _check_keys('ratio', row, RATIO_KEYS)
+
+
+def load(path):
+  with open(path, encoding='utf-8') as f:
+    report = json.load(f)
+  validate(report)
+  return report
+
+
+def write(workdir, report):
+  """Writes report.md, report.csv and, last, report.json: each complete or not at all."""
+  validate(report)
+  # Render everything before touching the disk: a rendering error writes nothing.
+  texts = {
+      'report.md': to_markdown(report),
+      'report.csv': to_csv(report),
+      # allow_nan=False: a NaN or inf would make the file invalid JSON for strict readers.
+      'report.json': json.dumps(report, indent=1, allow_nan=False) + '\n',
+  }
+  for name, text in texts.items():
+    atomic_write_text(os.path.join(workdir, name), text)
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def _csv_columns():
+  columns = [key for key in CASE_SCALARS if key != 'config']
+  columns[2:2] = ['model', 'batch_size', 'dtype']
+  for block, keys in CASE_BLOCKS.items():
+    columns += [f'{block}.{key}' for key in keys if key != 'samples']
+  return columns
+
+
+def to_csv(report):
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator='\n')
+  columns = _csv_columns()
+  writer.writerow(columns)
+  for case in report['cases']:
+    row = []
+    for column in columns:
+      if '.' in column:
+        block, key = column.split('.')
+        value = case[block][key]
+      elif column in case:
+        value = case[column]
+      else:
+        value = case['config'].get(column)
+      row.append('' if value is None else value)
+    writer.writerow(row)
+  return out.getvalue()
+
+
+# ------------------------------------------------------------------------ Markdown
+
+def _fmt(value, scale=1.0, digits=3):
+  if value is None:
+    return 'n/a'
+  value = value * scale
+  if value == 0:
+    return '0'
+  return f'{value:.{max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)}f}'
+
+
+def _times(value):
+  return 'n/a' if value is None else f'{_fmt(value)}x'
+
+
+def _environment_line(env):
+  versions = env['versions']
+  commit = env['git_commit'][:10] if env['git_commit'] else 'no git'
+  dirty = ' (dirty)' if env['git_dirty'] else ''
+  return (f'jax {versions["jax"]}, flax {versions["flax"]}, optax {versions["optax"]} on '
+          f'{env["backend"]} ({env["device_count"]} x {env["device_kind"]}; CPU: '
+          f'{env["cpu_model"]}, {env["cpu_count"]} cores); commit {commit}{dirty}; '
+          f'{env["hostname"]}, {env["timestamp_utc"]}')
+
+
+def _verdict(row):
+  p, f, t = row['params'], row['flops'], row['step_time']
+  if None in (p, f, t):
+    return f'- {row["numerator"]} vs {row["denominator"]}: not comparable (a case failed).'
+  direction = ('points the wrong way' if (p - 1) * (t - 1) < 0
+               else 'points the right way')
+  return (f'- **{row["numerator"]}** has {_times(p)} the parameters of '
+          f'**{row["denominator"]}**, {_times(f)} its XLA FLOPs, and takes {_times(t)} its '
+          f'time per step. Parameter count {direction}, off by a factor of '
+          f'{_fmt(max(t / p, p / t))}; FLOPs are off by {_fmt(max(t / f, f / t))}.')
+
+
+def to_markdown(report):
+  lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
+           _environment_line(report['environment']), '',
+           '| case | status | model | benchmark | batch | dtype | params | trainable | '
+           'GFLOP/step | MB accessed | compile s | median ms | p10-p90 ms | IQR/median | '
+           'examples/s | GFLOP/s |',
+           '|' + '---|' * 16]
+  for case in report['cases']:
+    cfg, xla, st = case['config'], case['xla'], case['step_time_s']
+    spread = 'n/a' if st['p10'] is None else f'{_fmt(st["p10"], 1e3)}-{_fmt(st["p90"], 1e3)}'
+    lines.append(
+        f'| {case["name"]} | {case["status"]} | {cfg.get("model")} | {cfg.get("benchmark")} | '
+        f'{cfg.get("batch_size")} | {cfg.get("dtype")} | {case["params"]["total"] or "n/a"} | '
+        f'{case["params"]["trainable"] or "n/a"} | {_fmt(xla["flops"], 1e-9)} | '
+        f'{_fmt(xla["bytes_accessed"], 1e-6)} | {_fmt(case["compile_s"])} | '
+        f'{_fmt(st["median"], 1e3)} | {spread} | {_fmt(st["iqr_over_median"])} | '
+        f'{_fmt(case["throughput"]["examples_per_s"])} | '
+        f'{_fmt(case["throughput"]["flops_per_s"], 1e-9)} |')
+  failed = [case for case in report['cases'] if case['status'] != 'ok']
+  if failed:
+    lines += ['', '## Failed cases', '']
+    lines += [f'- {case["name"]}: {case["error"]}' for case in failed]
+  if report['ratios']:
+    lines += ['', '## Parameters vs FLOPs vs time', '',
+              '| ratio | params | XLA FLOPs | bytes accessed | median step time |',
+              '|---|---|---|---|---|']
+    for row in report['ratios']:
+      lines.append(f'| {row["numerator"]} / {row["denominator"]} | {_times(row["params"])} | '
+                   f'{_times(row["flops"])} | {_times(row["bytes_accessed"])} | '
+                   f'{_times(row["step_time"])} |')
+    lines.append('')
+    lines += [_verdict(row) for row in report['ratios']]
+  return '\n'.join(lines) + '\n'

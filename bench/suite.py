@@ -1,0 +1,169 @@
+"""A config describes a suite of cases; this module expands and validates it.
+
+A case is the base config (every field but `cases`, `select` and `ratios`) with
+the case's own fields laid over it. A command-line override changes the base,
+so it reaches every case that does not set that field itself; a single case is
+overridden through its path (`--config.cases.NAME.FIELD=...`).
+
+Validation happens before anything is created on disk, and every problem is a
+UserError naming the field and what would be accepted.
+"""
+
+import collections
+
+import jax
+import ml_collections
+
+import models
+from bench import optimizers
+from bench import timer
+from bench.errors import UserError
+
+BENCHMARKS = ('train_step', 'eval_step', 'forward')
+DTYPES = ('float32', 'bfloat16', 'float16')
+DATASETS = ('synthetic',)
+# Fields of the suite itself, not of a case.
+SUITE_FIELDS = ('name', 'cases', 'select', 'ratios')
+
+
+def _int_at_least(minimum):
+  def check(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      return f'must be an integer >= {minimum}'
+    return None
+  return check
+
+
+def _one_of(choices):
+  """`choices` is a sequence, or a function returning one when the set can grow (models)."""
+  def check(value):
+    allowed = choices() if callable(choices) else choices
+    if value not in allowed:
+      return f'must be one of {", ".join(allowed)}'
+    return None
+  return check
+
+
+def _positive_number(value):
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    return 'must be a number > 0'
+  return None
+
+
+def _non_negative_number(value):
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    return 'must be a number >= 0'
+  return None
+
+
+def _image_shape(value):
+  if (not isinstance(value, (tuple, list)) or len(value) != 3
+      or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value)):
+    return 'must be three positive integers (height, width, channels)'
+  return None
+
+
+def _text(value):
+  return None if isinstance(value, str) else 'must be a string'
+
+
+def _mapping(value):
+  return None if isinstance(value, (dict, ml_collections.ConfigDict)) else 'must be a mapping'
+
+
+# Every case field and its check; a field not listed here is unknown.
+CASE_FIELDS = {
+    'model': _one_of(models.names),
+    'model_kwargs': _mapping,
+    'dataset': _one_of(DATASETS),
+    'image_shape': _image_shape,
+    'num_classes': _int_at_least(1),
+    'batch_size': _int_at_least(1),
+    'dtype': _one_of(DTYPES),
+    'optimizer': _one_of(tuple(optimizers.OPTIMIZERS)),
+    'learning_rate': _positive_number,
+    'momentum': _non_negative_number,
+    'weight_decay': _non_negative_number,
+    'benchmark': _one_of(BENCHMARKS),
+    'warmup_steps': _int_at_least(1),
+    'timed_steps': _int_at_least(1),
+    'sync': _one_of(timer.SYNC_MODES),
+    'num_batches': _int_at_least(1),
+    'seed': _int_at_least(0),
+    'description': _text,
+}
+
+
+def _plain(value):
+  return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+Suite = collections.namedtuple('Suite', 'name cases ratios')
+
+
+def expand(config):
+  """The validated Suite of `config`: its name, the selected [(case name, case ConfigDict)]
+  and the (numerator, denominator) case pairs of `config.ratios` among them.
+
+  A config without `cases` is a suite of one case named after `config.name`.
+  """
+  unknown = sorted(set(config.keys()) - set(CASE_FIELDS) - set(SUITE_FIELDS))
+  if unknown:
+    raise UserError(f'unknown config field {unknown[0]!r}; known fields: '
+                    f'{", ".join(sorted(CASE_FIELDS) + list(SUITE_FIELDS))}')
+  missing = sorted(set(CASE_FIELDS) - set(config.keys()) - {'description'})
+  if missing:
+    raise UserError(f'config field {missing[0]!r} is missing; start from configs/base.py '
+                    'get_config(), which sets every field')
+  base = {k: _plain(v) for k, v in config.items() if k not in SUITE_FIELDS}
+  overrides = config.get('cases') or {}
+  if not overrides:
+    overrides = {config.get('name', 'default'): {}}
+
+  cases = []
+  for name, fields in overrides.items():
+    fields = _plain(fields) or {}
+    for field in fields:
+      if field not in CASE_FIELDS:
+        raise UserError(f'case {name!r} sets unknown field {field!r}; '
+                        f'case fields: {", ".join(sorted(CASE_FIELDS))}')
+    case = ml_collections.ConfigDict({**base, **fields})
+    validate_case(name, case)
+    cases.append((name, case))
+
+  names = [name for name, _ in cases]
+  selected = [s for s in (config.get('select') or '').split(',') if s]
+  for name in selected:
+    if name not in names:
+      raise UserError(f'--config.select names case {name!r}, which the config does not '
+                      f'define; cases: {", ".join(names)}')
+  if selected:
+    cases = [(name, case) for name, case in cases if name in selected]
+
+  ratios = []
+  for pair in config.get('ratios') or ():
+    if len(pair) != 2 or any(name not in names for name in pair):
+      raise UserError(f'config.ratios entry {tuple(pair)!r} must be a pair of case names '
+                      f'from: {", ".join(names)}')
+    if all(name in selected for name in pair) or not selected:
+      ratios.append(tuple(pair))
+  return Suite(config.get('name', 'default'), cases, ratios)
+
+
+def validate_case(name, case):
+  """Raises UserError for the first invalid field of case `name`."""
+  for field, check in CASE_FIELDS.items():
+    if field not in case:
+      continue
+    problem = check(case[field])
+    if problem:
+      raise UserError(f'case {name!r}: config field {field!r} = {case[field]!r} {problem}')
+  allowed = models.kwarg_names(case.model)
+  for key in case.model_kwargs:
+    if key not in allowed:
+      raise UserError(f'case {name!r}: model {case.model!r} has no kwarg {key!r} in '
+                      f'model_kwargs; it accepts: {", ".join(allowed)}')
+  devices = jax.device_count()
+  if case.batch_size % devices:
+    raise UserError(f'case {name!r}: batch_size {case.batch_size} is not divisible by the '
+                    f'{devices} devices it is split over; use a multiple of {devices}')

@@ -1,0 +1,1 @@
+"""Benchmark configs: `get_config()` files; variants import base and override fields."""

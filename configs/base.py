@@ -1,0 +1,50 @@
+"""Every config field with its default: one case, the seed MLP's train step.
+
+Other configs start from `get_config()` here and override a few fields; a suite
+adds named cases with `cases(...)`. WORKSPACE.md documents each field.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.name = 'default'
+
+  # What is measured.
+  config.model = 'seed_mlp'
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.benchmark = 'train_step'  # train_step | eval_step | forward
+  config.dtype = 'float32'  # computation dtype; parameters stay float32
+
+  # Input: synthetic batches of this shape and label range, already on device.
+  config.dataset = 'synthetic'
+  config.image_shape = (32, 32, 3)
+  config.num_classes = 10
+  config.batch_size = 32  # global: split over all devices
+  config.num_batches = 4  # distinct batches rotated through the timed steps
+
+  # Optimizer of the train step.
+  config.optimizer = 'adam'  # sgd | adam | adamw | rmsprop
+  config.learning_rate = 1e-3
+  config.momentum = 0.9  # sgd and rmsprop; 0 disables
+  config.weight_decay = 1e-4  # adamw
+
+  # The timer.
+  config.warmup_steps = 5
+  config.timed_steps = 50
+  config.sync = 'pipelined'  # pipelined | every_step (see bench/timer.py)
+  config.seed = 0
+
+  # The suite: named cases over this base, a subset to run, ratios to report.
+  config.cases = cases()
+  config.select = ''  # comma-separated case names; empty runs all
+  config.ratios = ()  # (numerator, denominator) case-name pairs for report.md
+  return config
+
+
+def cases(**named):
+  """Named cases, each a dict of the fields it sets, kept in the order given."""
+  return ml_collections.ConfigDict(
+      {name: ml_collections.ConfigDict(fields) for name, fields in named.items()},
+      sort_keys=False)

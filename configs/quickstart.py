@@ -1,0 +1,22 @@
+"""The embedded default: the seeds' question (SEEDS.md section 1) on synthetic CIFAR-10.
+
+The seed MLP has twice the parameters of the seed CNN; is it slower? Train steps
+of both at batch 32 and 256 on 32x32x3 inputs; report.md ends with the ratios.
+"""
+
+from configs import base
+
+
+def get_config():
+  config = base.get_config()
+  config.name = 'quickstart'
+  config.warmup_steps = 5
+  config.timed_steps = 30
+  config.cases = base.cases(
+      mlp_b32=dict(model='seed_mlp', batch_size=32),
+      cnn_b32=dict(model='seed_cnn', batch_size=32),
+      mlp_b256=dict(model='seed_mlp', batch_size=256),
+      cnn_b256=dict(model='seed_cnn', batch_size=256),
+  )
+  config.ratios = (('cnn_b32', 'mlp_b32'), ('cnn_b256', 'mlp_b256'))
+  return config
