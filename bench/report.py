@@ -39,7 +39,8 @@ FILES = ('report.json', 'report.md', 'report.csv')
 def new_case(name, config):
   """A case record with every key present and nothing measured yet."""
   case = {key: None for key in CASE_SCALARS}
-  case.update(name=name, status='failed', config=config)
+  # Stored as JSON reads it back (tuples become lists), so a loaded report equals the written one.
+  case.update(name=name, status='failed', config=json.loads(json.dumps(config)))
   case.update({block: {key: None for key in keys} for block, keys in CASE_BLOCKS.items()})
   return case
 

@@ -1,0 +1,107 @@
+"""Costs against numbers known exactly: parameter splits and analytic FLOPs."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+import pytest
+
+import models
+from bench import costs
+from tests.conftest import build_case
+
+# Seed MLP: sum over its four Dense layers of inputs x outputs.
+_MLP_DOT = 3072 * 128 + 128 * 128 + 128 * 256 + 256 * 10
+_MLP_PARAMS = 445_450
+_MLP_UNITS = 128 + 128 + 256 + 10  # bias adds per example
+_MLP_RELUS = 128 + 128 + 256
+
+
+@pytest.mark.parametrize('batch', [8, 64])
+def test_seed_mlp_forward_flops_are_exact(batch):
+  record, *_ = build_case(benchmark='forward', batch_size=batch)
+  # 2 flops per multiply-add, plus one per bias add and one per ReLU.
+  assert record['xla']['flops'] == 2 * batch * _MLP_DOT + batch * (_MLP_UNITS + _MLP_RELUS)
+  assert record['xla']['transcendentals'] == 0
+
+
+def test_seed_mlp_train_step_flops_match_analytic_count():
+  flops = {}
+  for batch in (8, 64):
+    record, *_ = build_case(benchmark='train_step', batch_size=batch)
+    flops[batch] = record['xla']['flops']
+    # Forward, weight-gradient and input-gradient matmuls (none for the input
+    # itself), plus Adam's ~13 elementwise flops per parameter.
+    analytic = batch * (6 * _MLP_DOT - 2 * 3072 * 128) + 13 * _MLP_PARAMS
+    assert flops[batch] == pytest.approx(analytic, rel=0.01)
+    # One sqrt per parameter (Adam), exp of 10 logits and one log per example
+    # (softmax cross-entropy), two bias-correction powers.
+    assert record['xla']['transcendentals'] == _MLP_PARAMS + 11 * batch + 2
+  # The per-example part is the matmuls to within 0.5%: elementwise work is small.
+  per_example = (flops[64] - flops[8]) / 56
+  assert 6 * _MLP_DOT - 2 * 3072 * 128 <= per_example <= 1.005 * (6 * _MLP_DOT - 2 * 3072 * 128)
+
+
+class _TinyBN(nn.Module):
+  num_classes: int = 10
+  dtype: object = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.Conv(4, (3, 3), use_bias=False)(x)
+    x = nn.BatchNorm(use_running_average=not train)(x)
+    return nn.Dense(self.num_classes)(x.mean(axis=(1, 2)))
+
+
+models.register('test_tiny_bn')(_TinyBN)
+
+
+def test_batchnorm_statistics_are_non_trainable():
+  record, *_ = build_case(model='test_tiny_bn', image_shape=(8, 8, 3))
+  conv, bn_scale_bias, bn_stats, dense = 3 * 3 * 3 * 4, 2 * 4, 2 * 4, 4 * 10 + 10
+  assert record['params'] == {'total': conv + bn_scale_bias + bn_stats + dense,
+                              'trainable': conv + bn_scale_bias + dense,
+                              'non_trainable': bn_stats}
+
+
+def test_train_step_updates_batch_stats_and_donates_state():
+  _, step, state, batches = build_case(model='test_tiny_bn', image_shape=(8, 8, 3))
+  before = state.batch_stats['BatchNorm_0']['mean'].copy()
+  new_state, metrics = step(state, batches[0])
+  assert int(new_state.step) == 1
+  assert not jnp.allclose(new_state.batch_stats['BatchNorm_0']['mean'], before)
+  assert state.params['Conv_0']['kernel'].is_deleted()  # donated: updated in place
+  assert set(metrics) == {'loss', 'accuracy'}
+
+
+def test_memory_analysis_and_peaks():
+  record, *_ = build_case(batch_size=16)
+  memory = record['memory']
+  # Arguments hold at least the float32 parameters and Adam's two moments.
+  assert memory['argument_bytes'] >= 3 * 4 * _MLP_PARAMS
+  # The donated state comes back in place: aliased output bytes cover the parameters.
+  assert memory['alias_bytes'] >= 3 * 4 * _MLP_PARAMS
+  assert memory['temp_bytes'] > 0
+  assert costs.device_peak_bytes([_NoStats()]) is None
+  assert costs.host_peak_rss_bytes() > 10 * 2**20
+
+
+class _NoStats:
+  """A device whose backend keeps no memory statistics, as on CPU."""
+
+  def memory_stats(self):
+    return None
+
+
+class _FakeCompiled:
+  def __init__(self, analysis):
+    self._analysis = analysis
+
+  def cost_analysis(self):
+    return self._analysis
+
+
+def test_xla_costs_keeps_totals_and_marks_missing_analysis():
+  full = _FakeCompiled({'flops': 10.0, 'bytes accessed': 20.0, 'bytes accessed0{}': 5.0,
+                        'utilization0{}': 1.0})
+  assert costs.xla_costs(full) == {'flops': 10.0, 'bytes_accessed': 20.0, 'transcendentals': 0.0}
+  assert costs.xla_costs(_FakeCompiled(None)) == {
+      'flops': None, 'bytes_accessed': None, 'transcendentals': None}

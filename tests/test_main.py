@@ -1,0 +1,100 @@
+"""The real command line: the quickstart end to end, and every user error."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from bench import report as report_lib
+from tests.conftest import run_cli
+
+QUICK = ('--config=configs/quickstart.py', '--config.warmup_steps=1', '--config.timed_steps=3')
+
+
+def test_quickstart_end_to_end(tmp_path):
+  workdir = tmp_path / 'wd'
+  result = run_cli(*QUICK, f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  report = report_lib.load(str(workdir / 'report.json'))
+  assert report['suite'] == {'name': 'quickstart', 'config_file': 'configs/quickstart.py',
+                             'status': 'complete'}
+  cases = {case['name']: case for case in report['cases']}
+  assert list(cases) == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256']
+  for case in cases.values():
+    assert case['status'] == 'ok', case['error']
+    assert case['step_time_s']['n'] == 3 and len(case['step_time_s']['samples']) == 3
+    assert case['timing']['warmup_steps'] == 1
+    assert case['throughput']['examples_per_s'] == pytest.approx(
+        case['config']['batch_size'] / case['step_time_s']['median'])
+    assert case['compile_s'] > 0 and case['xla']['flops'] > 0
+    assert case['memory']['device_peak_bytes'] is None  # CPU keeps no device statistics
+  assert cases['mlp_b256']['params']['total'] == 445_450
+  assert cases['cnn_b256']['params']['total'] == 227_146
+  # The CNN has fewer parameters but more FLOPs per example.
+  assert cases['cnn_b32']['xla']['flops_per_example'] > cases['mlp_b32']['xla']['flops_per_example']
+  env = report['environment']
+  assert env['backend'] == 'cpu' and env['versions']['jax'] and env['device_count'] >= 1
+  md = (workdir / 'report.md').read_text()
+  assert md.index('## Parameters vs FLOPs vs time') > md.index('| cnn_b256 | ok |')
+  assert '| cnn_b256 / mlp_b256 | 0.510x |' in md
+  assert md.rstrip().splitlines()[-1].startswith('- **cnn_b256** has 0.510x the parameters')
+  rows = list(csv.DictReader((workdir / 'report.csv').open()))
+  assert [row['name'] for row in rows] == list(cases)
+
+
+@pytest.mark.parametrize('args, message', [
+    ((f'--workdir={{wd}}',), 'missing --config; pass --config=configs/quickstart.py'),
+    (('--config=configs/nope.py', '--workdir={wd}'), "config file 'configs/nope.py' does not exist"),
+    ((QUICK[0],), 'missing --workdir'),
+    ((*QUICK, '--workdir={wd}', '--config.cases.cnn_b32.model=resnet9'),
+     "case 'cnn_b32': config field 'model' = 'resnet9' must be one of seed_cnn, seed_mlp"),
+    ((*QUICK, '--workdir={wd}', '--config.batch_sise=8'),
+     "unknown config field 'batch_sise' in --config.batch_sise=8; did you mean 'batch_size'?"),
+    ((*QUICK, '--workdir={wd}', '--config.cases.mlp_b32.batch_size=0'),
+     "case 'mlp_b32': config field 'batch_size' = 0 must be an integer >= 1"),
+    ((*QUICK, '--workdir={wd}', '--config.timed_steps=0'),
+     "config field 'timed_steps' = 0 must be an integer >= 1"),
+    ((*QUICK, '--workdir={wd}', '--config.warmup_steps=-1'),
+     "config field 'warmup_steps' = -1 must be an integer >= 1"),
+    ((*QUICK, '--workdir={blocked}/wd'), "cannot write to workdir '.*/file/wd' (Not a directory)"),
+])
+def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, message):
+  (tmp_path / 'file').write_text('')
+  workdir = tmp_path / 'wd'
+  args = [a.format(wd=workdir, blocked=tmp_path / 'file') for a in args]
+  result = run_cli(*args)
+  assert result.returncode == 2, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1, result.stderr
+  import re  # pylint: disable=import-outside-toplevel
+  assert re.search(message.replace('(', r'\(').replace(')', r'\)'), errors[0]), errors[0]
+  assert 'Traceback' not in result.stderr
+  assert sorted(os.listdir(tmp_path)) == ['file']
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+  env_flag = '--xla_force_host_platform_device_count=2'
+  os.environ['XLA_FLAGS'] = env_flag
+  try:
+    result = run_cli('--config=configs/base.py', '--config.batch_size=3', f'--workdir={tmp_path}/wd')
+  finally:
+    del os.environ['XLA_FLAGS']
+  assert result.returncode == 2
+  assert ("error: case 'default': batch_size 3 is not divisible by the 2 devices it is split "
+          'over; use a multiple of 2') in result.stderr
+  assert not (tmp_path / 'wd').exists()
+
+
+def test_two_devices_split_the_batch(tmp_path):
+  os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+  try:
+    result = run_cli('--config=configs/base.py', '--config.batch_size=16',
+                     '--config.timed_steps=2', f'--workdir={tmp_path}')
+  finally:
+    del os.environ['XLA_FLAGS']
+  assert result.returncode == 0, result.stderr
+  case, = json.loads((tmp_path / 'report.json').read_text())['cases']
+  assert case['num_devices'] == 2
+  assert case['throughput']['examples_per_s_per_device'] == pytest.approx(
+      case['throughput']['examples_per_s'] / 2)

@@ -1,0 +1,57 @@
+"""The seed models are exactly SEEDS.md section 1, and the registry names them."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import models
+from bench import costs
+
+
+def _init(name, **kwargs):
+  model = models.create(name, num_classes=10, dtype=jnp.float32, **kwargs)
+  variables = model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False)
+  return model, variables
+
+
+@pytest.mark.parametrize('name, total', [('seed_mlp', 445_450), ('seed_cnn', 227_146)])
+def test_seed_parameter_counts(name, total):
+  _, variables = _init(name)
+  counts = costs.param_counts(variables['params'], variables.get('batch_stats', {}))
+  assert counts == {'total': total, 'trainable': total, 'non_trainable': 0}
+
+
+def test_seed_cnn_flattens_512_features():
+  _, variables = _init('seed_cnn')
+  assert variables['params']['Dense_0']['kernel'].shape == (512, 256)
+  assert [variables['params'][f'Conv_{i}']['kernel'].shape for i in range(3)] == [
+      (3, 3, 3, 32), (3, 3, 32, 64), (3, 3, 64, 128)]
+
+
+def test_seed_mlp_layer_shapes():
+  _, variables = _init('seed_mlp')
+  shapes = [variables['params'][f'Dense_{i}']['kernel'].shape for i in range(4)]
+  assert shapes == [(3072, 128), (128, 128), (128, 256), (256, 10)]
+
+
+@pytest.mark.parametrize('name', ['seed_mlp', 'seed_cnn'])
+def test_logits_shape_and_bfloat16_compute(name):
+  model, variables = _init(name, **({'features': (16,)} if name == 'seed_mlp' else {}))
+  bf16 = models.create(name, num_classes=10, dtype=jnp.bfloat16,
+                       **({'features': (16,)} if name == 'seed_mlp' else {}))
+  x = jnp.ones((4, 32, 32, 3))
+  assert model.apply(variables, x).shape == (4, 10)
+  assert bf16.apply(variables, x).dtype == jnp.bfloat16
+  assert variables['params']['Dense_0']['kernel'].dtype == jnp.float32
+
+
+def test_registry_rejects_unknown_and_duplicate_names():
+  with pytest.raises(KeyError, match="unknown model 'resnet9'; registered models: .*seed_cnn"):
+    models.get('resnet9')
+  with pytest.raises(ValueError, match='registered twice'):
+    models.register('seed_mlp')(object)
+
+
+def test_kwarg_names_exclude_harness_fields():
+  assert models.kwarg_names('seed_cnn') == ['filters', 'dense']
+  assert models.kwarg_names('seed_mlp') == ['features']

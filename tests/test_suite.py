@@ -1,0 +1,112 @@
+"""Suite expansion: override precedence, selection, validation; failing cases."""
+
+import json
+import os
+
+import flax.linen as nn
+import jax.numpy as jnp
+import pytest
+
+import models
+from bench import runner
+from bench import suite
+from bench.errors import UserError
+from configs import base
+from configs import quickstart
+
+
+def test_base_overrides_reach_cases_that_do_not_set_the_field():
+  config = quickstart.get_config()
+  config.timed_steps = 7  # as --config.timed_steps=7 does
+  config.batch_size = 8  # every quickstart case sets its own batch size
+  expanded = suite.expand(config)
+  assert [name for name, _ in expanded.cases] == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256']
+  assert [case.timed_steps for _, case in expanded.cases] == [7, 7, 7, 7]
+  assert [case.batch_size for _, case in expanded.cases] == [32, 32, 256, 256]
+  assert [case.model for _, case in expanded.cases] == ['seed_mlp', 'seed_cnn'] * 2
+  assert expanded.ratios == [('cnn_b32', 'mlp_b32'), ('cnn_b256', 'mlp_b256')]
+
+
+def test_config_without_cases_is_one_case_named_after_it():
+  expanded = suite.expand(base.get_config())
+  assert [name for name, _ in expanded.cases] == ['default']
+  assert expanded.cases[0][1].model == 'seed_mlp' and 'cases' not in expanded.cases[0][1]
+
+
+def test_select_keeps_order_and_drops_ratios_of_unselected_cases():
+  config = quickstart.get_config()
+  config.select = 'mlp_b256,cnn_b256'
+  expanded = suite.expand(config)
+  assert [name for name, _ in expanded.cases] == ['mlp_b256', 'cnn_b256']
+  assert expanded.ratios == [('cnn_b256', 'mlp_b256')]
+
+
+@pytest.mark.parametrize('mutate, message', [
+    (lambda c: c.cases.mlp_b32.update(batch_size=0),
+     "case 'mlp_b32': config field 'batch_size' = 0 must be an integer >= 1"),
+    (lambda c: c.cases.cnn_b32.update(model='resnet9'),
+     "case 'cnn_b32': config field 'model' = 'resnet9' must be one of .*seed_mlp"),
+    (lambda c: c.update(warmup_steps=0), "'warmup_steps' = 0 must be an integer >= 1"),
+    (lambda c: c.update(benchmark='backward'), "'benchmark' = 'backward' must be one of"),
+    (lambda c: c.update(image_shape=(32, 32)), 'must be three positive integers'),
+    (lambda c: c.update(ratios=(('cnn_b32', 'nope'),)), "config.ratios entry .* must be a pair"),
+    (lambda c: c.cases.mlp_b32.update(model_kwargs={'width': 3}),
+     "model 'seed_mlp' has no kwarg 'width' in model_kwargs; it accepts: features"),
+])
+def test_invalid_fields_are_user_errors(mutate, message):
+  config = quickstart.get_config()
+  config.unlock()
+  mutate(config)
+  with pytest.raises(UserError, match=message):
+    suite.expand(config)
+
+
+def test_unknown_fields_are_user_errors():
+  config = base.get_config()
+  config.batchsize = 3  # a typo in a config file
+  with pytest.raises(UserError, match="unknown config field 'batchsize'"):
+    suite.expand(config)
+  config = quickstart.get_config()
+  config.cases.mlp_b32.timedsteps = 3
+  with pytest.raises(UserError, match="case 'mlp_b32' sets unknown field 'timedsteps'"):
+    suite.expand(config)
+
+
+class _Exploding(nn.Module):
+  """Fails inside the traced step, as an out-of-memory compile or run would."""
+  num_classes: int = 10
+  dtype: object = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    logits = nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
+    if train:
+      raise MemoryError('RESOURCE_EXHAUSTED: pretend the device ran out of memory')
+    return logits
+
+
+models.register('test_exploding')(_Exploding)
+
+
+def test_failing_case_is_recorded_and_the_suite_goes_on(tmp_path):
+  config = base.get_config()
+  config.name = 'mixed'
+  config.warmup_steps, config.timed_steps = 1, 2
+  config.cases = base.cases(boom=dict(model='test_exploding'), fine=dict(model='seed_mlp'))
+  report = runner.run_suite(config, str(tmp_path))
+  boom, fine = report['cases']
+  assert boom['status'] == 'failed' and fine['status'] == 'ok'
+  assert boom['error'] == 'MemoryError: RESOURCE_EXHAUSTED: pretend the device ran out of memory'
+  assert boom['params']['total'] == 32 * 32 * 3 * 10 + 10  # measured before the failure
+  assert boom['step_time_s']['median'] is None
+  assert fine['step_time_s']['n'] == 2
+  on_disk = json.loads((tmp_path / 'report.json').read_text())
+  assert on_disk['suite']['status'] == 'complete' and on_disk == report
+
+
+def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  with pytest.raises(UserError, match='cannot write to workdir .*Not a directory'):
+    runner.run_suite(base.get_config(), str(blocker / 'sub'))
+  assert os.listdir(tmp_path) == ['file']
