@@ -25,7 +25,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory for report.json, report.md and report.csv.')
 
 
-def _fail(message):
+def fail(message):
+  """Ends the program for a user error: one line on stderr, exit status 2."""
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
 
@@ -44,12 +45,12 @@ def parse_flags(argv):
   """absl flag parsing, with every parsing problem turned into one line and exit 2."""
   path = _config_path(argv)
   if path is not None and not os.path.isfile(path):
-    _fail(f'config file {path!r} does not exist; pass --config=configs/quickstart.py or '
+    fail(f'config file {path!r} does not exist; pass --config=configs/quickstart.py or '
           'another file in configs/')
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e).splitlines()[0])
+    fail(str(e).splitlines()[0])
   except (KeyError, AttributeError) as e:
     # config_flags raises these for an override of a field the config does not have.
     # The message quotes the field first, with escapes: "'\\'batch_sise\\'\\nDid you mean...".
@@ -57,23 +58,23 @@ def parse_flags(argv):
     field = found.group(1) if found else str(e)
     hint = re.search(r'Did you mean "([^"]+)"', str(e))
     override = next((a for a in argv if a.startswith('--config.') and field in a), '--config')
-    _fail(f'unknown config field {field!r} in {override}'
+    fail(f'unknown config field {field!r} in {override}'
           + (f'; did you mean {hint.group(1)!r}?' if hint else
              '; the fields a config has are documented in WORKSPACE.md'))
 
 
 def main(argv):
   if len(argv) > 1:
-    _fail(f'unexpected arguments {" ".join(argv[1:])}; use --config=FILE --workdir=DIR')
+    fail(f'unexpected arguments {" ".join(argv[1:])}; use --config=FILE --workdir=DIR')
   if CONFIG.value is None:
-    _fail('missing --config; pass --config=configs/quickstart.py or another file in configs/')
+    fail('missing --config; pass --config=configs/quickstart.py or another file in configs/')
   if not _WORKDIR.value:
-    _fail('missing --workdir; pass --workdir=DIR, where the report will be written')
+    fail('missing --workdir; pass --workdir=DIR, where the report will be written')
   logging.set_verbosity(logging.INFO)
   try:
     runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv))
   except UserError as e:
-    _fail(e)
+    fail(e)
 
 
 if __name__ == '__main__':

@@ -57,14 +57,14 @@ def measure(case, repeats, steps):
 def main(argv):
   del argv
   if cli.CONFIG.value is None:
-    cli._fail('missing --config; pass --config=configs/quickstart.py')  # pylint: disable=protected-access
+    cli.fail('missing --config; pass --config=configs/quickstart.py')
   try:
     cases = dict(suite_lib.expand(cli.CONFIG.value).cases)
   except UserError as e:
-    cli._fail(e)  # pylint: disable=protected-access
+    cli.fail(e)
   name = _CASE.value or next(iter(cases))
   if name not in cases:
-    cli._fail(f'--case={name} is not a case of the config; cases: {", ".join(cases)}')  # pylint: disable=protected-access
+    cli.fail(f'--case={name} is not a case of the config; cases: {", ".join(cases)}')
   medians, means, bare = measure(cases[name], _REPEATS.value, _STEPS.value)
   per_repeat = medians / bare
   print(f'case {name}: {_REPEATS.value} repeats x {_STEPS.value} steps, alternating')
