@@ -21,6 +21,9 @@ def test_seed_mlp_forward_flops_are_exact(batch):
   # 2 flops per multiply-add, plus one per bias add and one per ReLU.
   assert record['xla']['flops'] == 2 * batch * _MLP_DOT + batch * (_MLP_UNITS + _MLP_RELUS)
   assert record['xla']['transcendentals'] == 0
+  # Arguments: float32 parameters and images; jit prunes what a forward pass does
+  # not read (labels, step counter, RNG key).
+  assert record['memory']['argument_bytes'] == 4 * _MLP_PARAMS + batch * 32 * 32 * 3 * 4
 
 
 def test_seed_mlp_train_step_flops_match_analytic_count():
