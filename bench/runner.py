@@ -49,13 +49,15 @@ def data_mesh():
   return Mesh(np.array(jax.devices()), ('data',))
 
 
-def _timed_fn(case, model, tx):
-  """(pure function to jit, whether its state argument is donated)."""
+def _timed_fn(case, model):
+  """(pure function to jit, its optimizer, whether its state argument is donated)."""
   if case.benchmark == 'train_step':
-    return steps.make_train_step(model, tx), True
-  if case.benchmark == 'eval_step':
-    return steps.make_eval_step(model), False
-  return steps.make_forward(model), False
+    tx = optimizers.create(case)
+    return steps.make_train_step(model, tx), tx, True
+  # Only a train step reads optimizer state: eval and forward cases do not hold
+  # one in device memory (Adam's moments would double a large model's footprint).
+  fn = steps.make_eval_step(model) if case.benchmark == 'eval_step' else steps.make_forward(model)
+  return fn, optax.identity(), False
 
 
 def _finite(value):
@@ -72,9 +74,7 @@ def build(case, mesh, record):
   """
   model = models.create(case.model, num_classes=case.num_classes, dtype=jnp.dtype(case.dtype),
                         **case.model_kwargs)
-  # Only a train step reads optimizer state: eval and forward cases do not hold
-  # one in device memory (Adam's moments would double a large model's footprint).
-  tx = optimizers.create(case) if case.benchmark == 'train_step' else optax.identity()
+  fn, tx, donate = _timed_fn(case, model)
   state_rng, data_rng = jax.random.split(jax.random.key(case.seed))
   state = steps.create_train_state(model, tx, state_rng, tuple(case.image_shape),
                                    NamedSharding(mesh, P()))
@@ -84,7 +84,6 @@ def build(case, mesh, record):
       image_shape=tuple(case.image_shape), num_classes=case.num_classes,
       sharding=NamedSharding(mesh, P('data')))
 
-  fn, donate = _timed_fn(case, model, tx)
   jitted = jax.jit(fn, donate_argnums=(0,) if donate else ())
   compiled, record['lower_s'], record['compile_s'] = timer.compile_timed(jitted, state, batches[0])
   xla = costs.xla_costs(compiled)

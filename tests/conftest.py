@@ -4,10 +4,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from bench import report as report_lib
 from bench import runner
+from bench import suite
 from configs import base
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,7 +22,6 @@ def case_config(**fields):
   """A validated single case: configs/base.py with `fields` set."""
   config = base.get_config()
   config.update(fields)
-  from bench import suite  # pylint: disable=import-outside-toplevel
   (_, case), = suite.expand(config).cases
   return case
 
@@ -33,8 +31,3 @@ def build_case(**fields):
   record = report_lib.new_case('test', {})
   step, state, batches = runner.build(case_config(**fields), runner.data_mesh(), record)
   return record, step, state, batches
-
-
-@pytest.fixture
-def repo():
-  return REPO
