@@ -4,5 +4,7 @@ Importing this package imports every family module so that all names are
 registered; a new family adds its import here.
 """
 
-from models import seed  # noqa: F401  (registers seed_mlp, seed_cnn)
-from models.registry import create, get, kwarg_names, names, register  # noqa: F401
+# Imported for their registrations.
+from models import mobilenet_v2, resnet, seed, width, xception  # noqa: F401
+from models.registry import (create, default_image_shape, default_num_classes,  # noqa: F401
+                             get, kwarg_names, kwarg_problem, names, register)

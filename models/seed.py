@@ -1,7 +1,10 @@
-"""The seed MLP and CNN of SEEDS.md section 1 (CIFAR-10, 32x32x3, 10 classes).
+"""The seed networks of SEEDS.md sections 1 and 3 (CIFAR-10, 32x32x3, 10 classes).
 
-The MLP has about twice the parameters of the CNN (445,450 vs 227,146) but far
-fewer operations per example: convolution weights are shared across positions.
+Section 1: the MLP has about twice the parameters of the CNN (445,450 vs
+227,146) but far fewer operations per example: convolution weights are shared
+across positions. Section 3: one configurable small CNN whose base has 21,032
+parameters and whose ablations (more conv layers, bigger first kernel, a single
+conv layer, other activations, BatchNorm first) are field changes.
 Widths are fields so that studies can sweep them; the defaults are the seeds'.
 """
 
@@ -11,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from models import registry
+from models.layers import ACTIVATIONS, Classifier, batch_norm
 
 
 @registry.register('seed_mlp')
@@ -30,23 +34,77 @@ class SeedMLP(nn.Module):
 
 
 @registry.register('seed_cnn')
-class SeedCNN(nn.Module):
-  """(Conv 3x3 valid, ReLU, MaxPool 2) x3 -> Flatten -> Dense 256 -> Dense num_classes.
+class SeedCNN(Classifier):
+  """(Conv 3x3 valid, ReLU, MaxPool 2) x3 -> Flatten -> Dense 256 ReLU -> Dense num_classes.
 
   At 32x32 the feature map after the third pool is 2x2x128 = 512 features.
   """
   num_classes: int = 10
+  pooling: str = 'flatten'
+  head: str = 'dense:256:relu'
   filters: Sequence[int] = (32, 64, 128)
-  dense: int = 256
-  dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
+  default_image_shape = (32, 32, 3)
+
+  def features(self, x, train):
     del train
-    x = x.astype(self.dtype)
-    for width in self.filters:
-      x = nn.relu(nn.Conv(width, (3, 3), padding='VALID', dtype=self.dtype)(x))
+    for i, width in enumerate(self.filters, 1):
+      x = nn.relu(nn.Conv(width, (3, 3), padding='VALID', dtype=self.dtype,
+                          kernel_init=self.kernel_init, name=f'conv{i}')(x))
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(self.dense, dtype=self.dtype)(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+    return x
+
+
+def _positive_ints(values):
+  return (isinstance(values, (tuple, list)) and len(values) > 0
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values))
+
+
+@registry.register('seed_cifar')
+class SeedCIFAR(Classifier):
+  """SEEDS.md section 3: [BatchNorm] -> Conv (same) -> Conv (valid)... -> MaxPools ->
+  Flatten -> Dropout 0.3 -> Dense num_classes.
+
+  The first convolution pads 'same', the others are 'valid'; `pools` are the
+  max-pool sizes applied, in order, after the last convolution. The base
+  (filters 7, 9; kernels 3, 3; pool 2) has 21,032 parameters. The ablations:
+  3 or 4 conv layers: filters (7, 7, 9) / (7, 7, 7, 9), kernels all 3;
+  first kernel 5 or 7: kernel_sizes (5, 3) / (7, 3);
+  single conv layer: filters (7,), kernel_sizes (5,), pools (5, 2);
+  activation sigmoid, tanh or leaky_relu (slope 0.3); batchnorm_first=True.
+  """
+  num_classes: int = 10
+  pooling: str = 'flatten'
+  head: str = 'dropout:0.3'
+  filters: Sequence[int] = (7, 9)
+  kernel_sizes: Sequence[int] = (3, 3)
+  pools: Sequence[int] = (2,)
+  activation: str = 'relu'
+  batchnorm_first: bool = False
+
+  default_image_shape = (32, 32, 3)
+
+  @classmethod
+  def family_problem(cls, values):
+    for field in ('filters', 'kernel_sizes'):
+      if not _positive_ints(values[field]):
+        return f'{field} {values[field]!r} must be a non-empty list of positive integers'
+    if len(values['filters']) != len(values['kernel_sizes']):
+      return (f'filters {tuple(values["filters"])} and kernel_sizes '
+              f'{tuple(values["kernel_sizes"])} must have one entry per conv layer')
+    if not (values['pools'] == () or _positive_ints(values['pools'])):
+      return f'pools {values["pools"]!r} must be a list of positive integers'
+    if values['activation'] not in ACTIVATIONS:
+      return f'activation {values["activation"]!r} must be one of {", ".join(ACTIVATIONS)}'
+    return None
+
+  def features(self, x, train):
+    if self.batchnorm_first:
+      x = batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=self.dtype, name='input_bn')(x)
+    activation = ACTIVATIONS[self.activation]
+    for i, (width, size) in enumerate(zip(self.filters, self.kernel_sizes), 1):
+      x = activation(nn.Conv(width, (size, size), padding='SAME' if i == 1 else 'VALID',
+                             dtype=self.dtype, kernel_init=self.kernel_init, name=f'conv{i}')(x))
+    for size in self.pools:
+      x = nn.max_pool(x, (size, size), strides=(size, size))
+    return x

@@ -23,8 +23,8 @@ def test_seed_parameter_counts(name, total):
 
 def test_seed_cnn_flattens_512_features():
   _, variables = _init('seed_cnn')
-  assert variables['params']['Dense_0']['kernel'].shape == (512, 256)
-  assert [variables['params'][f'Conv_{i}']['kernel'].shape for i in range(3)] == [
+  assert variables['params']['top']['fc1']['kernel'].shape == (512, 256)
+  assert [variables['params'][f'conv{i}']['kernel'].shape for i in (1, 2, 3)] == [
       (3, 3, 3, 32), (3, 3, 32, 64), (3, 3, 64, 128)]
 
 
@@ -42,7 +42,7 @@ def test_logits_shape_and_bfloat16_compute(name):
   x = jnp.ones((4, 32, 32, 3))
   assert model.apply(variables, x).shape == (4, 10)
   assert bf16.apply(variables, x).dtype == jnp.bfloat16
-  assert variables['params']['Dense_0']['kernel'].dtype == jnp.float32
+  assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(variables)} == {jnp.dtype('float32')}
 
 
 def test_registry_rejects_unknown_and_duplicate_names():
@@ -53,5 +53,7 @@ def test_registry_rejects_unknown_and_duplicate_names():
 
 
 def test_kwarg_names_exclude_harness_fields():
-  assert models.kwarg_names('seed_cnn') == ['filters', 'dense']
+  assert models.kwarg_names('seed_cnn') == ['include_top', 'pooling', 'head', 'filters']
+  # Fixed by the registered name, so not a kwarg: resnet50 is depth 50.
+  assert models.kwarg_names('resnet50') == ['include_top', 'pooling', 'head', 'variant']
   assert models.kwarg_names('seed_mlp') == ['features']
