@@ -50,6 +50,8 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
+    if 'Traceback (most recent call last)' in str(e):
+      raise  # the config file itself raised: a bug, whose traceback the message carries
     fail(str(e).splitlines()[0])
   except (KeyError, AttributeError) as e:
     # config_flags raises these for an override of a field the config does not have.
@@ -58,6 +60,10 @@ def parse_flags(argv):
     field = found.group(1) if found else str(e)
     hint = re.search(r'Did you mean "([^"]+)"', str(e))
     override = next((a for a in argv if a.startswith('--config.') and field in a), '--config')
+    if '.model_kwargs.' in override:
+      # A config's model_kwargs has only the keys it sets; new ones come as a whole dict.
+      fail(f'{override}: model_kwargs has no key {field!r} to override; give all of them at '
+           f'once: --config.model_kwargs="{{\'{field}\': ...}}"')
     fail(f'unknown config field {field!r} in {override}'
           + (f'; did you mean {hint.group(1)!r}?' if hint else
              '; the fields a config has are documented in WORKSPACE.md'))

@@ -13,13 +13,15 @@ import os
 
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
 CASE_BLOCKS = {
     'params': ('total', 'trainable', 'non_trainable'),
     'xla': ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example'),
+    # The forward pass of a compile case (whose `xla` is its train step); null otherwise.
+    'xla_forward': ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example'),
     'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
                'generated_code_bytes', 'device_peak_bytes', 'host_peak_rss_bytes'),
     'step_time_s': ('median', 'mean', 'min', 'max', 'p10', 'p90', 'iqr', 'iqr_over_median',
@@ -196,14 +198,12 @@ def _verdict(row):
           f'{_fmt(max(t / p, p / t))}; FLOPs are off by {_fmt(max(t / f, f / t))}.')
 
 
-def to_markdown(report):
-  lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
-           _environment_line(report['environment']), '',
-           '| case | status | model | benchmark | batch | dtype | params | trainable | '
+def _timed_table(cases):
+  lines = ['| case | status | model | benchmark | batch | dtype | params | trainable | '
            'GFLOP/step | MB accessed | compile s | median ms | p10-p90 ms | IQR/median | '
            'examples/s | GFLOP/s |',
            '|' + '---|' * 16]
-  for case in report['cases']:
+  for case in cases:
     cfg, xla, st = case['config'], case['xla'], case['step_time_s']
     spread = 'n/a' if st['p10'] is None else f'{_fmt(st["p10"], 1e3)}-{_fmt(st["p90"], 1e3)}'
     lines.append(
@@ -214,6 +214,41 @@ def to_markdown(report):
         f'{_fmt(st["median"], 1e3)} | {spread} | {_fmt(st["iqr_over_median"])} | '
         f'{_fmt(case["throughput"]["examples_per_s"])} | '
         f'{_fmt(case["throughput"]["flops_per_s"], 1e-9)} |')
+  return lines
+
+
+def _compile_table(cases):
+  """Compile-only cases: what the model costs, per example, without running it."""
+  lines = ['| case | status | model | input | batch | params | trainable | non-trainable | '
+           'fwd GFLOP/ex | train GFLOP/ex | train/fwd | train MB accessed | temp MB | '
+           'argument MB | compile s |',
+           '|' + '---|' * 15]
+  for case in cases:
+    cfg, params, mem = case['config'], case['params'], case['memory']
+    fwd, train = case['xla_forward']['flops_per_example'], case['xla']['flops_per_example']
+    shape = cfg.get('image_shape') or ()
+    lines.append(
+        f'| {case["name"]} | {case["status"]} | {cfg.get("model")} | '
+        f'{"x".join(map(str, shape)) or "n/a"} | {cfg.get("batch_size")} | '
+        f'{params["total"] or "n/a"} | {params["trainable"] or "n/a"} | '
+        f'{"n/a" if params["non_trainable"] is None else params["non_trainable"]} | '
+        f'{_fmt(fwd, 1e-9)} | {_fmt(train, 1e-9)} | {_times(_ratio(train, fwd))} | '
+        f'{_fmt(case["xla"]["bytes_accessed"], 1e-6)} | {_fmt(mem["temp_bytes"], 1e-6)} | '
+        f'{_fmt(mem["argument_bytes"], 1e-6)} | {_fmt(case["compile_s"])} |')
+  return lines
+
+
+def to_markdown(report):
+  lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
+           _environment_line(report['environment'])]
+  compiled = [c for c in report['cases'] if c['config'].get('benchmark') == 'compile']
+  timed = [c for c in report['cases'] if c['config'].get('benchmark') != 'compile']
+  if timed:
+    lines += [''] + _timed_table(timed)
+  if compiled:
+    lines += ['', '## Compile-only cases', '',
+              'XLA cost and memory analyses of the compiled train step (the forward pass '
+              'for fwd), at the batch shown; nothing was run.', ''] + _compile_table(compiled)
   failed = [case for case in report['cases'] if case['status'] != 'ok']
   if failed:
     lines += ['', '## Failed cases', '']

@@ -21,6 +21,7 @@ import models
 from bench import costs
 from bench import environment
 from bench import optimizers
+from bench import pretrained
 from bench import report as report_lib
 from bench import steps
 from bench import suite as suite_lib
@@ -51,7 +52,7 @@ def data_mesh():
 
 def _timed_fn(case, model):
   """(pure function to jit, its optimizer, whether its state argument is donated)."""
-  if case.benchmark == 'train_step':
+  if case.benchmark in ('train_step', 'compile'):
     tx = optimizers.create(case)
     return steps.make_train_step(model, tx), tx, True
   # Only a train step reads optimizer state: eval and forward cases do not hold
@@ -65,19 +66,31 @@ def _finite(value):
   return value if math.isfinite(value) else None
 
 
+def _xla_costs(compiled, case, mesh):
+  xla = costs.xla_costs(compiled)
+  # cost_analysis describes the per-device program, which sees batch/devices examples.
+  xla['flops_per_example'] = (None if xla['flops'] is None
+                              else xla['flops'] / (case.batch_size // mesh.size))
+  return xla
+
+
 def build(case, mesh, record):
   """Model, state, batches and the compiled timed function of `case`.
 
-  Fills the params, xla, memory and compile fields of `record`, and returns
-  (step, state, batches) where `step(state, batch) -> (state, out)` calls the
-  compiled function exactly once.
+  Fills the params, xla, memory and compile fields of `record` (and xla_forward
+  for a compile case), and returns (step, state, batches) where
+  `step(state, batch) -> (state, out)` calls the compiled function exactly once.
   """
   model = models.create(case.model, num_classes=case.num_classes, dtype=jnp.dtype(case.dtype),
                         **case.model_kwargs)
   fn, tx, donate = _timed_fn(case, model)
   state_rng, data_rng = jax.random.split(jax.random.key(case.seed))
-  state = steps.create_train_state(model, tx, state_rng, tuple(case.image_shape),
-                                   NamedSharding(mesh, P()))
+  replicated = NamedSharding(mesh, P())
+  state = steps.create_train_state(model, tx, state_rng, tuple(case.image_shape), replicated)
+  if case.init_from:
+    variables = pretrained.load(case.init_from, jax.device_get(
+        {'params': state.params, 'batch_stats': state.batch_stats}))
+    state = steps.with_variables(state, tx, variables, replicated)
   record['params'] = costs.param_counts(state.params, state.batch_stats)
   batches = synthetic.make_batches(
       data_rng, num_batches=case.num_batches, batch_size=case.batch_size,
@@ -86,12 +99,11 @@ def build(case, mesh, record):
 
   jitted = jax.jit(fn, donate_argnums=(0,) if donate else ())
   compiled, record['lower_s'], record['compile_s'] = timer.compile_timed(jitted, state, batches[0])
-  xla = costs.xla_costs(compiled)
-  # cost_analysis describes the per-device program, which sees batch/devices examples.
-  xla['flops_per_example'] = (None if xla['flops'] is None
-                              else xla['flops'] / (case.batch_size // mesh.size))
-  record['xla'] = xla
+  record['xla'] = _xla_costs(compiled, case, mesh)
   record['memory'].update(costs.compiled_memory(compiled))
+  if case.benchmark == 'compile':
+    forward, _, _ = timer.compile_timed(jax.jit(steps.make_forward(model)), state, batches[0])
+    record['xla_forward'] = _xla_costs(forward, case, mesh)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if donate else (lambda s, b: (s, compiled(s, b)))
   return step, state, batches
@@ -100,6 +112,8 @@ def build(case, mesh, record):
 def _measure(name, case, mesh, record):
   """Fills `record` in place, block by block, so a failure keeps what was measured."""
   step, state, batches = build(case, mesh, record)
+  if case.benchmark == 'compile':
+    return
   progress = Progress(case.timed_steps, f'{name} timed steps')
   t0 = time.perf_counter()
   try:
@@ -155,7 +169,11 @@ def run_suite(config, workdir, config_file=None):
                  case.benchmark, case.batch_size, case.dtype)
     record = run_case(name, case, mesh)
     records.append(record)
-    if record['status'] == 'ok':
+    if record['status'] == 'ok' and case.benchmark == 'compile':
+      logging.info('[%d/%d] %s: compiled in %.2f s, %.3g train GFLOP per example', i,
+                   len(suite.cases), name, record['compile_s'],
+                   (record['xla']['flops_per_example'] or math.nan) * 1e-9)
+    elif record['status'] == 'ok':
       logging.info('[%d/%d] %s: compile %.2f s, median step %.3f ms (IQR/median %.3f), '
                    '%.0f examples/s', i, len(suite.cases), name, record['compile_s'],
                    record['step_time_s']['median'] * 1e3, record['step_time_s']['iqr_over_median'],

@@ -34,6 +34,15 @@ def create_train_state(model, tx, rng, image_shape, sharding):
   return jax.jit(init, out_shardings=sharding)(rng)
 
 
+def with_variables(state, tx, variables, sharding):
+  """`state` with `variables` ({'params', 'batch_stats'}, host arrays) placed with
+  `sharding`, and optimizer state initialised for them."""
+  def replace(state, variables):
+    return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
+                         opt_state=tx.init(variables['params']))
+  return jax.jit(replace, out_shardings=sharding)(state, variables)
+
+
 def _apply(model, state, params, images, train, rng=None):
   """Logits, plus the updated batch_stats when training a model that has them."""
   variables = {'params': params}

@@ -16,10 +16,13 @@ import ml_collections
 
 import models
 from bench import optimizers
+from bench import pretrained
 from bench import timer
 from bench.errors import UserError
 
-BENCHMARKS = ('train_step', 'eval_step', 'forward')
+# 'compile' lowers and compiles the train step and the forward pass without running
+# them: parameters, XLA costs and memory of models too slow to time here.
+BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile')
 DTYPES = ('float32', 'bfloat16', 'float16')
 DATASETS = ('synthetic',)
 # Fields of the suite itself, not of a case.
@@ -67,6 +70,14 @@ def _text(value):
   return None if isinstance(value, str) else 'must be a string'
 
 
+def _init_from(value):
+  if not isinstance(value, str):
+    return 'must be a string'
+  if value:
+    pretrained.parse(value)  # a UserError naming the spec and the fix
+  return None
+
+
 def _mapping(value):
   return None if isinstance(value, (dict, ml_collections.ConfigDict)) else 'must be a mapping'
 
@@ -90,6 +101,7 @@ CASE_FIELDS = {
     'sync': _one_of(timer.SYNC_MODES),
     'num_batches': _int_at_least(1),
     'seed': _int_at_least(0),
+    'init_from': _init_from,
     'description': _text,
 }
 
@@ -163,6 +175,13 @@ def validate_case(name, case):
     if key not in allowed:
       raise UserError(f'case {name!r}: model {case.model!r} has no kwarg {key!r} in '
                       f'model_kwargs; it accepts: {", ".join(allowed)}')
+  problem = models.kwarg_problem(case.model, _plain(case.model_kwargs))
+  if problem:
+    raise UserError(f'case {name!r}: model_kwargs of {case.model!r}: {problem}')
+  if case.model_kwargs.get('include_top', True) is False and case.benchmark != 'forward':
+    raise UserError(f'case {name!r}: include_top=False makes {case.model!r} return features, '
+                    f'not logits, so benchmark {case.benchmark!r} has no loss; use '
+                    "benchmark='forward' or give the model a top")
   devices = jax.device_count()
   if case.batch_size % devices:
     raise UserError(f'case {name!r}: batch_size {case.batch_size} is not divisible by the '

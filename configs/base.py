@@ -14,8 +14,11 @@ def get_config():
   # What is measured.
   config.model = 'seed_mlp'
   config.model_kwargs = ml_collections.ConfigDict()
-  config.benchmark = 'train_step'  # train_step | eval_step | forward
+  config.benchmark = 'train_step'  # train_step | eval_step | forward | compile
   config.dtype = 'float32'  # computation dtype; parameters stay float32
+  # Initial weights: '' (random), 'keras:/path/weights.h5' or 'orbax:/path/dir' (see
+  # bench/pretrained.py); the top is taken from them only where it fits.
+  config.init_from = ''
 
   # Input: synthetic batches of this shape and label range, already on device.
   config.dataset = 'synthetic'

@@ -11,6 +11,7 @@ from bench import report as report_lib
 from tests.conftest import run_cli
 
 QUICK = ('--config=configs/quickstart.py', '--config.warmup_steps=1', '--config.timed_steps=3')
+BASE = '--config=configs/base.py'
 
 
 def test_quickstart_end_to_end(tmp_path):
@@ -49,7 +50,21 @@ def test_quickstart_end_to_end(tmp_path):
     (('--config=configs/nope.py', '--workdir={wd}'), "config file 'configs/nope.py' does not exist"),
     ((QUICK[0],), 'missing --workdir'),
     ((*QUICK, '--workdir={wd}', '--config.cases.cnn_b32.model=resnet9'),
-     "case 'cnn_b32': config field 'model' = 'resnet9' must be one of seed_cnn, seed_mlp"),
+     "case 'cnn_b32': config field 'model' = 'resnet9' must be one of mobilenet_v2, .*, seed_cnn"),
+    ((BASE, '--workdir={wd}', '--config.model=resnet50', '--config.model_kwargs={{"head": "dense:x"}}'),
+     "case 'default': model_kwargs of 'resnet50': head item 'dense:x' is not dropout:RATE"),
+    ((BASE, '--workdir={wd}', '--config.model=xception', '--config.model_kwargs={{"include_top": False}}'),
+     "case 'default': include_top=False makes 'xception' return features, not logits, so "
+     "benchmark 'train_step' has no loss"),
+    ((BASE, '--workdir={wd}', '--config.model=resnet18', '--config.model_kwargs={{"variant": "v2"}}'),
+     "model_kwargs of 'resnet18': variant 'v2' must be one of keras, v1_5"),
+    ((*QUICK, '--workdir={wd}', '--config.model_kwargs.variant=v1_5'),
+     "--config.model_kwargs.variant=v1_5: model_kwargs has no key 'variant' to override; give "
+     "all of them at once"),
+    ((*QUICK, '--workdir={wd}', '--config.init_from=keras:/no/such.h5'),
+     "init_from 'keras:/no/such.h5': /no/such.h5 does not exist; download the weights"),
+    ((*QUICK, '--workdir={wd}', '--config.init_from=/no/such.h5'),
+     "init_from '/no/such.h5' must be keras:/path/weights.h5 or orbax:/path/checkpoint_dir"),
     ((*QUICK, '--workdir={wd}', '--config.batch_sise=8'),
      "unknown config field 'batch_sise' in --config.batch_sise=8; did you mean 'batch_size'?"),
     ((*QUICK, '--workdir={wd}', '--config.cases.mlp_b32.batch_size=0'),
