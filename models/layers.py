@@ -127,6 +127,8 @@ class Classifier(nn.Module):
     values = {f.name: f.default for f in dataclasses.fields(cls)
               if f.default is not dataclasses.MISSING}
     values.update(kwargs)
+    if not isinstance(values['include_top'], bool):
+      return f'include_top must be True or False, got {values["include_top"]!r}'
     if values['pooling'] not in POOLINGS:
       return f'pooling {values["pooling"]!r} must be one of {", ".join(POOLINGS)}'
     if not isinstance(values['head'], str):

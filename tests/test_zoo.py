@@ -12,6 +12,7 @@ import models
 from bench import costs
 from bench import pretrained
 from bench.errors import UserError
+from models.layers import parse_head
 from bench import report as report_lib
 from tests.conftest import build_case, run_cli
 
@@ -311,3 +312,26 @@ def test_model_zoo_config_is_compile_only(tmp_path):
   md = (tmp_path / 'report.md').read_text()
   assert '## Compile-only cases' in md
   assert '| resnet50_dense512_24 | ok | resnet50 | 224x224x3 | 8 | 24649112 | 24595992 | 53120 |' in md
+
+
+@pytest.mark.parametrize('name, kwargs, problem', [
+    ('resnet50', {'include_top': 'no'}, "include_top must be True or False, got 'no'"),
+    ('resnet50', {'depth': 19}, 'depth 19 must be one of 18, 34, 50, 101, 152'),
+    ('seed_cifar', {'filters': (7,), 'kernel_sizes': (3, 3)},
+     'filters (7,) and kernel_sizes (3, 3) must have one entry per conv layer'),
+    ('seed_cifar', {'activation': 'elu'}, "activation 'elu' must be one of relu, relu6"),
+    ('width_unet', {'nf': 0}, 'nf 0 must be a positive integer'),
+    ('mobilenet_v2', {'alpha': -1}, 'alpha -1 must be a number > 0'),
+    ('xception', {'pooling': 'none'}, "pooling 'none' keeps the feature map"),
+    ('xception', {'include_top': False, 'head': 'dense:3'}, 'a head needs include_top=True'),
+    ('xception', {'head': 'dropout:1.5'}, "head item 'dropout:1.5' is not dropout:RATE"),
+    ('xception', {'head': 'dense:8:elu'}, "head item 'dense:8:elu' is not"),
+])
+def test_invalid_model_kwargs_are_named(name, kwargs, problem):
+  assert models.kwarg_problem(name, kwargs).startswith(problem)
+
+
+def test_head_spec_layers():
+  assert parse_head(' dropout:0.5, dense:512:relu ,dense:24') == [
+      ('dropout', 0.5), ('dense', 512, 'relu'), ('dense', 24, 'linear')]
+  assert parse_head('') == []
