@@ -198,44 +198,47 @@ def _verdict(row):
           f'{_fmt(max(t / p, p / t))}; FLOPs are off by {_fmt(max(t / f, f / t))}.')
 
 
+def _table(columns, rows):
+  """Markdown table lines: the header, its rule, and a line per row of cell texts."""
+  return ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)] + [
+      '| ' + ' | '.join(str(cell) for cell in row) + ' |' for row in rows]
+
+
 def _timed_table(cases):
-  lines = ['| case | status | model | benchmark | batch | dtype | params | trainable | '
-           'GFLOP/step | MB accessed | compile s | median ms | p10-p90 ms | IQR/median | '
-           'examples/s | GFLOP/s |',
-           '|' + '---|' * 16]
+  rows = []
   for case in cases:
     cfg, xla, st = case['config'], case['xla'], case['step_time_s']
     spread = 'n/a' if st['p10'] is None else f'{_fmt(st["p10"], 1e3)}-{_fmt(st["p90"], 1e3)}'
-    lines.append(
-        f'| {case["name"]} | {case["status"]} | {cfg.get("model")} | {cfg.get("benchmark")} | '
-        f'{cfg.get("batch_size")} | {cfg.get("dtype")} | {case["params"]["total"] or "n/a"} | '
-        f'{case["params"]["trainable"] or "n/a"} | {_fmt(xla["flops"], 1e-9)} | '
-        f'{_fmt(xla["bytes_accessed"], 1e-6)} | {_fmt(case["compile_s"])} | '
-        f'{_fmt(st["median"], 1e3)} | {spread} | {_fmt(st["iqr_over_median"])} | '
-        f'{_fmt(case["throughput"]["examples_per_s"])} | '
-        f'{_fmt(case["throughput"]["flops_per_s"], 1e-9)} |')
-  return lines
+    rows.append([
+        case['name'], case['status'], cfg.get('model'), cfg.get('benchmark'),
+        cfg.get('batch_size'), cfg.get('dtype'), case['params']['total'] or 'n/a',
+        case['params']['trainable'] or 'n/a', _fmt(xla['flops'], 1e-9),
+        _fmt(xla['bytes_accessed'], 1e-6), _fmt(case['compile_s']),
+        _fmt(st['median'], 1e3), spread, _fmt(st['iqr_over_median']),
+        _fmt(case['throughput']['examples_per_s']),
+        _fmt(case['throughput']['flops_per_s'], 1e-9)])
+  return _table(('case', 'status', 'model', 'benchmark', 'batch', 'dtype', 'params',
+                 'trainable', 'GFLOP/step', 'MB accessed', 'compile s', 'median ms',
+                 'p10-p90 ms', 'IQR/median', 'examples/s', 'GFLOP/s'), rows)
 
 
 def _compile_table(cases):
   """Compile-only cases: what the model costs, per example, without running it."""
-  lines = ['| case | status | model | input | batch | params | trainable | non-trainable | '
-           'fwd GFLOP/ex | train GFLOP/ex | train/fwd | train MB accessed | temp MB | '
-           'argument MB | compile s |',
-           '|' + '---|' * 15]
+  rows = []
   for case in cases:
     cfg, params, mem = case['config'], case['params'], case['memory']
     fwd, train = case['xla_forward']['flops_per_example'], case['xla']['flops_per_example']
-    shape = cfg.get('image_shape') or ()
-    lines.append(
-        f'| {case["name"]} | {case["status"]} | {cfg.get("model")} | '
-        f'{"x".join(map(str, shape)) or "n/a"} | {cfg.get("batch_size")} | '
-        f'{params["total"] or "n/a"} | {params["trainable"] or "n/a"} | '
-        f'{"n/a" if params["non_trainable"] is None else params["non_trainable"]} | '
-        f'{_fmt(fwd, 1e-9)} | {_fmt(train, 1e-9)} | {_times(_ratio(train, fwd))} | '
-        f'{_fmt(case["xla"]["bytes_accessed"], 1e-6)} | {_fmt(mem["temp_bytes"], 1e-6)} | '
-        f'{_fmt(mem["argument_bytes"], 1e-6)} | {_fmt(case["compile_s"])} |')
-  return lines
+    rows.append([
+        case['name'], case['status'], cfg.get('model'),
+        'x'.join(map(str, cfg.get('image_shape') or ())) or 'n/a', cfg.get('batch_size'),
+        params['total'] or 'n/a', params['trainable'] or 'n/a',
+        'n/a' if params['non_trainable'] is None else params['non_trainable'],
+        _fmt(fwd, 1e-9), _fmt(train, 1e-9), _times(_ratio(train, fwd)),
+        _fmt(case['xla']['bytes_accessed'], 1e-6), _fmt(mem['temp_bytes'], 1e-6),
+        _fmt(mem['argument_bytes'], 1e-6), _fmt(case['compile_s'])])
+  return _table(('case', 'status', 'model', 'input', 'batch', 'params', 'trainable',
+                 'non-trainable', 'fwd GFLOP/ex', 'train GFLOP/ex', 'train/fwd',
+                 'train MB accessed', 'temp MB', 'argument MB', 'compile s'), rows)
 
 
 def to_markdown(report):
@@ -254,13 +257,11 @@ def to_markdown(report):
     lines += ['', '## Failed cases', '']
     lines += [f'- {case["name"]}: {case["error"]}' for case in failed]
   if report['ratios']:
-    lines += ['', '## Parameters vs FLOPs vs time', '',
-              '| ratio | params | XLA FLOPs | bytes accessed | median step time |',
-              '|---|---|---|---|---|']
-    for row in report['ratios']:
-      lines.append(f'| {row["numerator"]} / {row["denominator"]} | {_times(row["params"])} | '
-                   f'{_times(row["flops"])} | {_times(row["bytes_accessed"])} | '
-                   f'{_times(row["step_time"])} |')
+    lines += ['', '## Parameters vs FLOPs vs time', '']
+    lines += _table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time'),
+                    [[f'{row["numerator"]} / {row["denominator"]}', _times(row['params']),
+                      _times(row['flops']), _times(row['bytes_accessed']),
+                      _times(row['step_time'])] for row in report['ratios']])
     lines.append('')
     lines += [_verdict(row) for row in report['ratios']]
   return '\n'.join(lines) + '\n'

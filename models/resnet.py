@@ -19,6 +19,7 @@ A block projects its shortcut (1x1 convolution + BatchNorm, named `0_conv`,
 is Keras's rule of the first block of each stage.
 """
 
+import collections
 import functools
 from typing import Any
 
@@ -35,10 +36,24 @@ DEPTHS = {
     101: ('bottleneck', (3, 4, 23, 3)),
     152: ('bottleneck', (3, 8, 36, 3)),
 }
-VARIANTS = ('keras', 'v1_5')
+Layout = collections.namedtuple('Layout', 'use_bias kernel_init momentum epsilon')
+LAYOUTS = {
+    'keras': Layout(True, KERAS_KERNEL_INIT, 0.99, 1.001e-5),
+    'v1_5': Layout(False, nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'), 0.9, 1e-5),
+}
+VARIANTS = tuple(LAYOUTS)
 _STAGE_WIDTHS = (64, 128, 256, 512)
 _PAD1 = ((1, 1), (1, 1))
-_TORCH_KERNEL_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def _conv_and_norm(variant, train, dtype):
+  """The Conv and BatchNorm constructors of `variant`'s layout."""
+  layout = LAYOUTS[variant]
+  conv = functools.partial(nn.Conv, use_bias=layout.use_bias, dtype=dtype,
+                           kernel_init=layout.kernel_init)
+  norm = functools.partial(batch_norm, train, momentum=layout.momentum, epsilon=layout.epsilon,
+                           dtype=dtype)
+  return conv, norm
 
 
 class Block(nn.Module):
@@ -51,11 +66,7 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    keras = self.variant == 'keras'
-    conv = functools.partial(nn.Conv, use_bias=keras, dtype=self.dtype,
-                             kernel_init=KERAS_KERNEL_INIT if keras else _TORCH_KERNEL_INIT)
-    norm = functools.partial(batch_norm, train, momentum=0.99 if keras else 0.9,
-                             epsilon=1.001e-5 if keras else 1e-5, dtype=self.dtype)
+    conv, norm = _conv_and_norm(self.variant, train, self.dtype)
     s = (self.strides, self.strides)
     out_width = self.width * (4 if self.kind == 'bottleneck' else 1)
     if self.strides != 1 or x.shape[-1] != out_width:
@@ -67,7 +78,7 @@ class Block(nn.Module):
       y = nn.relu(norm(name='1_bn')(conv(self.width, (3, 3), s, padding=_PAD1, name='1_conv')(x)))
       y = norm(name='2_bn')(conv(self.width, (3, 3), padding=_PAD1, name='2_conv')(y))
     else:
-      first, middle = (s, (1, 1)) if keras else ((1, 1), s)
+      first, middle = (s, (1, 1)) if self.variant == 'keras' else ((1, 1), s)
       y = nn.relu(norm(name='1_bn')(conv(self.width, (1, 1), first, padding='VALID',
                                          name='1_conv')(x)))
       y = nn.relu(norm(name='2_bn')(conv(self.width, (3, 3), middle, padding=_PAD1,
@@ -88,8 +99,8 @@ class ResNet(Classifier):
   default_image_shape = (224, 224, 3)
 
   @property
-  def kernel_init(self):
-    return KERAS_KERNEL_INIT if self.variant == 'keras' else _TORCH_KERNEL_INIT
+  def kernel_init(self):  # the head's Dense layers start as the backbone's kernels do
+    return LAYOUTS[self.variant].kernel_init
 
   @classmethod
   def family_problem(cls, values):
@@ -100,11 +111,9 @@ class ResNet(Classifier):
     return None
 
   def features(self, x, train):
-    keras = self.variant == 'keras'
-    x = nn.Conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=keras, dtype=self.dtype,
-                kernel_init=self.kernel_init, name='conv1_conv')(x)
-    x = batch_norm(train, momentum=0.99 if keras else 0.9, epsilon=1.001e-5 if keras else 1e-5,
-                   dtype=self.dtype, name='conv1_bn')(x)
+    conv, norm = _conv_and_norm(self.variant, train, self.dtype)
+    x = conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1_conv')(x)
+    x = norm(name='conv1_bn')(x)
     # Keras zero-pads before this pool, flax pads with -inf: equal after the ReLU.
     x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=_PAD1)
     kind, blocks = DEPTHS[self.depth]
