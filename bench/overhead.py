@@ -42,14 +42,17 @@ def bare_loop(step, state, batch, steps):
 def measure(case, repeats, steps):
   """Per-repeat suite medians, suite means and bare-loop times, in seconds."""
   mesh = runner.data_mesh()
-  step, state, batches = runner.build(case, mesh, report_lib.new_case('overhead', {}))
+  step, state, batches = runner.build(case, mesh, report_lib.new_case('overhead', {}),
+                                      runner.open_input('overhead', case, mesh))
+  one_batch = next(batches)
   suite_medians, suite_means, bare = [], [], []
   for _ in range(repeats):
-    state, _, samples = timer.time_steps(step, state, batches, warmup_steps=case.warmup_steps,
-                                         timed_steps=steps, sync=case.sync)
+    state, _, samples, _ = timer.time_steps(step, state, batches,
+                                            warmup_steps=case.warmup_steps, timed_steps=steps,
+                                            sync=case.sync)
     suite_medians.append(float(np.median(samples)))
     suite_means.append(float(np.mean(samples)))
-    state, per_step = bare_loop(step, state, batches[0], steps)
+    state, per_step = bare_loop(step, state, one_batch, steps)
     bare.append(per_step)
   return np.array(suite_medians), np.array(suite_means), np.array(bare)
 

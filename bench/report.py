@@ -5,6 +5,7 @@ DIR/report.csv (one row per case), each atomically. WORKSPACE.md documents every
 key; `validate` enforces them, and `SCHEMA_VERSION` changes when they change.
 """
 
+import collections
 import csv
 import io
 import json
@@ -13,7 +14,7 @@ import os
 
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -26,9 +27,19 @@ CASE_BLOCKS = {
                'generated_code_bytes', 'device_peak_bytes', 'host_peak_rss_bytes'),
     'step_time_s': ('median', 'mean', 'min', 'max', 'p10', 'p90', 'iqr', 'iqr_over_median',
                     'n', 'samples'),
+    # Time each timed step waited for its batch (part of its step time), and the
+    # total wait over the total step time.
+    'data_wait_s': ('median', 'mean', 'p90', 'max', 'total', 'share'),
     'timing': ('benchmark', 'sync', 'warmup_steps', 'timed_steps', 'total_s'),
-    'throughput': ('examples_per_s', 'examples_per_s_per_device', 'flops_per_s'),
+    'throughput': ('examples_per_s', 'examples_per_s_per_device', 'examples_per_s_total',
+                   'flops_per_s'),
     'final_metrics': ('loss', 'accuracy'),
+    # What was read: examples in the splits over all processes, files an image folder
+    # ignored (no image extension); location and counts are null for synthetic data.
+    'dataset': ('name', 'location', 'num_classes', 'train_examples', 'eval_examples',
+                'ignored_files'),
+    # Exact metrics over config.eval_split after timing; wall_s includes compiling.
+    'eval': ('split', 'num_examples', 'loss', 'accuracy', 'wall_s'),
 }
 CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'lower_s', 'compile_s')
 STATUSES = ('ok', 'failed')
@@ -204,22 +215,54 @@ def _table(columns, rows):
       '| ' + ' | '.join(str(cell) for cell in row) + ' |' for row in rows]
 
 
+def _spread_ms(st):
+  return 'n/a' if st['p10'] is None else f'{_fmt(st["p10"], 1e3)}-{_fmt(st["p90"], 1e3)}'
+
+
+def _percent(value):
+  return 'n/a' if value is None else f'{value * 100:.1f}%'
+
+
 def _timed_table(cases):
   rows = []
   for case in cases:
     cfg, xla, st = case['config'], case['xla'], case['step_time_s']
-    spread = 'n/a' if st['p10'] is None else f'{_fmt(st["p10"], 1e3)}-{_fmt(st["p90"], 1e3)}'
     rows.append([
         case['name'], case['status'], cfg.get('model'), cfg.get('benchmark'),
-        cfg.get('batch_size'), cfg.get('dtype'), case['params']['total'] or 'n/a',
-        case['params']['trainable'] or 'n/a', _fmt(xla['flops'], 1e-9),
-        _fmt(xla['bytes_accessed'], 1e-6), _fmt(case['compile_s']),
-        _fmt(st['median'], 1e3), spread, _fmt(st['iqr_over_median']),
-        _fmt(case['throughput']['examples_per_s']),
+        case['dataset']['name'] or cfg.get('dataset'), cfg.get('batch_size'), cfg.get('dtype'),
+        case['params']['total'] or 'n/a', case['params']['trainable'] or 'n/a',
+        _fmt(xla['flops'], 1e-9), _fmt(xla['bytes_accessed'], 1e-6), _fmt(case['compile_s']),
+        _fmt(st['median'], 1e3), _spread_ms(st), _fmt(st['iqr_over_median']),
+        _percent(case['data_wait_s']['share']), _fmt(case['throughput']['examples_per_s']),
         _fmt(case['throughput']['flops_per_s'], 1e-9)])
-  return _table(('case', 'status', 'model', 'benchmark', 'batch', 'dtype', 'params',
+  return _table(('case', 'status', 'model', 'benchmark', 'data', 'batch', 'dtype', 'params',
                  'trainable', 'GFLOP/step', 'MB accessed', 'compile s', 'median ms',
-                 'p10-p90 ms', 'IQR/median', 'examples/s', 'GFLOP/s'), rows)
+                 'p10-p90 ms', 'IQR/median', 'data wait', 'examples/s', 'GFLOP/s'), rows)
+
+
+def _input_table(cases):
+  """Input-only cases: how fast the pipeline delivers batches to the devices."""
+  rows = []
+  for case in cases:
+    cfg, st = case['config'], case['step_time_s']
+    shape = 'x'.join(map(str, cfg.get('image_shape') or ()))
+    rows.append([
+        case['name'], case['status'], case['dataset']['name'] or cfg.get('dataset'),
+        cfg.get('train_split'), f'{shape} {cfg.get("resize")}', cfg.get('augment'),
+        cfg.get('batch_size'), _fmt(st['median'], 1e3), _spread_ms(st),
+        _fmt(case['throughput']['examples_per_s_total']),
+        _fmt(case['throughput']['examples_per_s'])])
+  return _table(('case', 'status', 'data', 'split', 'output', 'augment', 'batch',
+                 'median ms/batch', 'p10-p90 ms', 'examples/s (all batches)',
+                 'examples/s (median batch)'), rows)
+
+
+def _eval_table(cases):
+  rows = [[case['name'], case['dataset']['name'], case['eval']['split'],
+           case['eval']['num_examples'], _fmt(case['eval']['loss']),
+           _percent(case['eval']['accuracy']), _fmt(case['eval']['wall_s'])]
+          for case in cases]
+  return _table(('case', 'data', 'split', 'examples', 'loss', 'accuracy', 'wall s'), rows)
 
 
 def _compile_table(cases):
@@ -244,10 +287,21 @@ def _compile_table(cases):
 def to_markdown(report):
   lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
            _environment_line(report['environment'])]
-  compiled = [c for c in report['cases'] if c['config'].get('benchmark') == 'compile']
-  timed = [c for c in report['cases'] if c['config'].get('benchmark') != 'compile']
+  by_benchmark = collections.defaultdict(list)
+  for case in report['cases']:
+    by_benchmark[case['config'].get('benchmark')].append(case)
+  compiled, inputs = by_benchmark.pop('compile', []), by_benchmark.pop('input', [])
+  timed = [c for c in report['cases'] if c['config'].get('benchmark') in by_benchmark]
+  evaluated = [c for c in report['cases'] if c['eval']['num_examples'] is not None]
   if timed:
     lines += [''] + _timed_table(timed)
+    lines += ['', 'data wait: share of the timed steps spent waiting for the next batch.']
+  if evaluated:
+    lines += ['', '## Evaluation', '', 'Exact metrics over every example of the split, '
+              'after the timed steps.', ''] + _eval_table(evaluated)
+  if inputs:
+    lines += ['', '## Input pipeline only', '',
+              'Batches delivered to the devices per second, no model.', ''] + _input_table(inputs)
   if compiled:
     lines += ['', '## Compile-only cases', '',
               'XLA cost and memory analyses of the compiled train step (the forward pass '

@@ -56,12 +56,16 @@ def _apply(model, state, params, images, train, rng=None):
   return model.apply(variables, images, train=train, rngs=rngs), state.batch_stats
 
 
-def _metrics(logits, labels):
+def _per_example(logits, labels):
+  """Loss and correctness (float32) per example."""
   logits = logits.astype(jnp.float32)  # the loss is always reduced in float32
-  return {
-      'loss': optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(),
-      'accuracy': (jnp.argmax(logits, -1) == labels).mean(),
-  }
+  return (optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+          (jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+
+
+def _metrics(logits, labels):
+  loss, correct = _per_example(logits, labels)
+  return {'loss': loss.mean(), 'accuracy': correct.mean()}
 
 
 def make_train_step(model, tx):
@@ -93,3 +97,25 @@ def make_forward(model):
     logits, _ = _apply(model, state, state.params, batch['image'], False)
     return logits
   return forward
+
+
+def make_eval_sums(model):
+  """Sums of loss and correct predictions over the examples of a batch whose 'mask' is
+  set, and their count: padded examples count for nothing."""
+  def eval_sums(state, batch):
+    logits, _ = _apply(model, state, state.params, batch['image'], False)
+    loss, correct = _per_example(logits, batch['label'])
+    mask = batch['mask'].astype(jnp.float32)
+    return {'loss': (loss * mask).sum(), 'correct': (correct * mask).sum(), 'count': mask.sum()}
+  return eval_sums
+
+
+def evaluate(eval_sums, state, batches):
+  """Exact metrics over every masked-in example of `batches`: {'loss', 'accuracy',
+  'num_examples'}. The per-batch sums stay on device until the end (no sync per
+  batch) and are added on the host in float64."""
+  sums = [eval_sums(state, batch) for batch in batches]
+  totals = {key: sum(float(s[key]) for s in jax.device_get(sums)) for key in sums[0]}
+  return {'loss': totals['loss'] / totals['count'],
+          'accuracy': totals['correct'] / totals['count'],
+          'num_examples': int(totals['count'])}

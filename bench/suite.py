@@ -19,12 +19,13 @@ from bench import optimizers
 from bench import pretrained
 from bench import timer
 from bench.errors import UserError
+from input_pipeline import options
 
 # 'compile' lowers and compiles the train step and the forward pass without running
-# them: parameters, XLA costs and memory of models too slow to time here.
-BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile')
+# them: parameters, XLA costs and memory of models too slow to time here. 'input'
+# times the input pipeline alone, without a model: examples/s delivered to the devices.
+BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input')
 DTYPES = ('float32', 'bfloat16', 'float16')
-DATASETS = ('synthetic',)
 # Fields of the suite itself, not of a case.
 SUITE_FIELDS = ('name', 'cases', 'select', 'ratios')
 
@@ -78,6 +79,15 @@ def _init_from(value):
   return None
 
 
+def _boolean(value):
+  return None if isinstance(value, bool) else 'must be True or False'
+
+
+def _dataset(value):
+  options.parse_dataset(value)  # a UserError naming the known datasets
+  return None
+
+
 def _mapping(value):
   return None if isinstance(value, (dict, ml_collections.ConfigDict)) else 'must be a mapping'
 
@@ -86,10 +96,19 @@ def _mapping(value):
 CASE_FIELDS = {
     'model': _one_of(models.names),
     'model_kwargs': _mapping,
-    'dataset': _one_of(DATASETS),
+    'dataset': _dataset,
+    'data_dir': _text,
+    'download': _boolean,
+    'train_split': _text,
+    'eval_split': _text,
     'image_shape': _image_shape,
-    'num_classes': _int_at_least(1),
+    'num_classes': _int_at_least(0),
     'batch_size': _int_at_least(1),
+    'resize': _one_of(options.RESIZE_MODES),
+    'augment': _one_of(options.AUGMENTATIONS),
+    'normalization': _one_of(('auto',) + options.NORMALIZATIONS),
+    'shuffle_buffer': _int_at_least(1),
+    'prefetch': _int_at_least(1),
     'dtype': _one_of(DTYPES),
     'optimizer': _one_of(tuple(optimizers.OPTIMIZERS)),
     'learning_rate': _positive_number,
@@ -141,6 +160,8 @@ def expand(config):
                         f'case fields: {", ".join(sorted(CASE_FIELDS))}')
     case = ml_collections.ConfigDict({**base, **fields})
     validate_case(name, case)
+    if case.normalization == 'auto':
+      case.normalization = models.normalization(case.model)
     cases.append((name, case))
 
   names = [name for name, _ in cases]
@@ -182,7 +203,32 @@ def validate_case(name, case):
     raise UserError(f'case {name!r}: include_top=False makes {case.model!r} return features, '
                     f'not logits, so benchmark {case.benchmark!r} has no loss; use '
                     "benchmark='forward' or give the model a top")
+  _validate_data(name, case)
   devices = jax.device_count()
   if case.batch_size % devices:
     raise UserError(f'case {name!r}: batch_size {case.batch_size} is not divisible by the '
                     f'{devices} devices it is split over; use a multiple of {devices}')
+
+
+def _validate_data(name, case):
+  """The dataset fields that depend on each other (the data itself is checked when opened)."""
+  if case.dataset == 'synthetic':
+    if case.num_classes < 1:
+      raise UserError(f'case {name!r}: synthetic data needs num_classes >= 1 (0 means "the '
+                      "dataset's\", and synthetic data has none)")
+    if case.eval_split:
+      raise UserError(f'case {name!r}: eval_split={case.eval_split!r} needs a real dataset; '
+                      "synthetic data has no splits: set --config.dataset or eval_split=''")
+    if case.benchmark == 'input':
+      raise UserError(f"case {name!r}: benchmark 'input' times an input pipeline, and "
+                      'synthetic batches have none; set --config.dataset to a real dataset')
+    return
+  channels = case.image_shape[2]
+  if channels not in (1, 3):
+    raise UserError(f'case {name!r}: image_shape {tuple(case.image_shape)} has {channels} '
+                    'channels; images decode to 1 (grayscale) or 3 (RGB)')
+  normalization = (models.normalization(case.model) if case.normalization == 'auto'
+                   else case.normalization)
+  if channels != 3 and normalization in options.RGB_ONLY:
+    raise UserError(f'case {name!r}: normalization {normalization!r} is defined for RGB '
+                    f'images; with {channels} channel set normalization to tf or unit')

@@ -14,6 +14,15 @@ How a step is timed (WORKSPACE.md repeats this):
     next: per-step latency including dispatch, at the price of a device bubble.
 Waiting on any one output of a step waits for the whole executable: XLA
 completes all outputs of one execution together.
+
+Data wait: before dispatching step k the host takes its batch from the batch
+iterator, and the time spent in that `next()` is step k's data wait. With a
+device-prefetching input pipeline it is near zero while the pipeline keeps up,
+and it is the time the pipeline fell behind when it does not; the device queue
+cannot hold the next step while the host waits. Data wait is part of the step
+time samples, never added to them: in pipelined mode the wait for batch k
+happens while step k-1 runs, inside sample k-1's interval, so the report compares
+totals (data_wait_s.share = all waits / all step time).
 """
 
 import collections
@@ -39,19 +48,21 @@ def compile_timed(jitted, *args):
 
 def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelined',
                on_sample=None):
-  """Runs `step(carry, batch) -> (carry, out)` warm-up + timed times over rotating batches.
+  """Runs `step(carry, batch) -> (carry, out)` warm-up + timed times, one batch each
+  from the iterator `batches`.
 
-  Returns (carry, out of the last step, list of timed_steps wall times in seconds).
-  `on_sample(i)` is called after each sample is taken (for progress display).
+  Returns (carry, out of the last step, list of timed_steps wall times, list of
+  timed_steps data waits), in seconds. `on_sample(i)` is called after each sample
+  is taken (for progress display).
   """
   lag = _LAG[sync]
-  n = len(batches)
+  batches = iter(batches)
   out = None
-  for i in range(warmup_steps):
-    carry, out = step(carry, batches[i % n])
+  for _ in range(warmup_steps):
+    carry, out = step(carry, next(batches))
   jax.block_until_ready(out)  # the clock starts on an idle device
 
-  samples = []
+  samples, waits = [], []
   pending = collections.deque()
   t_prev = time.perf_counter()
 
@@ -64,14 +75,17 @@ def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelin
     if on_sample is not None:
       on_sample(len(samples))
 
-  for i in range(timed_steps):
-    carry, out = step(carry, batches[(warmup_steps + i) % n])
+  for _ in range(timed_steps):
+    t_wait = time.perf_counter()
+    batch = next(batches)
+    waits.append(time.perf_counter() - t_wait)
+    carry, out = step(carry, batch)
     pending.append(out)
     while len(pending) > lag:
       take_sample()
   while pending:
     take_sample()
-  return carry, out, samples
+  return carry, out, samples, waits
 
 
 def summarize(samples):
@@ -89,4 +103,17 @@ def summarize(samples):
       'iqr_over_median': float((p75 - p25) / median),
       'n': int(a.size),
       'samples': [float(s) for s in a],
+  }
+
+
+def summarize_waits(waits, samples):
+  """The report's `data_wait_s` block: data waits (seconds) and their share of step time."""
+  a = np.asarray(waits, dtype=np.float64)
+  return {
+      'median': float(np.median(a)),
+      'mean': float(a.mean()),
+      'p90': float(np.percentile(a, 90)),
+      'max': float(a.max()),
+      'total': float(a.sum()),
+      'share': float(a.sum() / np.sum(samples)),
   }

@@ -14,18 +14,29 @@ def get_config():
   # What is measured.
   config.model = 'seed_mlp'
   config.model_kwargs = ml_collections.ConfigDict()
-  config.benchmark = 'train_step'  # train_step | eval_step | forward | compile
+  config.benchmark = 'train_step'  # train_step | eval_step | forward | compile | input
   config.dtype = 'float32'  # computation dtype; parameters stay float32
   # Initial weights: '' (random), 'keras:/path/weights.h5' or 'orbax:/path/dir' (see
   # bench/pretrained.py); the top is taken from them only where it fits.
   config.init_from = ''
 
-  # Input: synthetic batches of this shape and label range, already on device.
+  # Input (input_pipeline/): 'synthetic' (random batches already on device), cifar10,
+  # cars196, shapes (generated on first use) or image_folder:/path (a subfolder per class).
   config.dataset = 'synthetic'
-  config.image_shape = (32, 32, 3)
-  config.num_classes = 10
+  config.data_dir = ''  # tfds data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.download = False  # let tfds download a missing dataset (needs internet)
+  config.train_split = 'train'  # tfds split spec: 'train', 'train[:85%]', 'train[100:200]'
+  config.eval_split = ''  # after timing, exact metrics over this split; '' = none
+  config.image_shape = (32, 32, 3)  # synthetic shape, or the size images are preprocessed to
+  config.num_classes = 10  # 0 = the dataset's number of classes
   config.batch_size = 32  # global: split over all devices
-  config.num_batches = 4  # distinct batches rotated through the timed steps
+  config.num_batches = 4  # synthetic: distinct batches rotated through the timed steps
+  # Preprocessing of real images (input_pipeline/preprocess.py).
+  config.resize = 'resize'  # resize | letterbox | center_crop
+  config.augment = 'none'  # none | flip | crop_flip (train steps only)
+  config.normalization = 'auto'  # auto (the model's) | caffe | tf | torch | unit
+  config.shuffle_buffer = 1024  # examples
+  config.prefetch = 2  # batches transferred to the devices ahead of the step
 
   # Optimizer of the train step.
   config.optimizer = 'adam'  # sgd | adam | adamw | rmsprop

@@ -7,4 +7,5 @@ registered; a new family adds its import here.
 # Imported for their registrations.
 from models import mobilenet_v2, resnet, seed, width, xception  # noqa: F401
 from models.registry import (create, default_image_shape, default_num_classes,  # noqa: F401
-                             get, kwarg_names, kwarg_problem, names, register)
+                             get, kwarg_names, kwarg_problem, names, normalization,
+                             register)

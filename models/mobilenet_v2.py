@@ -69,6 +69,7 @@ class MobileNetV2(Classifier):
   alpha: float = 1.0  # width multiplier (Keras ships weights for 0.35 to 1.4)
 
   default_image_shape = (224, 224, 3)
+  normalization = 'tf'  # keras.applications.mobilenet_v2.preprocess_input: [-1, 1]
 
   @classmethod
   def family_problem(cls, values):

@@ -8,7 +8,8 @@ constructor fields are the model's kwargs, settable from a config's
 fields fixed (`resnet50` is ResNet with depth 50); fixed fields are not kwargs.
 
 A class may define `default_image_shape` (the input the reference model was
-designed for, used by the zoo suite) and a classmethod `kwarg_problem(kwargs)`
+designed for, used by the zoo suite), `normalization` (the pixel range it was
+trained on, one of input_pipeline/options.py NORMALIZATIONS; 'unit' if absent) and a classmethod `kwarg_problem(kwargs)`
 returning a sentence about the first invalid kwarg value, or None.
 """
 
@@ -66,6 +67,11 @@ def kwarg_problem(name, kwargs):
 def default_image_shape(name):
   """The (height, width, channels) input the model was designed for."""
   return tuple(getattr(get(name), 'default_image_shape', (32, 32, 3)))
+
+
+def normalization(name):
+  """How the model's input pixels are normalised unless the config says otherwise."""
+  return getattr(get(name), 'normalization', 'unit')
 
 
 def default_num_classes(name):

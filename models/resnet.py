@@ -97,6 +97,7 @@ class ResNet(Classifier):
   variant: str = 'keras'  # keras | v1_5 (see the module docstring)
 
   default_image_shape = (224, 224, 3)
+  normalization = 'caffe'  # keras.applications.resnet50.preprocess_input
 
   @property
   def kernel_init(self):  # the head's Dense layers start as the backbone's kernels do

@@ -26,6 +26,7 @@ from models.layers import Classifier, SeparableConv2D, batch_norm
 @registry.register('xception')
 class Xception(Classifier):
   default_image_shape = (299, 299, 3)
+  normalization = 'tf'  # keras.applications.xception.preprocess_input: [-1, 1]
 
   def features(self, x, train):
     norm = functools.partial(batch_norm, train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)

@@ -16,13 +16,13 @@ BASE = '--config=configs/base.py'
 
 def test_quickstart_end_to_end(tmp_path):
   workdir = tmp_path / 'wd'
-  result = run_cli(*QUICK, f'--workdir={workdir}')
+  result = run_cli(*QUICK, f'--workdir={workdir}', f'--config.data_dir={tmp_path / "data"}')
   assert result.returncode == 0, result.stderr
   report = report_lib.load(str(workdir / 'report.json'))
   assert report['suite'] == {'name': 'quickstart', 'config_file': 'configs/quickstart.py',
                              'status': 'complete'}
   cases = {case['name']: case for case in report['cases']}
-  assert list(cases) == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256']
+  assert list(cases) == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256', 'cnn_shapes_b32']
   for case in cases.values():
     assert case['status'] == 'ok', case['error']
     assert case['step_time_s']['n'] == 3 and len(case['step_time_s']['samples']) == 3
@@ -33,6 +33,12 @@ def test_quickstart_end_to_end(tmp_path):
     assert case['memory']['device_peak_bytes'] is None  # CPU keeps no device statistics
   assert cases['mlp_b256']['params']['total'] == 445_450
   assert cases['cnn_b256']['params']['total'] == 227_146
+  # From the generated images: 6 classes, exact evaluation over the held-out fifth.
+  shapes = cases['cnn_shapes_b32']
+  assert shapes['params']['total'] == 227_146 - 4 * 257 and shapes['config']['num_classes'] == 6
+  assert shapes['dataset']['train_examples'] == 288 and shapes['eval']['num_examples'] == 72
+  assert 0 <= shapes['data_wait_s']['share'] <= 1
+  assert all(cases[name]['data_wait_s']['share'] < 0.5 for name in ('mlp_b32', 'cnn_b256'))
   # The CNN has fewer parameters but more FLOPs per example.
   assert cases['cnn_b32']['xla']['flops_per_example'] > cases['mlp_b32']['xla']['flops_per_example']
   env = report['environment']

@@ -20,10 +20,12 @@ def test_base_overrides_reach_cases_that_do_not_set_the_field():
   config.timed_steps = 7  # as --config.timed_steps=7 does
   config.batch_size = 8  # every quickstart case sets its own batch size
   expanded = suite.expand(config)
-  assert [name for name, _ in expanded.cases] == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256']
-  assert [case.timed_steps for _, case in expanded.cases] == [7, 7, 7, 7]
-  assert [case.batch_size for _, case in expanded.cases] == [32, 32, 256, 256]
-  assert [case.model for _, case in expanded.cases] == ['seed_mlp', 'seed_cnn'] * 2
+  assert [name for name, _ in expanded.cases] == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256',
+                                                  'cnn_shapes_b32']
+  assert [case.timed_steps for _, case in expanded.cases] == [7] * 5
+  assert [case.batch_size for _, case in expanded.cases] == [32, 32, 256, 256, 32]
+  assert [case.model for _, case in expanded.cases] == ['seed_mlp', 'seed_cnn'] * 2 + ['seed_cnn']
+  assert [case.dataset for _, case in expanded.cases] == ['synthetic'] * 4 + ['shapes']
   assert expanded.ratios == [('cnn_b32', 'mlp_b32'), ('cnn_b256', 'mlp_b256')]
 
 

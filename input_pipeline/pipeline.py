@@ -1,0 +1,138 @@
+"""A case's input: tf.data on the host, then batches prefetched onto the devices.
+
+Host side, in each process (on several hosts each reads its own even part of the
+split, `tfds.even_splits`, and builds its share of the global batch):
+
+  read (files shuffled) -> shuffle buffer -> repeat -> preprocess (parallel,
+  deterministic order) -> batch (training drops the remainder) -> prefetch
+
+Device side, `device_prefetch` keeps `config.prefetch` batches already
+transferred and sharded over the data-parallel devices, so the transfer of
+batch k+1 overlaps step k. The time a step waits for its batch is the time the
+host spends in `next()` of that iterator; the timer records it.
+
+Evaluation reads the split once, in order, and pads the last batch with masked
+examples: every eval batch has the same shape (one compile), and metrics
+weighted by the mask are over exactly the split's examples, whatever the batch
+size, device and process count.
+
+TF runs on the CPU only: it must not take the accelerators' memory from JAX.
+"""
+
+import collections
+import itertools
+import math
+
+import jax
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from bench.errors import UserError
+from input_pipeline import datasets
+from input_pipeline import preprocess
+
+tf.config.set_visible_devices([], 'GPU')
+
+
+def device_prefetch(host_batches, sharding, size):
+  """Yields the host batches as global jax.Arrays with `sharding`, `size` transfers ahead.
+
+  Each host batch is this process's share; together the processes' shares form
+  the global batch.
+  """
+  def put(batch):
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+  queue = collections.deque()
+
+  def enqueue(n):
+    for batch in itertools.islice(host_batches, n):
+      queue.append(put(batch))
+
+  enqueue(size)
+  while queue:
+    yield queue.popleft()
+    enqueue(1)
+
+
+class Input:
+  """The data of one case (`case.dataset`, not 'synthetic'), on `sharding`'s devices."""
+
+  def __init__(self, case, sharding):
+    self.case = case
+    self.sharding = sharding
+    self.source = datasets.open_source(case.dataset, case.data_dir, case.download)
+    self.per_process = case.batch_size // jax.process_count()
+
+  def _parts(self, split):
+    """Each process's part of `split` and its number of examples."""
+    self.source.num_examples(split)  # a UserError naming the split if it is not valid
+    parts = tfds.even_splits(split, n=jax.process_count(), drop_remainder=False)
+    counts = [self.source.splits[part].num_examples for part in parts]
+    return parts[jax.process_index()], counts
+
+  def check(self, split, full_batches):
+    """Number of examples in `split`; UserError if it is invalid, or if `full_batches`
+    and some process's part has less than one batch (training drops the remainder)."""
+    _, counts = self._parts(split)
+    if full_batches and min(counts) < self.per_process:
+      raise UserError(f'dataset {self.source.name}: split {split!r} has {min(counts)} examples '
+                      f'per process, fewer than one batch of {self.per_process}; use a smaller '
+                      f'batch_size or a larger split')
+    return sum(counts)
+
+  def _preprocess(self, training):
+    case = self.case
+    return preprocess.make(tuple(case.image_shape), resize=case.resize, augment=case.augment,
+                           normalization=case.normalization, training=training)
+
+  def stream(self, split, training):
+    """Endless device batches of `split`: shuffled and augmented when `training`."""
+    case = self.case
+    part, _ = self._parts(split)
+    fn = self._preprocess(training)
+    processes, me = jax.process_count(), jax.process_index()
+    ds = self.source.read(part, shuffle=training, seed=case.seed)
+    if training:
+      ds = ds.shuffle(case.shuffle_buffer, seed=case.seed, reshuffle_each_iteration=True)
+    # Example k of this process gets seed (seed, global index): no two examples, in
+    # any process or epoch, share their random crop and flip.
+    ds = ds.repeat().enumerate().map(
+        lambda k, ex: {'image': fn(ex['image'], tf.stack([case.seed, k * processes + me])),
+                       'label': tf.cast(ex['label'], tf.int32)},
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(self.per_process, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return device_prefetch(ds.as_numpy_iterator(), self.sharding, case.prefetch)
+
+  def evaluation(self, split):
+    """(device batches of one pass over `split`, with a 'mask', number of examples)."""
+    part, counts = self._parts(split)
+    mine = counts[jax.process_index()]
+    # Every process runs the same number of batches: the collective steps match.
+    num_batches = math.ceil(max(counts) / self.per_process)
+    fn = self._preprocess(training=False)
+    image_shape = tuple(self.case.image_shape)
+    ds = self.source.read(part, shuffle=False, seed=0)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(mine))
+    ds = ds.map(lambda ex: {'image': fn(ex['image'], tf.constant([0, 0], tf.int64)),
+                            'label': tf.cast(ex['label'], tf.int32), 'mask': True},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    padding = tf.data.Dataset.from_tensors({
+        'image': tf.zeros(image_shape, tf.float32), 'label': tf.constant(0, tf.int32),
+        'mask': False}).repeat(num_batches * self.per_process - mine)
+    ds = ds.concatenate(padding).batch(self.per_process).prefetch(tf.data.AUTOTUNE)
+    return device_prefetch(ds.as_numpy_iterator(), self.sharding, self.case.prefetch), sum(counts)
+
+  def describe(self):
+    """The report's `dataset` block (see bench/report.py)."""
+    case = self.case
+    return {
+        'name': self.source.name,
+        'location': self.source.location,
+        'num_classes': self.source.num_classes,
+        'train_examples': self.check(case.train_split, full_batches=False),
+        'eval_examples': (self.check(case.eval_split, full_batches=False)
+                          if case.eval_split else None),
+        'ignored_files': self.source.ignored_files,
+    }
+

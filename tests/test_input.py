@@ -1,0 +1,457 @@
+"""Input pipelines: preprocessing geometry, datasets by name, exact evaluation, bad input.
+
+Offline throughout: tfds datasets are mocked (tfds.testing.mock_data) or built
+from files written here, and tests/offline/sitecustomize.py makes any network
+connection raise.
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+import scipy.io
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import models
+from bench import runner
+from bench import steps
+from bench.errors import UserError
+from configs import base
+from input_pipeline import cars
+from input_pipeline import datasets
+from input_pipeline import folder
+from input_pipeline import pipeline
+from input_pipeline import preprocess
+from input_pipeline import shapes
+from tests.conftest import case_config
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A data_dir holding the generated shapes dataset (360 images, 6 classes)."""
+  root = str(tmp_path_factory.mktemp('data'))
+  shapes.ensure(root)
+  return root
+
+
+def _encoded(h, w, fmt='jpg', color=(200, 100, 50)):
+  image = np.broadcast_to(np.array(color, np.uint8), (h, w, 3))
+  return (tf.io.encode_png(image) if fmt == 'png' else tf.io.encode_jpeg(image)).numpy()
+
+
+def _gradient_jpeg(h, w):
+  y, x = np.mgrid[:h, :w]
+  image = np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1).astype(np.uint8)
+  return tf.io.encode_jpeg(image, quality=95).numpy()
+
+
+# ------------------------------------------------------------------- preprocessing
+
+@pytest.mark.parametrize('hw, target, content, before', [
+    ((100, 50), (64, 64), (64, 32), (0, 16)),
+    ((31, 64), (64, 64), (31, 64), (16, 0)),  # 33 rows of padding: 16 above, 17 below
+    ((100, 100), (48, 64), (48, 48), (0, 8)),
+    ((64, 64), (64, 64), (64, 64), (0, 0)),
+])
+def test_letterbox_keeps_aspect_ratio_and_centres_the_image(hw, target, content, before):
+  out = preprocess.letterbox(tf.fill([*hw, 3], tf.constant(200, tf.uint8)), target).numpy()
+  assert out.shape == (*target, 3)
+  inside = out[..., 0] > 0
+  rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
+  assert (rows[0], cols[0]) == before
+  assert (len(rows), len(cols)) == content  # the longer side fills the target
+  np.testing.assert_allclose(out[inside], 200.0)
+  np.testing.assert_array_equal(out[~inside], 0.0)  # black border
+  after = (target[0] - before[0] - content[0], target[1] - before[1] - content[1])
+  assert all(0 <= a - b <= 1 for a, b in zip(after, before))
+
+
+def test_letterbox_of_an_encoded_non_square_jpeg_to_224():
+  fn = preprocess.make((224, 224, 3), resize='letterbox', augment='none', normalization='unit',
+                       training=False)
+  out = fn(tf.constant(_encoded(120, 60)), tf.constant([0, 0], tf.int64)).numpy()
+  assert out.shape == (224, 224, 3)
+  np.testing.assert_array_equal(out[:, :56], 0.0)
+  np.testing.assert_array_equal(out[:, 168:], 0.0)
+  np.testing.assert_allclose(out[10:-10, 60:-60], np.broadcast_to(
+      np.array([200, 100, 50]) / 255, out[10:-10, 60:-60].shape), atol=0.02)
+
+
+def test_center_window_has_the_target_aspect_and_is_centred():
+  window = preprocess.center_window(tf.constant([200, 100]), (64, 64)).numpy()
+  np.testing.assert_array_equal(window, [56, 6, 88, 88])  # 0.875 * 100 = 87.5 -> 88
+  window = preprocess.center_window(tf.constant([100, 200]), (32, 64)).numpy()
+  np.testing.assert_array_equal(window, [6, 12, 88, 175])
+
+
+@pytest.mark.parametrize('fmt', ['jpg', 'png'])
+def test_center_crop_decodes_the_window_in_either_format(fmt):
+  # Left half red, right half blue: a center crop of a wide image keeps both halves.
+  image = np.zeros((40, 200, 3), np.uint8)
+  image[:, :100, 0] = 255
+  image[:, 100:, 2] = 255
+  encoded = (tf.io.encode_png(image) if fmt == 'png' else tf.io.encode_jpeg(image, quality=100))
+  window = preprocess.decode_window(encoded, 3, lambda hw: preprocess.center_window(hw, (32, 32)))
+  assert window.shape == (35, 35, 3)  # 0.875 * 40
+  np.testing.assert_allclose(window.numpy()[:, :10].mean((0, 1)), [255, 0, 0], atol=8)
+  np.testing.assert_allclose(window.numpy()[:, -10:].mean((0, 1)), [0, 0, 255], atol=8)
+
+
+def test_normalizations_match_keras_preprocess_input():
+  pixel = tf.constant([[[255.0, 0.0, 127.5]]])
+  np.testing.assert_allclose(preprocess.normalize(pixel, 'caffe')[0, 0],
+                             [127.5 - 103.939, 0 - 116.779, 255 - 123.68], rtol=1e-6)
+  np.testing.assert_allclose(preprocess.normalize(pixel, 'tf')[0, 0], [1, -1, 0])
+  np.testing.assert_allclose(preprocess.normalize(pixel, 'unit')[0, 0], [1, 0, 0.5])
+  np.testing.assert_allclose(preprocess.normalize(pixel, 'torch')[0, 0],
+                             [(1 - 0.485) / 0.229, -0.456 / 0.224, (0.5 - 0.406) / 0.225],
+                             rtol=1e-6)
+
+
+def test_augmentation_is_a_function_of_the_seed():
+  fn = preprocess.make((48, 48, 3), resize='letterbox', augment='crop_flip',
+                       normalization='unit', training=True)
+  encoded = tf.constant(_gradient_jpeg(90, 150))
+  a, b = (fn(encoded, tf.constant([0, 5], tf.int64)).numpy() for _ in range(2))
+  c = fn(encoded, tf.constant([0, 6], tf.int64)).numpy()
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a - c).max() > 0.1
+  evaluation = preprocess.make((48, 48, 3), resize='letterbox', augment='crop_flip',
+                               normalization='unit', training=False)
+  np.testing.assert_array_equal(evaluation(encoded, tf.constant([0, 5], tf.int64)),
+                                evaluation(encoded, tf.constant([0, 6], tf.int64)))
+
+
+# ---------------------------------------------------------------------- image folders
+
+def _write_images(root, layout):
+  """layout: {class: [(h, w, ext), ...]}: real encoded images."""
+  for name, images in layout.items():
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for i, (h, w, ext) in enumerate(images):
+      with open(os.path.join(root, name, f'{i}.{ext}'), 'wb') as f:
+        f.write(_encoded(h, w, 'png' if ext == 'png' else 'jpg'))
+  return str(root)
+
+
+def test_folder_scan_classes_labels_and_ignored_files(tmp_path):
+  root = _write_images(tmp_path, {'b_dog': [(10, 20, 'jpg'), (30, 12, 'png')],
+                                  'a_cat': [(16, 16, 'jpeg')]})
+  os.makedirs(tmp_path / 'b_dog' / 'nested')
+  (tmp_path / 'b_dog' / 'nested' / 'x.JPG').write_bytes(_encoded(8, 9))
+  (tmp_path / 'b_dog' / 'README.txt').write_text('not an image')
+  (tmp_path / 'a_cat' / '.DS_Store').write_bytes(b'\0\0')
+  paths, labels, classes, ignored = folder.scan(root)
+  assert classes == ('a_cat', 'b_dog') and ignored == 2
+  assert sorted(zip((os.path.relpath(p, root) for p in paths), labels)) == [
+      ('a_cat/0.jpeg', 0), ('b_dog/0.jpg', 1), ('b_dog/1.png', 1), ('b_dog/nested/x.JPG', 1)]
+
+
+def _truncated(data):
+  return lambda path: path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda root: root.joinpath('a', 'bad.jpg').write_text('<html>404</html>'),
+     'bad.jpg is not an image (its 16 bytes start with'),
+    (lambda root: _truncated(_encoded(64, 64))(root / 'a' / 'cut.jpg'),
+     'cut.jpg is a truncated JPEG (no end-of-image marker)'),
+    (lambda root: _truncated(_encoded(64, 64, 'png'))(root / 'a' / 'cut.png'),
+     'cut.png is a truncated PNG'),
+    (lambda root: root.joinpath('a', 'empty.png').write_bytes(b''),
+     'empty.png is not an image (its 0 bytes'),
+    (lambda root: os.makedirs(root / 'c'), "class folder {root}/c has no images"),
+])
+def test_folder_problems_name_the_file(tmp_path, make, message):
+  root = _write_images(tmp_path, {'a': [(10, 10, 'jpg')], 'b': [(10, 10, 'jpg')]})
+  make(tmp_path)
+  with pytest.raises(UserError, match=None) as e:
+    folder.scan(root)
+  assert message.format(root=root) in str(e.value)
+
+
+@pytest.mark.parametrize('layout, message', [
+    (None, 'does not exist or is not a directory'),
+    ({}, 'has 0 class subfolders []; classification needs at least 2'),
+    ({'only': [(8, 8, 'jpg')]}, "has 1 class subfolder ['only']; classification needs at least 2"),
+])
+def test_folder_layout_problems(tmp_path, layout, message):
+  root = str(tmp_path / 'images')
+  if layout is not None:
+    os.makedirs(root)
+    _write_images(root, layout)
+  with pytest.raises(UserError) as e:
+    folder.scan(root)
+  assert message in str(e.value) and f'expected {root}/<class>/<image>.jpg' in str(e.value)
+
+
+def test_corrupt_image_through_the_cli_exits_2_and_writes_nothing(tmp_path):
+  root = _write_images(tmp_path / 'images', {'a': [(10, 10, 'jpg')], 'b': [(10, 10, 'jpg')]})
+  (tmp_path / 'images' / 'b' / 'x.png').write_text('oops')
+  workdir = tmp_path / 'work'
+  result = run_cli('--config=configs/base.py', f'--workdir={workdir}',
+                   f'--config.dataset=image_folder:{root}', '--config.num_classes=0',
+                   '--config.batch_size=2')
+  assert result.returncode == 2, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and f'{root}/b/x.png is not an image' in errors[0], result.stderr
+  assert 'Traceback' not in result.stderr and not workdir.exists()
+
+
+# ------------------------------------------------------------- splits and the runner
+
+def _suite(data_dir, **fields):
+  config = base.get_config()
+  config.update(dict(dataset='shapes', data_dir=data_dir, num_classes=0, model='seed_cnn',
+                     batch_size=8, warmup_steps=1, timed_steps=2, resize='letterbox',
+                     augment='crop_flip'))
+  config.update(fields)
+  return config
+
+
+@pytest.mark.parametrize('fields, message', [
+    (dict(train_split='validation'), "split 'validation' is not valid (Unknown split "
+     "'validation'. Should be one of ['train'].); splits: train (360)"),
+    (dict(train_split='train[400:500]'), 'Requested slice [400:500] incompatible with 360'),
+    (dict(train_split='train[:150%]'), 'percent slice boundaries should be in [-100, 100]'),
+    (dict(train_split='train[10:5]'), "split 'train[10:5]' has no examples"),
+    (dict(train_split='train[:5]'), "split 'train[:5]' has 5 examples per process, fewer than "
+     'one batch of 8'),
+    (dict(eval_split='train[360:]'), "split 'train[360:]' has no examples"),
+    (dict(num_classes=10), 'num_classes is 10 but dataset shapes has 6 classes; set '
+     '--config.num_classes=6, or 0'),
+])
+def test_bad_splits_and_classes_write_nothing(data_dir, tmp_path, fields, message):
+  workdir = tmp_path / 'work'
+  with pytest.raises(UserError) as e:
+    runner.run_suite(_suite(data_dir, **fields), str(workdir))
+  assert message in str(e.value) and str(e.value).startswith("case 'default': ")
+  assert not workdir.exists()
+
+
+def test_unwritable_data_dir_for_the_generated_dataset(tmp_path):
+  (tmp_path / 'file').write_text('')
+  datasets.open_source.cache_clear()
+  with pytest.raises(UserError) as e:
+    runner.run_suite(_suite(str(tmp_path / 'file' / 'data')), str(tmp_path / 'work'))
+  assert (f"cannot write the generated shapes dataset to {tmp_path}/file/data/shapes "
+          '(Not a directory); pass --config.data_dir=DIR' in str(e.value))
+  assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('fields, message', [
+    (dict(dataset='synthetic', eval_split='test'), 'needs a real dataset'),
+    (dict(dataset='synthetic', benchmark='input'), "benchmark 'input' times an input pipeline"),
+    (dict(dataset='synthetic', num_classes=0), 'synthetic data needs num_classes >= 1'),
+    (dict(dataset='shapes', image_shape=(32, 32, 1), model='resnet50'),
+     "normalization 'caffe' is defined for RGB images"),
+    (dict(dataset='shapes', image_shape=(32, 32, 4)), 'images decode to 1 (grayscale) or 3'),
+    (dict(dataset='imagenet'), "unknown dataset 'imagenet'; known: synthetic, cifar10"),
+    (dict(dataset='image_folder:'), 'has no path; write image_folder:/path/to/folder'),
+    (dict(resize='crop'), "'resize' = 'crop' must be one of resize, letterbox, center_crop"),
+])
+def test_data_fields_are_checked_with_the_config(fields, message):
+  with pytest.raises(UserError) as e:
+    case_config(**fields)
+  assert message in str(e.value)
+
+
+def test_normalization_follows_the_model():
+  assert case_config(model='resnet50').normalization == 'caffe'
+  assert case_config(model='xception').normalization == 'tf'
+  assert case_config(model='mobilenet_v2').normalization == 'tf'
+  assert case_config(model='seed_cnn').normalization == 'unit'
+  assert case_config(model='resnet50', normalization='torch').normalization == 'torch'
+
+
+def _input(data_dir, **fields):
+  case = ml_collections.ConfigDict(case_config(dataset='shapes', data_dir=data_dir,
+                                               num_classes=0, **fields))
+  data = runner.open_input('test', case, runner.data_mesh())
+  return case, data
+
+
+def test_same_seed_same_batches_other_seed_other_batches(data_dir):
+  def first_batches(seed):
+    _, data = _input(data_dir, seed=seed, image_shape=(24, 24, 3), resize='letterbox',
+                     augment='crop_flip', batch_size=8)
+    stream = data.stream('train[:80%]', training=True)
+    return [next(stream) for _ in range(2)]
+
+  a, b, c = first_batches(0), first_batches(0), first_batches(1)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x['image'], y['image'])
+    np.testing.assert_array_equal(x['label'], y['label'])
+  assert not np.array_equal(a[0]['label'], c[0]['label'])
+
+
+def test_each_process_reads_its_own_part(data_dir, monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 3)
+  monkeypatch.setattr(jax, 'process_index', lambda: 2)
+  _, data = _input(data_dir, batch_size=9)
+  part, counts = data._parts('train[:80%]')  # pylint: disable=protected-access
+  assert counts == [96, 96, 96] and data.per_process == 3
+  assert data.source.splits[part].num_examples == 96
+  assert data.check('train[:100]', full_batches=True) == 100  # 34 + 33 + 33
+
+
+def test_evaluation_is_exact_for_a_partial_last_batch(data_dir):
+  case, data = _input(data_dir, model='seed_cnn', image_shape=(32, 32, 3), batch_size=8,
+                      resize='letterbox')
+  batches, n = data.evaluation('train[:29]')
+  batches = list(batches)
+  assert n == 29 and len(batches) == 4
+  np.testing.assert_array_equal(np.asarray(batches[-1]['mask']), [1] * 5 + [0] * 3)
+
+  model = models.create('seed_cnn', num_classes=6, dtype=np.float32)
+  variables = model.init(jax.random.key(1), np.zeros((1, 32, 32, 3)), train=False)
+  state = steps.TrainState(step=0, params=variables['params'], batch_stats={}, opt_state=(),
+                           rng=jax.random.key(0))
+  metrics = steps.evaluate(jax.jit(steps.make_eval_sums(model)), state, batches)
+
+  images = np.concatenate([np.asarray(b['image'])[np.asarray(b['mask'])] for b in batches])
+  labels = np.concatenate([np.asarray(b['label'])[np.asarray(b['mask'])] for b in batches])
+  logits = np.asarray(model.apply(variables, images, train=False), np.float64)
+  logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+      - logits.max(1, keepdims=True)
+  assert images.shape == (29, 32, 32, 3) and metrics['num_examples'] == 29
+  assert metrics['loss'] == pytest.approx(-logp[np.arange(29), labels].mean(), rel=1e-5)
+  assert metrics['accuracy'] == pytest.approx((logits.argmax(1) == labels).mean(), abs=1e-12)
+
+
+def test_generated_dataset_is_deterministic_and_varied(data_dir, tmp_path):
+  paths, labels, classes, ignored = folder.scan(shapes.ensure(data_dir))
+  assert classes == shapes.CLASSES and len(paths) == 360 and ignored == 0
+  assert np.bincount(labels).tolist() == [60] * 6
+  again = shapes.ensure(str(tmp_path), images_per_class=2)
+  for name in os.listdir(again):
+    for image in os.listdir(os.path.join(again, name)):
+      with open(os.path.join(again, name, image), 'rb') as a, \
+           open(os.path.join(data_dir, 'shapes', shapes.VERSION, name, image), 'rb') as b:
+        assert a.read() == b.read()
+  sizes = {tuple(tf.image.extract_jpeg_shape(tf.io.read_file(p)).numpy()[:2])
+           for p in paths if p.endswith('.jpg')}
+  assert len(sizes) > 100 and all(h != w for h, w in sizes)
+  assert not [n for n in os.listdir(os.path.join(data_dir, 'shapes')) if n.startswith('.')]
+
+
+# ----------------------------------------------------------------- tfds datasets
+
+def _mock_metadata(root, builder, counts):
+  """Writes dataset_info.json with these split sizes, as a prepared dataset has."""
+  builder.info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
+      name=name, shard_lengths=[n], num_bytes=0,
+      filename_template=tfds.core.ShardedFileTemplate(
+          data_dir=builder.data_dir, template='{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}',
+          dataset_name=builder.name, split=name, filetype_suffix='tfrecord'))
+      for name, n in counts.items()]))
+  os.makedirs(builder.data_dir, exist_ok=True)
+  builder.info.write_to_directory(builder.data_dir)
+
+
+@pytest.mark.parametrize('name, make_builder, classes', [
+    ('cifar10', lambda root: tfds.builder('cifar10', data_dir=root), 10),
+    ('cars196', lambda root: cars.Cars196(data_dir=root), 196),
+])
+def test_mocked_tfds_dataset_end_to_end(tmp_path, name, make_builder, classes):
+  meta = str(tmp_path / 'meta')
+  _mock_metadata(meta, make_builder(meta), {'train': 20, 'test': 20})
+  datasets.open_source.cache_clear()
+  workdir = str(tmp_path / 'work')
+  config = _suite('', dataset=name, image_shape=(32, 32, 3), eval_split='test', batch_size=6)
+  with tfds.testing.mock_data(num_examples=20, data_dir=meta,
+                              policy=tfds.testing.MockPolicy.USE_FILES):
+    report = runner.run_suite(config, workdir)
+  datasets.open_source.cache_clear()
+  case, = report['cases']
+  assert case['status'] == 'ok', case['error']
+  assert case['dataset']['name'] == name and case['dataset']['num_classes'] == classes
+  assert case['config']['num_classes'] == classes and case['dataset']['train_examples'] == 20
+  assert case['eval'] == {**case['eval'], 'split': 'test', 'num_examples': 20}
+  assert 0 <= case['data_wait_s']['share'] <= 1
+  assert json.load(open(os.path.join(workdir, 'report.json')))['suite']['status'] == 'complete'
+
+
+def _cars_manual_dir(manual):
+  """A miniature of the original Stanford Cars release: 3 train and 2 test images."""
+  fields = [('bbox_x1', 'O'), ('bbox_y1', 'O'), ('bbox_x2', 'O'), ('bbox_y2', 'O'),
+            ('class', 'O'), ('fname', 'O')]
+  for split, labels, annotations in (('train', [1, 2, 196], 'devkit/cars_train_annos.mat'),
+                                     ('test', [2, 1], 'cars_test_annos_withlabels.mat')):
+    os.makedirs(manual / f'cars_{split}')
+    os.makedirs((manual / annotations).parent, exist_ok=True)
+    records = np.zeros((1, len(labels)), dtype=fields)
+    for i, label in enumerate(labels):
+      fname = f'{i + 1:05d}.jpg'
+      (manual / f'cars_{split}' / fname).write_bytes(_encoded(40 + 10 * i, 70))
+      records[0, i] = (np.array([[2]]), np.array([[3]]), np.array([[50]]), np.array([[30]]),
+                       np.array([[label]]), np.array([fname]))
+    scipy.io.savemat(manual / annotations, {'annotations': records})
+
+
+def test_cars196_prepares_from_the_original_files_without_network(tmp_path):
+  _cars_manual_dir(tmp_path / 'downloads' / 'manual')
+  datasets.open_source.cache_clear()
+  config = _suite(str(tmp_path), dataset='cars196', image_shape=(32, 32, 3), batch_size=2,
+                  eval_split='test')
+  report = runner.run_suite(config, str(tmp_path / 'work'))
+  case, = report['cases']
+  assert case['status'] == 'ok', case['error']
+  assert case['dataset'] == {**case['dataset'], 'train_examples': 3, 'eval_examples': 2,
+                             'num_classes': 196}
+  assert case['eval']['num_examples'] == 2
+  builder = cars.Cars196(data_dir=str(tmp_path))
+  labels = sorted(int(ex['label']) for ex in tfds.as_numpy(builder.as_dataset(split='train')))
+  assert labels == [0, 1, 195]
+
+
+def test_missing_cars196_says_what_to_put_where(tmp_path):
+  workdir = tmp_path / 'work'
+  result = run_cli('--config=configs/base.py', f'--workdir={workdir}', '--config.dataset=cars196',
+                   f'--config.data_dir={tmp_path}', '--config.num_classes=0')
+  assert result.returncode == 2, result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  manual = tmp_path / 'downloads' / 'manual'
+  assert len(errors) == 1 and 'Traceback' not in result.stderr
+  assert (f'dataset cars196 is not prepared in {tmp_path}/cars196/2.1.0 and '
+          f'{manual}/cars_train is missing' in errors[0])
+  for name, _ in cars.REQUIRED:
+    assert name in errors[0]
+  assert not workdir.exists()
+
+
+def test_unprepared_cifar10_is_not_downloaded_unless_asked(tmp_path):
+  datasets.open_source.cache_clear()
+  with pytest.raises(UserError) as e:
+    runner.run_suite(_suite(str(tmp_path), dataset='cifar10'), str(tmp_path / 'work'))
+  assert (f'dataset cifar10 is not prepared in {tmp_path}/cifar10/3.0.2; pass '
+          '--config.download=True' in str(e.value))
+  assert not (tmp_path / 'work').exists()
+
+
+# ------------------------------------------------------------------ end to end (CLI)
+
+def test_input_pipeline_config_on_two_devices(data_dir, tmp_path):
+  """Input-only and a train case from the generated folder; batch split over 2 devices;
+  evaluation over 29 examples, not a multiple of the batch."""
+  result = run_cli('--config=configs/input_pipeline.py', f'--workdir={tmp_path}',
+                   f'--config.data_dir={data_dir}', '--config.select=letterbox224_augment,seed_cnn32',
+                   '--config.batch_size=4', '--config.warmup_steps=1', '--config.timed_steps=3',
+                   "--config.cases.seed_cnn32.eval_split=train[331:]",
+                   env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.load(open(tmp_path / 'report.json'))
+  pipeline_only, train = report['cases']
+  assert pipeline_only['status'] == train['status'] == 'ok'
+  assert pipeline_only['params']['total'] is None and pipeline_only['num_devices'] == 2
+  assert pipeline_only['throughput']['examples_per_s_total'] > 0
+  assert train['eval']['num_examples'] == 29 and train['dataset']['train_examples'] == 288
+  assert 0 <= train['data_wait_s']['share'] <= 1
+  markdown = open(tmp_path / 'report.md').read()
+  assert '## Input pipeline only' in markdown and '| seed_cnn32 | shapes | train[331:] | 29 |' \
+      in markdown
