@@ -295,7 +295,8 @@ def to_markdown(report):
   evaluated = [c for c in report['cases'] if c['eval']['num_examples'] is not None]
   if timed:
     lines += [''] + _timed_table(timed)
-    lines += ['', 'data wait: share of the timed steps spent waiting for the next batch.']
+    lines += ['', 'data wait: share of the timed step time the device idled waiting for its '
+              'next batch.']
   if evaluated:
     lines += ['', '## Evaluation', '', 'Exact metrics over every example of the split, '
               'after the timed steps.', ''] + _eval_table(evaluated)

@@ -103,8 +103,8 @@ def open_input(name, case, mesh):
       raise UserError(f'num_classes is {case.num_classes} but dataset {case.dataset} has '
                       f'{classes} classes; set --config.num_classes={classes}, or 0 to follow '
                       'the dataset')
-    if case.benchmark != 'compile':
-      data.check(case.train_split, full_batches=True)
+    # A compile case reads no batch, but its report describes the split.
+    data.check(case.train_split, full_batches=case.benchmark != 'compile')
     if case.eval_split:
       data.check(case.eval_split, full_batches=False)
   except UserError as e:

@@ -15,17 +15,20 @@ How a step is timed (WORKSPACE.md repeats this):
 Waiting on any one output of a step waits for the whole executable: XLA
 completes all outputs of one execution together.
 
-Data wait: before dispatching step k the host takes its batch from the batch
-iterator, and the time spent in that `next()` is step k's data wait. With a
-device-prefetching input pipeline it is near zero while the pipeline keeps up,
-and it is the time the pipeline fell behind when it does not; the device queue
-cannot hold the next step while the host waits. Data wait is part of the step
-time samples, never added to them: in pipelined mode the wait for batch k
-happens while step k-1 runs, inside sample k-1's interval, so the report compares
-totals (data_wait_s.share = all waits / all step time).
+Data wait: the time the device sat idle because step k's batch was not there
+yet, from the later of (step k-1 completed, the host asked for batch k) to the
+moment `next()` returned it. In `every_step` mode step k-1 has completed before
+the host asks, so this is the whole `next()`. In `pipelined` mode the host asks
+for batch k while step k-1 runs, and only the part of the wait after step k-1
+completed left the device idle; a watcher thread records each step's completion
+time for this (one extra wake-up per step, off the dispatching thread). Data wait
+is part of the step time, never added to it; the report compares totals
+(data_wait_s.share = all waits / all step time).
 """
 
 import collections
+import queue
+import threading
 import time
 
 import jax
@@ -46,6 +49,29 @@ def compile_timed(jitted, *args):
   return compiled, t1 - t0, t2 - t1
 
 
+class _CompletionWatcher:
+  """Records when each output put to it is ready, from a thread of its own."""
+
+  def __init__(self):
+    self.times = []
+    self._queue = queue.SimpleQueue()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+
+  def _run(self):
+    while (out := self._queue.get()) is not None:
+      jax.block_until_ready(out)
+      self.times.append(time.perf_counter())
+
+  def watch(self, out):
+    self._queue.put(out)
+
+  def close(self):
+    self._queue.put(None)
+    self._thread.join()
+    return self.times
+
+
 def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelined',
                on_sample=None):
   """Runs `step(carry, batch) -> (carry, out)` warm-up + timed times, one batch each
@@ -62,29 +88,40 @@ def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelin
     carry, out = step(carry, next(batches))
   jax.block_until_ready(out)  # the clock starts on an idle device
 
-  samples, waits = [], []
+  samples, fetches = [], []  # fetches: (asked for batch k, got it)
   pending = collections.deque()
-  t_prev = time.perf_counter()
+  t_prev = t_start = time.perf_counter()
+  stamps = [t_start]  # completions as the dispatching thread saw them
+  watcher = _CompletionWatcher() if lag else None
 
   def take_sample():
     nonlocal t_prev
     jax.block_until_ready(pending.popleft())
     t = time.perf_counter()
     samples.append(t - t_prev)
+    stamps.append(t)
     t_prev = t
     if on_sample is not None:
       on_sample(len(samples))
 
-  for _ in range(timed_steps):
-    t_wait = time.perf_counter()
-    batch = next(batches)
-    waits.append(time.perf_counter() - t_wait)
-    carry, out = step(carry, batch)
-    pending.append(out)
-    while len(pending) > lag:
+  try:
+    for _ in range(timed_steps):
+      t_ask = time.perf_counter()
+      batch = next(batches)
+      fetches.append((t_ask, time.perf_counter()))
+      carry, out = step(carry, batch)
+      pending.append(out)
+      if watcher:
+        watcher.watch(out)
+      while len(pending) > lag:
+        take_sample()
+    while pending:
       take_sample()
-  while pending:
-    take_sample()
+  finally:
+    watched = watcher.close() if watcher else None
+  # Completion of step k-1 for each step k (the warm-up's end for the first).
+  completed = [t_start] + watched[:-1] if watcher else stamps[:-1]
+  waits = [max(0.0, got - max(done, ask)) for (ask, got), done in zip(fetches, completed)]
   return carry, out, samples, waits
 
 

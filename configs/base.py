@@ -33,7 +33,7 @@ def get_config():
   config.num_batches = 4  # synthetic: distinct batches rotated through the timed steps
   # Preprocessing of real images (input_pipeline/preprocess.py).
   config.resize = 'resize'  # resize | letterbox | center_crop
-  config.augment = 'none'  # none | flip | crop_flip (train steps only)
+  config.augment = 'none'  # none | flip | crop_flip (train_step and input cases)
   config.normalization = 'auto'  # auto (the model's) | caffe | tf | torch | unit
   config.shuffle_buffer = 1024  # examples
   config.prefetch = 2  # batches transferred to the devices ahead of the step

@@ -33,9 +33,14 @@ def manual_dir(data_dir):
 
 
 def missing_files(manual):
-  """The REQUIRED entries (with their description) not present under `manual`."""
-  return [(name, what) for name, what in REQUIRED
-          if not os.path.exists(os.path.join(manual, name))]
+  """The REQUIRED entries (with their description) not present under `manual`; an image
+  directory without .jpg files directly inside counts as missing."""
+  def present(name):
+    path = os.path.join(manual, name)
+    if name.endswith('.mat'):
+      return os.path.isfile(path)
+    return os.path.isdir(path) and any(f.endswith('.jpg') for f in os.listdir(path))
+  return [(name, what) for name, what in REQUIRED if not present(name)]
 
 
 class Cars196(cars196.Cars196, skip_registration=True):

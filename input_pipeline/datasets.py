@@ -49,15 +49,16 @@ class Source:
     """Examples in `split`, or UserError for an unknown, malformed or empty split."""
     available = ', '.join(f'{name} ({info.num_examples})' for name, info in self.splits.items())
     try:
-      n = self.splits[split].num_examples
+      info = self.splits[split]
     except (ValueError, KeyError) as e:
       reason = ' '.join(str(e).replace('\n', ' ').split())
       raise UserError(f'dataset {self.name}: split {split!r} is not valid ({reason}); '
                       f'splits: {available}; slice like train[:85%] or train[100:200]') from None
-    if n <= 0:
-      raise UserError(f'dataset {self.name}: split {split!r} has no examples; splits: '
-                      f'{available}')
-    return n
+    # A backwards slice (train[50%:10%]) counts negative; inside a sum it could hide.
+    if info.num_examples <= 0 or any(fi.take <= 0 for fi in info.file_instructions):
+      raise UserError(f'dataset {self.name}: split {split!r} has no examples (or a slice '
+                      f'that is empty or backwards); splits: {available}')
+    return info.num_examples
 
 
 def _tfds_source(builder, location):
@@ -109,14 +110,20 @@ def _prepared_cars(data_dir):
   if not builder.is_prepared():
     manual = cars.manual_dir(data_dir)
     missing = cars.missing_files(manual)
+    layout = '; '.join(f'{name} ({what})' for name, what in cars.REQUIRED)
     if missing:
-      layout = '; '.join(f'{name} ({what})' for name, what in cars.REQUIRED)
       raise UserError(f'dataset cars196 is not prepared in {builder.data_dir} and '
-                      f'{os.path.join(manual, missing[0][0])} is missing; its download site is '
-                      f'gone, so put the original Stanford Cars files in {manual}/: {layout}; '
-                      f'or pass --config.data_dir=DIR where cars196 is prepared')
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=manual, try_download_gcs=False))
+                      f'{os.path.join(manual, missing[0][0])} is missing (a directory must hold '
+                      f'the .jpg files directly); its download site is gone, so put the '
+                      f'original Stanford Cars files in {manual}/: {layout}; or pass '
+                      f'--config.data_dir=DIR where cars196 is prepared')
+    try:
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=manual, try_download_gcs=False))
+    except (KeyError, OSError, ValueError) as e:
+      # An annotation naming an image that is not there (a partial copy, say).
+      raise UserError(f'cannot prepare cars196 from {manual} ({type(e).__name__}: {e}); the '
+                      f'annotations and images must match the original release: {layout}') from None
   return _tfds_source(builder, builder.data_dir)
 
 

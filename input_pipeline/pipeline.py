@@ -112,15 +112,17 @@ class Input:
     num_batches = math.ceil(max(counts) / self.per_process)
     fn = self._preprocess(training=False)
     image_shape = tuple(self.case.image_shape)
-    ds = self.source.read(part, shuffle=False, seed=0)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(mine))
-    ds = ds.map(lambda ex: {'image': fn(ex['image'], tf.constant([0, 0], tf.int64)),
-                            'label': tf.cast(ex['label'], tf.int32), 'mask': True},
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    padding = tf.data.Dataset.from_tensors({
+    ds = tf.data.Dataset.from_tensors({
         'image': tf.zeros(image_shape, tf.float32), 'label': tf.constant(0, tf.int32),
         'mask': False}).repeat(num_batches * self.per_process - mine)
-    ds = ds.concatenate(padding).batch(self.per_process).prefetch(tf.data.AUTOTUNE)
+    if mine:  # a small split can leave a process nothing to read but padding
+      examples = self.source.read(part, shuffle=False, seed=0)
+      examples = examples.apply(tf.data.experimental.assert_cardinality(mine)).map(
+          lambda ex: {'image': fn(ex['image'], tf.constant([0, 0], tf.int64)),
+                      'label': tf.cast(ex['label'], tf.int32), 'mask': True},
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      ds = examples.concatenate(ds)
+    ds = ds.batch(self.per_process).prefetch(tf.data.AUTOTUNE)
     return device_prefetch(ds.as_numpy_iterator(), self.sharding, self.case.prefetch), sum(counts)
 
   def describe(self):

@@ -41,7 +41,10 @@ def decode_window(encoded, channels, window_fn):
     return tf.io.decode_and_crop_jpeg(encoded, window_fn(hw), channels=channels)
 
   def other():
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    # GIF and BMP decode only to RGB(A); grayscale is converted after decoding.
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    if channels == 1:
+      image = tf.image.rgb_to_grayscale(image)
     y, x, h, w = tf.unstack(window_fn(tf.shape(image)[:2]))
     return image[y:y + h, x:x + w]
 

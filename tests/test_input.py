@@ -11,6 +11,7 @@ import os
 import jax
 import ml_collections
 import numpy as np
+from PIL import Image
 import pytest
 import scipy.io
 import tensorflow as tf
@@ -220,6 +221,8 @@ def _suite(data_dir, **fields):
     (dict(train_split='train[400:500]'), 'Requested slice [400:500] incompatible with 360'),
     (dict(train_split='train[:150%]'), 'percent slice boundaries should be in [-100, 100]'),
     (dict(train_split='train[10:5]'), "split 'train[10:5]' has no examples"),
+    (dict(train_split='train[:80%]+train[50%:10%]'), 'a slice that is empty or backwards'),
+    (dict(benchmark='compile', train_split='validation'), "split 'validation' is not valid"),
     (dict(train_split='train[:5]'), "split 'train[:5]' has 5 examples per process, fewer than "
      'one batch of 8'),
     (dict(eval_split='train[360:]'), "split 'train[360:]' has no examples"),
@@ -298,6 +301,31 @@ def test_each_process_reads_its_own_part(data_dir, monkeypatch):
   assert counts == [96, 96, 96] and data.per_process == 3
   assert data.source.splits[part].num_examples == 96
   assert data.check('train[:100]', full_batches=True) == 100  # 34 + 33 + 33
+
+
+def test_a_process_with_nothing_to_evaluate_runs_padding_only(data_dir, monkeypatch):
+  monkeypatch.setattr(jax, 'process_count', lambda: 3)
+  monkeypatch.setattr(jax, 'process_index', lambda: 2)
+  monkeypatch.setattr(pipeline, 'device_prefetch', lambda batches, sharding, size: batches)
+  _, data = _input(data_dir, batch_size=3, image_shape=(8, 8, 3))
+  batches, n = data.evaluation('train[-2:]')  # parts of 1, 1 and 0 examples
+  batches = list(batches)
+  assert n == 2 and len(batches) == 1 and batches[0]['mask'].tolist() == [False]
+
+
+def test_grayscale_from_every_format(tmp_path):
+  image = np.full((12, 20, 3), (200, 100, 50), np.uint8)
+  fn = preprocess.make((8, 8, 1), resize='resize', augment='none', normalization='unit',
+                       training=False)
+  gif = tmp_path / 'x.gif'
+  Image.fromarray(image).save(gif)
+  Image.fromarray(image).save(tmp_path / 'x.bmp')
+  expected = (0.2989 * 200 + 0.587 * 100 + 0.114 * 50) / 255
+  for encoded in (gif.read_bytes(), (tmp_path / 'x.bmp').read_bytes(), _encoded(12, 20),
+                  _encoded(12, 20, 'png')):
+    out = fn(tf.constant(encoded), tf.constant([0, 0], tf.int64)).numpy()
+    assert out.shape == (8, 8, 1)
+    np.testing.assert_allclose(out, expected, atol=0.03)
 
 
 def test_evaluation_is_exact_for_a_partial_last_batch(data_dir):
@@ -423,6 +451,25 @@ def test_missing_cars196_says_what_to_put_where(tmp_path):
   for name, _ in cars.REQUIRED:
     assert name in errors[0]
   assert not workdir.exists()
+
+
+def test_cars196_partial_or_nested_copy_is_a_user_error(tmp_path):
+  manual = tmp_path / 'downloads' / 'manual'
+  _cars_manual_dir(manual)
+  os.remove(manual / 'cars_test' / '00002.jpg')  # annotated, but not there
+  datasets.open_source.cache_clear()
+  with pytest.raises(UserError) as e:
+    runner.run_suite(_suite(str(tmp_path), dataset='cars196'), str(tmp_path / 'work'))
+  assert f'cannot prepare cars196 from {manual} (KeyError' in str(e.value)
+  os.rename(manual / 'cars_train', tmp_path / 'x')
+  os.makedirs(manual / 'cars_train')
+  os.rename(tmp_path / 'x', manual / 'cars_train' / 'cars_train')  # the Kaggle layout
+  datasets.open_source.cache_clear()
+  with pytest.raises(UserError) as e:
+    runner.run_suite(_suite(str(tmp_path), dataset='cars196'), str(tmp_path / 'work'))
+  assert (f'{manual}/cars_train is missing (a directory must hold the .jpg files directly)'
+          in str(e.value))
+  assert not (tmp_path / 'work').exists()
 
 
 def test_unprepared_cifar10_is_not_downloaded_unless_asked(tmp_path):

@@ -1,6 +1,7 @@
 """The one timer: what is called, what is sampled, and the statistics."""
 
 import itertools
+import threading
 import time
 
 import jax
@@ -18,7 +19,8 @@ class _Out:
     self._log, self._k = log, k
 
   def block_until_ready(self):
-    self._log.append(('wait', self._k))
+    if threading.current_thread() is threading.main_thread():  # not the completion watcher
+      self._log.append(('wait', self._k))
     return self
 
 
@@ -39,19 +41,47 @@ def test_calls_exactly_warmup_plus_timed_one_batch_each(sync):
   assert [batch for _, _, batch in calls] == list('abcdefg')
 
 
-def test_data_wait_is_the_time_in_next_and_part_of_the_step_time():
-  def slow_batches():
-    while True:
-      time.sleep(0.05)
-      yield 0
+class _SimulatedDevice:
+  """Runs one step at a time for `step_s` each, in dispatch order, like a device queue."""
 
-  _, _, samples, waits = timer.time_steps(lambda c, b: (c, np.zeros(())), None, slow_batches(),
-                                          warmup_steps=1, timed_steps=4)
-  assert all(0.05 <= w < 0.1 for w in waits)
-  assert sum(waits) <= sum(samples)  # waits happen inside the timed loop
+  def __init__(self, step_s):
+    self.step_s, self.free_at = step_s, 0.0
+
+  def step(self, carry, batch):
+    self.free_at = max(time.perf_counter(), self.free_at) + self.step_s
+    return carry, _Ready(self.free_at)
+
+
+class _Ready:
+  def __init__(self, at):
+    self.at = at
+
+  def block_until_ready(self):
+    time.sleep(max(0.0, self.at - time.perf_counter()))
+    return self
+
+
+def _batches_every(period_s):
+  """A pipeline that produces one batch per period, whoever asks."""
+  next_at = time.perf_counter()
+  while True:
+    next_at = max(next_at + period_s, time.perf_counter())
+    time.sleep(max(0.0, next_at - time.perf_counter()))
+    yield 0
+
+
+@pytest.mark.parametrize('sync', timer.SYNC_MODES)
+@pytest.mark.parametrize('step_s, period_s, share', [
+    (0.08, 0.1, 0.2),  # the pipeline is slower: the device idles 20 ms of every 100
+    (0.06, 0.02, 0.0),  # the pipeline keeps up: no wait
+])
+def test_data_wait_is_the_time_the_device_idled_for_its_batch(sync, step_s, period_s, share):
+  device = _SimulatedDevice(step_s)
+  _, _, samples, waits = timer.time_steps(device.step, None, _batches_every(period_s),
+                                          warmup_steps=2, timed_steps=12, sync=sync)
   block = timer.summarize_waits(waits, samples)
-  assert block['total'] == pytest.approx(sum(waits))
-  assert 0.5 < block['share'] <= 1.0
+  assert block['total'] == pytest.approx(sum(waits)) and sum(waits) <= sum(samples)
+  assert block['share'] == pytest.approx(share, abs=0.06)
 
 
 def test_summarize_waits_share_is_total_wait_over_total_step_time():
