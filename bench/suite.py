@@ -160,8 +160,7 @@ def expand(config):
                         f'case fields: {", ".join(sorted(CASE_FIELDS))}')
     case = ml_collections.ConfigDict({**base, **fields})
     validate_case(name, case)
-    if case.normalization == 'auto':
-      case.normalization = models.normalization(case.model)
+    case.normalization = _normalization(case)
     cases.append((name, case))
 
   names = [name for name, _ in cases]
@@ -210,6 +209,13 @@ def validate_case(name, case):
                     f'{devices} devices it is split over; use a multiple of {devices}')
 
 
+def _normalization(case):
+  """The case's normalization, 'auto' resolved to the model's."""
+  if case.normalization == 'auto':
+    return models.normalization(case.model)
+  return case.normalization
+
+
 def _validate_data(name, case):
   """The dataset fields that depend on each other (the data itself is checked when opened)."""
   if case.dataset == 'synthetic':
@@ -227,8 +233,7 @@ def _validate_data(name, case):
   if channels not in (1, 3):
     raise UserError(f'case {name!r}: image_shape {tuple(case.image_shape)} has {channels} '
                     'channels; images decode to 1 (grayscale) or 3 (RGB)')
-  normalization = (models.normalization(case.model) if case.normalization == 'auto'
-                   else case.normalization)
+  normalization = _normalization(case)
   if channels != 3 and normalization in options.RGB_ONLY:
     raise UserError(f'case {name!r}: normalization {normalization!r} is defined for RGB '
                     f'images; with {channels} channel set normalization to tf or unit')

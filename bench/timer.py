@@ -90,17 +90,15 @@ def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelin
 
   samples, fetches = [], []  # fetches: (asked for batch k, got it)
   pending = collections.deque()
-  t_prev = t_start = time.perf_counter()
+  t_start = time.perf_counter()
   stamps = [t_start]  # completions as the dispatching thread saw them
   watcher = _CompletionWatcher() if lag else None
 
   def take_sample():
-    nonlocal t_prev
     jax.block_until_ready(pending.popleft())
     t = time.perf_counter()
-    samples.append(t - t_prev)
+    samples.append(t - stamps[-1])
     stamps.append(t)
-    t_prev = t
     if on_sample is not None:
       on_sample(len(samples))
 

@@ -17,7 +17,6 @@ hash of their path relative to DIR, so a slice is a random-looking, stable
 subset: the same on every machine and unaffected by the config's seed.
 """
 
-import functools
 import hashlib
 import os
 
@@ -53,7 +52,6 @@ def _problem(path):
           'JPEG, PNG, GIF or BMP)')
 
 
-@functools.lru_cache(maxsize=8)
 def scan(root):
   """(paths, labels, class names, number of ignored files) of the image folder `root`.
 

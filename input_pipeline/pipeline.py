@@ -8,8 +8,8 @@ split, `tfds.even_splits`, and builds its share of the global batch):
 
 Device side, `device_prefetch` keeps `config.prefetch` batches already
 transferred and sharded over the data-parallel devices, so the transfer of
-batch k+1 overlaps step k. The time a step waits for its batch is the time the
-host spends in `next()` of that iterator; the timer records it.
+batch k+1 overlaps step k. The host fetches from this iterator; the timer
+records how long the device idled while it did (bench/timer.py, data wait).
 
 Evaluation reads the split once, in order, and pads the last batch with masked
 examples: every eval batch has the same shape (one compile), and metrics
