@@ -1,19 +1,33 @@
 """Atomic file writes: a killed run never leaves a half-written output."""
 
+import contextlib
 import os
 import tempfile
 
 
-def atomic_write_text(path, text):
-  """Writes `text` to `path` via a temporary file in the same directory and a rename."""
+@contextlib.contextmanager
+def atomic_open(path, mode='w'):
+  """A file object for `path` ('w' text or 'wb' binary) that appears there, complete,
+  only when the block ends without an exception: written to a temporary file in the
+  same directory, synced, then renamed over `path`."""
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+  # mkstemp makes the file private (0600); outputs get the usual umask-based mode.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o666 & ~umask)
   try:
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      f.write(text)
+    with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
+      yield f
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:
     os.unlink(tmp)
     raise
+
+
+def atomic_write_text(path, text):
+  """Writes `text` to `path` atomically (see `atomic_open`)."""
+  with atomic_open(path) as f:
+    f.write(text)

@@ -217,8 +217,9 @@ def restore_orbax(directory):
     with ocp.StandardCheckpointer() as checkpointer:
       return checkpointer.restore(os.path.abspath(directory))
   except (FileNotFoundError, ValueError) as e:
-    raise UserError(f'cannot restore orbax checkpoint {directory} ({e}); convert the weights '
-                    'again with python -m bench.convert_keras') from None
+    raise UserError(f'cannot restore orbax checkpoint {directory} ({e}); give the directory of '
+                    "a training run's checkpoints/CASE or of python -m bench.convert_keras "
+                    'output') from None
 
 
 def load(spec, variables):

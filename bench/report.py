@@ -14,7 +14,7 @@ import os
 
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -40,12 +40,23 @@ CASE_BLOCKS = {
                 'ignored_files'),
     # Exact metrics over config.eval_split after timing; wall_s includes compiling.
     'eval': ('split', 'num_examples', 'loss', 'accuracy', 'wall_s'),
+    # A training run (benchmark 'train', bench/train.py); null otherwise. `eval`
+    # then holds the final (or restored best) epoch's evaluation, and step_time_s
+    # and data_wait_s every training step. history: one row per epoch (HISTORY_KEYS).
+    'training': ('epochs_run', 'steps_run', 'steps_per_epoch', 'stop_reason',
+                 'diverged_at_step', 'best_epoch', 'min_train_loss', 'min_eval_loss',
+                 'best_eval_accuracy', 'train_s', 'eval_s', 'data_wait_s', 'mean_step_s',
+                 'epoch_s', 'setup_s', 'feature_cache_s', 'feature_cache_bytes', 'checkpoint',
+                 'history'),
 }
+HISTORY_KEYS = ('epoch', 'steps', 'train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy',
+                'train_s', 'eval_s', 'data_wait_s', 'step_time_median_s', 'learning_rate')
 CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'lower_s', 'compile_s')
-STATUSES = ('ok', 'failed')
+STATUSES = ('ok', 'failed', 'diverged')
 REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios')
 SUITE_KEYS = ('name', 'config_file', 'status')
-RATIO_KEYS = ('numerator', 'denominator', 'params', 'flops', 'bytes_accessed', 'step_time')
+RATIO_KEYS = ('numerator', 'denominator', 'params', 'flops', 'bytes_accessed', 'step_time',
+              'epoch_time')
 FILES = ('report.json', 'report.md', 'report.csv')
 
 
@@ -82,6 +93,7 @@ def ratios(cases, pairs):
         'flops': _ratio(a['xla']['flops'], b['xla']['flops']),
         'bytes_accessed': _ratio(a['xla']['bytes_accessed'], b['xla']['bytes_accessed']),
         'step_time': _ratio(a['step_time_s']['median'], b['step_time_s']['median']),
+        'epoch_time': _ratio(a['training']['epoch_s'], b['training']['epoch_s']),
     })
   return rows
 
@@ -117,6 +129,8 @@ def validate(report):
       raise ValueError(f'case {case["name"]!r} has status {case["status"]!r}')
     for block, keys in CASE_BLOCKS.items():
       _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
+    for row in case['training']['history'] or ():
+      _check_keys(f'case {case["name"]!r} training history row', row, HISTORY_KEYS)
   for row in report['ratios']:
     _check_keys('ratio', row, RATIO_KEYS)
 
@@ -148,7 +162,7 @@ def _csv_columns():
   columns = [key for key in CASE_SCALARS if key != 'config']
   columns[2:2] = ['model', 'batch_size', 'dtype']
   for block, keys in CASE_BLOCKS.items():
-    columns += [f'{block}.{key}' for key in keys if key != 'samples']
+    columns += [f'{block}.{key}' for key in keys if key not in ('samples', 'history')]
   return columns
 
 
@@ -284,6 +298,45 @@ def _compile_table(cases):
                  'train MB accessed', 'temp MB', 'argument MB', 'compile s'), rows)
 
 
+def _stopped(training):
+  if training['stop_reason'] == 'diverged':
+    return f'diverged at step {training["diverged_at_step"]}'
+  if training['stop_reason'] == 'early_stopping':
+    return f'early stop (best epoch {training["best_epoch"]})'
+  return training['stop_reason'] or 'n/a'
+
+
+def _training_table(cases):
+  """Training runs: the seeds' summary row (min losses, best accuracy, epochs, time)."""
+  rows = []
+  for case in cases:
+    cfg, tr = case['config'], case['training']
+    share = (None if not tr['train_s'] or tr['data_wait_s'] is None
+             else tr['data_wait_s'] / tr['train_s'])
+    rows.append([
+        case['name'], case['status'], cfg.get('model'), cfg.get('transfer'),
+        case['params']['trainable'] or 'n/a', tr['epochs_run'] or 0, _stopped(tr),
+        _fmt(tr['min_train_loss']), _fmt(tr['min_eval_loss']), _percent(tr['best_eval_accuracy']),
+        _fmt(tr['train_s']), _fmt(tr['eval_s']), _percent(share), _fmt(tr['mean_step_s'], 1e3),
+        _fmt(tr['epoch_s']), _fmt(tr['feature_cache_s'])])
+  return _table(('case', 'status', 'model', 'transfer', 'trainable', 'epochs', 'stopped',
+                 'min train loss', 'min val loss', 'best val acc', 'train s', 'eval s',
+                 'data wait', 'mean step ms', 's/epoch', 'feature cache s'), rows)
+
+
+def _curve(values, scale=1.0):
+  return ' '.join(_fmt(v, scale) for v in values) or 'n/a'
+
+
+def _curves(case):
+  history = case['training']['history'] or []
+  lines = [f'- **{case["name"]}** train loss: {_curve(r["train_loss"] for r in history)}']
+  if any(r['eval_loss'] is not None for r in history):
+    lines.append(f'  val loss: {_curve(r["eval_loss"] for r in history)}; val accuracy %: '
+                 f'{_curve((r["eval_accuracy"] for r in history), 100)}')
+  return lines
+
+
 def to_markdown(report):
   lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
            _environment_line(report['environment'])]
@@ -297,6 +350,15 @@ def to_markdown(report):
     lines += [''] + _timed_table(timed)
     lines += ['', 'data wait: share of the timed step time the device idled waiting for its '
               'next batch.']
+  trained = [c for c in report['cases'] if c['training']['epochs_run'] is not None]
+  if trained:
+    lines += ['', '## Training', '', 'Per case: losses and accuracy over the epochs run (val = '
+              'eval_split, exact), wall time in training steps and in evaluation, the data '
+              'wait share of training time, the mean step time from the timer, and the '
+              'feature cache build time. Curves: training_curves.png.', '']
+    lines += _training_table(trained) + ['', 'Per epoch:', '']
+    for case in trained:
+      lines += _curves(case)
   if evaluated:
     lines += ['', '## Evaluation', '', 'Exact metrics over every example of the split, '
               'after the timed steps.', ''] + _eval_table(evaluated)
@@ -307,16 +369,18 @@ def to_markdown(report):
     lines += ['', '## Compile-only cases', '',
               'XLA cost and memory analyses of the compiled train step (the forward pass '
               'for fwd), at the batch shown; nothing was run.', ''] + _compile_table(compiled)
-  failed = [case for case in report['cases'] if case['status'] != 'ok']
+  failed = [case for case in report['cases'] if case['status'] == 'failed']
   if failed:
     lines += ['', '## Failed cases', '']
     lines += [f'- {case["name"]}: {case["error"]}' for case in failed]
   if report['ratios']:
     lines += ['', '## Parameters vs FLOPs vs time', '']
-    lines += _table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time'),
+    lines += _table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time',
+                     'epoch time'),
                     [[f'{row["numerator"]} / {row["denominator"]}', _times(row['params']),
                       _times(row['flops']), _times(row['bytes_accessed']),
-                      _times(row['step_time'])] for row in report['ratios']])
+                      _times(row['step_time']), _times(row['epoch_time'])]
+                     for row in report['ratios']])
     lines.append('')
     lines += [_verdict(row) for row in report['ratios']]
   return '\n'.join(lines) + '\n'

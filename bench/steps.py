@@ -11,6 +11,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bench import transfer
+
+# Per-example losses by config name: softmax cross-entropy, or the multiclass hinge
+# (Crammer-Singer) of a linear SVM, for linear probes.
+LOSSES = {
+    'cross_entropy': optax.softmax_cross_entropy_with_integer_labels,
+    'hinge': optax.losses.multiclass_hinge_loss,
+}
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -22,24 +31,27 @@ class TrainState:
   rng: jax.Array  # base key; step k uses fold_in(rng, k) for dropout
 
 
-def create_train_state(model, tx, rng, image_shape, sharding):
-  """Initialises parameters and optimizer state directly with `sharding` (no host copy)."""
+def create_train_state(model, tx, rng, image_shape, sharding, frozen=frozenset()):
+  """Initialises parameters and optimizer state directly with `sharding` (no host copy).
+
+  The optimizer state covers only the layers not in `frozen` (bench/transfer.py).
+  """
   def init(rng):
     init_rng, state_rng = jax.random.split(rng)
     variables = model.init(init_rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables['params']
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get('batch_stats', {}),
-                      opt_state=tx.init(params), rng=state_rng)
+                      opt_state=tx.init(transfer.split(params, frozen)[0]), rng=state_rng)
   return jax.jit(init, out_shardings=sharding)(rng)
 
 
-def with_variables(state, tx, variables, sharding):
+def with_variables(state, tx, variables, sharding, frozen=frozenset()):
   """`state` with `variables` ({'params', 'batch_stats'}, host arrays) placed with
-  `sharding`, and optimizer state initialised for them."""
+  `sharding`, and optimizer state initialised for their layers not in `frozen`."""
   def replace(state, variables):
     return state.replace(params=variables['params'], batch_stats=variables['batch_stats'],
-                         opt_state=tx.init(variables['params']))
+                         opt_state=tx.init(transfer.split(variables['params'], frozen)[0]))
   return jax.jit(replace, out_shardings=sharding)(state, variables)
 
 
@@ -56,39 +68,48 @@ def _apply(model, state, params, images, train, rng=None):
   return model.apply(variables, images, train=train, rngs=rngs), state.batch_stats
 
 
-def _per_example(logits, labels):
+def _per_example(logits, labels, loss):
   """Loss and correctness (float32) per example."""
   logits = logits.astype(jnp.float32)  # the loss is always reduced in float32
-  return (optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+  return (LOSSES[loss](logits, labels),
           (jnp.argmax(logits, -1) == labels).astype(jnp.float32))
 
 
-def _metrics(logits, labels):
-  loss, correct = _per_example(logits, labels)
-  return {'loss': loss.mean(), 'accuracy': correct.mean()}
+def _metrics(logits, labels, loss):
+  losses, correct = _per_example(logits, labels, loss)
+  return {'loss': losses.mean(), 'accuracy': correct.mean()}
 
 
-def make_train_step(model, tx):
+def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy'):
+  """The train step; layers in `frozen` neither train nor update their BatchNorm
+  statistics, and no gradient is computed for them (see bench/transfer.py)."""
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
+    trainable, fixed = transfer.split(state.params, frozen)
 
-    def loss_fn(params):
-      logits, batch_stats = _apply(model, state, params, batch['image'], True, rng)
-      metrics = _metrics(logits, batch['label'])
+    def loss_fn(trainable):
+      with transfer.frozen_batchnorm(frozen):
+        logits, batch_stats = _apply(model, state, {**fixed, **trainable}, batch['image'], True,
+                                     rng)
+      metrics = _metrics(logits, batch['label'], loss)
       return metrics['loss'], (metrics, batch_stats)
 
-    grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+    grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(trainable)
+    updates, opt_state = tx.update(grads, state.opt_state, trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    # Frozen statistics are passed through from the old state, not from the model's
+    # output, so they stay bitwise what they were.
+    batch_stats = {k: state.batch_stats[k] if k in frozen else v for k, v in batch_stats.items()}
+    new_state = state.replace(step=state.step + 1, params={**fixed, **trainable},
                               batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
   return train_step
 
 
-def make_eval_step(model):
+def make_eval_step(model, loss='cross_entropy'):
   def eval_step(state, batch):
     logits, _ = _apply(model, state, state.params, batch['image'], False)
-    return _metrics(logits, batch['label'])
+    return _metrics(logits, batch['label'], loss)
   return eval_step
 
 
@@ -99,14 +120,14 @@ def make_forward(model):
   return forward
 
 
-def make_eval_sums(model):
+def make_eval_sums(model, loss='cross_entropy'):
   """Sums of loss and correct predictions over the examples of a batch whose 'mask' is
   set, and their count: padded examples count for nothing."""
   def eval_sums(state, batch):
     logits, _ = _apply(model, state, state.params, batch['image'], False)
-    loss, correct = _per_example(logits, batch['label'])
+    losses, correct = _per_example(logits, batch['label'], loss)
     mask = batch['mask'].astype(jnp.float32)
-    return {'loss': (loss * mask).sum(), 'correct': (correct * mask).sum(), 'count': mask.sum()}
+    return {'loss': (losses * mask).sum(), 'correct': (correct * mask).sum(), 'count': mask.sum()}
   return eval_sums
 
 

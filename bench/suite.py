@@ -11,20 +11,26 @@ UserError naming the field and what would be accepted.
 
 import collections
 
+from absl import logging
 import jax
 import ml_collections
 
 import models
 from bench import optimizers
 from bench import pretrained
+from bench import steps
 from bench import timer
+from bench import train
+from bench import transfer
 from bench.errors import UserError
 from input_pipeline import options
 
 # 'compile' lowers and compiles the train step and the forward pass without running
 # them: parameters, XLA costs and memory of models too slow to time here. 'input'
 # times the input pipeline alone, without a model: examples/s delivered to the devices.
-BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input')
+# 'train' is a whole training run: epochs with an exact evaluation after each
+# (bench/train.py).
+BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input', 'train')
 DTYPES = ('float32', 'bfloat16', 'float16')
 # Fields of the suite itself, not of a case.
 SUITE_FIELDS = ('name', 'cases', 'select', 'ratios')
@@ -113,7 +119,26 @@ CASE_FIELDS = {
     'optimizer': _one_of(tuple(optimizers.OPTIMIZERS)),
     'learning_rate': _positive_number,
     'momentum': _non_negative_number,
+    'nesterov': _boolean,
     'weight_decay': _non_negative_number,
+    'schedule': _one_of(optimizers.SCHEDULES),
+    'lr_warmup_steps': _int_at_least(0),
+    'lr_step_every': _int_at_least(1),
+    'lr_step_factor': _positive_number,
+    'grad_clip_norm': _non_negative_number,
+    'loss': _one_of(tuple(steps.LOSSES)),
+    'transfer': _one_of(transfer.MODES),
+    'finetune_blocks': _int_at_least(0),
+    'finetune_from': _text,
+    'cache_features': _one_of(train.CACHE_MODES),
+    'epochs': _int_at_least(1),
+    'steps_per_epoch': _int_at_least(0),
+    'early_stop_metric': _one_of(('',) + train.MONITORED),
+    'early_stop_mode': _one_of(('auto', 'min', 'max')),
+    'early_stop_patience': _int_at_least(0),
+    'early_stop_min_delta': _non_negative_number,
+    'restore_best': _boolean,
+    'checkpoint': _boolean,
     'benchmark': _one_of(BENCHMARKS),
     'warmup_steps': _int_at_least(1),
     'timed_steps': _int_at_least(1),
@@ -203,6 +228,7 @@ def validate_case(name, case):
                     f'not logits, so benchmark {case.benchmark!r} has no loss; use '
                     "benchmark='forward' or give the model a top")
   _validate_data(name, case)
+  _validate_training(name, case)
   devices = jax.device_count()
   if case.batch_size % devices:
     raise UserError(f'case {name!r}: batch_size {case.batch_size} is not divisible by the '
@@ -214,6 +240,35 @@ def _normalization(case):
   if case.normalization == 'auto':
     return models.normalization(case.model)
   return case.normalization
+
+
+def _validate_training(name, case):
+  """The training fields that depend on each other."""
+  if case.transfer == 'finetune' and bool(case.finetune_blocks) == bool(case.finetune_from):
+    raise UserError(f"case {name!r}: transfer 'finetune' needs exactly one of finetune_blocks "
+                    '(train the last N blocks) or finetune_from (train from this layer on); got '
+                    f'finetune_blocks={case.finetune_blocks}, '
+                    f'finetune_from={case.finetune_from!r}')
+  if case.transfer != 'scratch' and not case.init_from:
+    logging.warning('case %s: transfer %r from random weights (init_from is empty); the frozen '
+                    'layers keep their initialisation', name, case.transfer)
+  if case.cache_features != 'none':
+    if case.benchmark != 'train' or case.transfer != 'feature_extract':
+      raise UserError(f'case {name!r}: cache_features={case.cache_features!r} needs '
+                      "benchmark='train' and transfer='feature_extract' (only a frozen backbone's "
+                      'features can be computed once)')
+    if case.augment != 'none' or case.dataset == 'synthetic':
+      raise UserError(f'case {name!r}: cache_features={case.cache_features!r} needs a real '
+                      "dataset and augment='none': augmented images give new features every "
+                      'epoch')
+  if case.benchmark != 'train':
+    return
+  if case.dataset == 'synthetic' and not case.steps_per_epoch:
+    raise UserError(f"case {name!r}: benchmark 'train' on synthetic data needs "
+                    'steps_per_epoch >= 1 (synthetic data has no epoch of its own)')
+  if case.early_stop_metric.startswith('eval_') and not case.eval_split:
+    raise UserError(f'case {name!r}: early_stop_metric={case.early_stop_metric!r} needs an '
+                    "eval_split to evaluate on, e.g. --config.eval_split='train[85%:]'")
 
 
 def _validate_data(name, case):

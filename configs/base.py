@@ -14,7 +14,7 @@ def get_config():
   # What is measured.
   config.model = 'seed_mlp'
   config.model_kwargs = ml_collections.ConfigDict()
-  config.benchmark = 'train_step'  # train_step | eval_step | forward | compile | input
+  config.benchmark = 'train_step'  # train_step | eval_step | forward | compile | input | train
   config.dtype = 'float32'  # computation dtype; parameters stay float32
   # Initial weights: '' (random), 'keras:/path/weights.h5' or 'orbax:/path/dir' (see
   # bench/pretrained.py); the top is taken from them only where it fits.
@@ -38,11 +38,38 @@ def get_config():
   config.shuffle_buffer = 1024  # examples
   config.prefetch = 2  # batches transferred to the devices ahead of the step
 
-  # Optimizer of the train step.
+  # Optimizer of the train step (bench/optimizers.py).
   config.optimizer = 'adam'  # sgd | adam | adamw | rmsprop
   config.learning_rate = 1e-3
   config.momentum = 0.9  # sgd and rmsprop; 0 disables
-  config.weight_decay = 1e-4  # adamw
+  config.nesterov = False  # sgd
+  # Kernels only (not biases or norms): decoupled for adamw, an L2 term otherwise.
+  config.weight_decay = 0.0
+  config.schedule = 'constant'  # constant | step | cosine | warmup_cosine
+  config.lr_warmup_steps = 0  # warmup_cosine: linear from 0 over these steps
+  config.lr_step_every = 1000  # step: multiply by lr_step_factor every this many steps
+  config.lr_step_factor = 0.1
+  config.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 disables
+  config.loss = 'cross_entropy'  # cross_entropy | hinge (multiclass, a linear SVM's)
+
+  # Transfer learning (bench/transfer.py): which layers train.
+  config.transfer = 'scratch'  # scratch | feature_extract | finetune
+  config.finetune_blocks = 0  # finetune: train the last N backbone blocks ...
+  config.finetune_from = ''  # ... or every layer from this one on
+  # feature_extract without augmentation: backbone features computed once and kept
+  # in host memory or in WORKDIR/feature_cache/; the head trains on them.
+  config.cache_features = 'none'  # none | memory | disk
+
+  # Training runs (benchmark='train', bench/train.py).
+  config.epochs = 1
+  config.steps_per_epoch = 0  # 0 = one pass over train_split (dropping the remainder)
+  # Early stopping on a per-epoch metric ('' = off), as Keras's EarlyStopping.
+  config.early_stop_metric = ''  # train_loss | train_accuracy | eval_loss | eval_accuracy
+  config.early_stop_mode = 'auto'  # auto (min for losses, max for accuracies) | min | max
+  config.early_stop_patience = 3  # epochs without improvement before stopping
+  config.early_stop_min_delta = 0.0  # smaller changes are no improvement
+  config.restore_best = False  # end with the weights of the best monitored epoch
+  config.checkpoint = True  # write the final weights to WORKDIR/checkpoints/CASE
 
   # The timer.
   config.warmup_steps = 5

@@ -37,7 +37,9 @@ def default_data_dir():
 @dataclasses.dataclass(frozen=True)
 class Source:
   """A dataset on disk. `read(split, shuffle, seed)` gives {'image': encoded bytes,
-  'label': int64} examples of `split`, any tfds split spec or an even_splits part."""
+  'label': int64, 'id': string unique in the dataset} examples of `split`, any tfds
+  split spec or an even_splits part. The id lets cached features be found again
+  in whatever order a shuffled read returns them."""
   name: str
   location: str
   num_classes: int
@@ -67,8 +69,9 @@ def _tfds_source(builder, location):
     # encoded: preprocessing decodes them, cropping while it decodes.
     decoders = tfds.decode.PartialDecoding({'image': True, 'label': True},
                                            decoders={'image': tfds.decode.SkipDecoding()})
-    return builder.as_dataset(split=split, shuffle_files=shuffle, decoders=decoders,
-                              read_config=tfds.ReadConfig(shuffle_seed=seed))
+    ds = builder.as_dataset(split=split, shuffle_files=shuffle, decoders=decoders,
+                            read_config=tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=True))
+    return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label'], 'id': ex['tfds_id']})
   return Source(builder.name, location, builder.info.features['label'].num_classes,
                 builder.info.splits, read)
 
@@ -89,7 +92,8 @@ def _folder_source(name, root):
     ds = tf.data.Dataset.from_tensor_slices({'path': paths[index], 'label': labels[index]})
     if shuffle:  # a file list is cheap to shuffle whole, every epoch anew
       ds = ds.shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
-    return ds.map(lambda ex: {'image': tf.io.read_file(ex['path']), 'label': ex['label']},
+    return ds.map(lambda ex: {'image': tf.io.read_file(ex['path']), 'label': ex['label'],
+                              'id': ex['path']},
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return Source(name, root, len(classes), splits, read, ignored)
 

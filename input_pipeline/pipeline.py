@@ -81,6 +81,38 @@ class Input:
                       f'batch_size or a larger split')
     return sum(counts)
 
+  def steps_per_epoch(self, split):
+    """Full batches in one pass over `split` (the smallest process part decides)."""
+    _, counts = self._parts(split)
+    return min(counts) // self.per_process
+
+  def example_ids(self, split):
+    """The ids of this process's part of `split`, in the order `evaluation` reads it."""
+    part, _ = self._parts(split)
+    ids = self.source.read(part, shuffle=False, seed=0).map(lambda ex: ex['id'])
+    return list(ids.as_numpy_iterator())
+
+  def _training_order(self, split):
+    """This process's examples of `split` as training reads them: files and a buffer
+    shuffled with the case's seed, repeated. Every stream of a split with the same
+    seed sees its examples in the same order."""
+    case = self.case
+    part, _ = self._parts(split)
+    ds = self.source.read(part, shuffle=True, seed=case.seed)
+    return ds.shuffle(case.shuffle_buffer, seed=case.seed, reshuffle_each_iteration=True).repeat()
+
+  def cached_stream(self, split, ids, features, labels):
+    """Endless device batches {'image': features row, 'label'} in the training order
+    of `split`: row i of `features` (an array or np.memmap) and `labels` belongs to
+    example ids[i]. The images are not decoded; only their ids are looked up."""
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
+        default_value=-1)
+    rows = self._training_order(split).map(lambda ex: table.lookup(ex['id']))
+    rows = rows.batch(self.per_process, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    host = ({'image': features[r], 'label': labels[r]} for r in rows.as_numpy_iterator())
+    return device_prefetch(host, self.sharding, self.case.prefetch)
+
   def _preprocess(self, training):
     case = self.case
     return preprocess.make(tuple(case.image_shape), resize=case.resize, augment=case.augment,
@@ -92,12 +124,11 @@ class Input:
     part, _ = self._parts(split)
     fn = self._preprocess(training)
     processes, me = jax.process_count(), jax.process_index()
-    ds = self.source.read(part, shuffle=training, seed=case.seed)
-    if training:
-      ds = ds.shuffle(case.shuffle_buffer, seed=case.seed, reshuffle_each_iteration=True)
+    ds = (self._training_order(split) if training
+          else self.source.read(part, shuffle=False, seed=case.seed).repeat())
     # Example k of this process gets seed (seed, global index): no two examples, in
     # any process or epoch, share their random crop and flip.
-    ds = ds.repeat().enumerate().map(
+    ds = ds.enumerate().map(
         lambda k, ex: {'image': fn(ex['image'], tf.stack([case.seed, k * processes + me])),
                        'label': tf.cast(ex['label'], tf.int32)},
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -98,6 +98,19 @@ class Top(nn.Module):
                     name='predictions')(x)
 
 
+class FeatureHead(nn.Module):
+  """A Classifier's top on features its backbone has already pooled (or flattened)."""
+  num_classes: int
+  head: str = ''
+  dtype: Any = jnp.float32
+  kernel_init: Any = KERAS_KERNEL_INIT
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return Top(self.num_classes, 'flatten', self.head, self.dtype, self.kernel_init,
+               name='top')(x, train)
+
+
 class Classifier(nn.Module):
   """Base of the image families: subclasses define `features(x, train)`."""
   num_classes: int = 1000
@@ -120,6 +133,16 @@ class Classifier(nn.Module):
       return pool(x, self.pooling)
     return Top(self.num_classes, self.pooling, self.head, self.dtype, self.kernel_init,
                name='top')(x, train)
+
+  def backbone_and_head(self):
+    """(the backbone alone, returning pooled features; the top alone, on those features).
+
+    Both take the full model's variables without renaming: the backbone reads
+    every layer but 'top', the head only 'top'. Feature caching runs the first
+    once and trains the second.
+    """
+    return (self.clone(include_top=False),
+            FeatureHead(self.num_classes, self.head, self.dtype, self.kernel_init, parent=None))
 
   @classmethod
   def kwarg_problem(cls, kwargs):
@@ -150,9 +173,22 @@ class Classifier(nn.Module):
     return None
 
 
+class BatchNorm(nn.BatchNorm):
+  """nn.BatchNorm whose mode is `not train` unless the call says otherwise.
+
+  Left in the constructor, `use_running_average` could not be overridden per
+  call; here it can, which is how a frozen layer is put in inference mode while
+  the rest of the model trains (bench/transfer.py).
+  """
+  train: bool = False
+
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    return super().__call__(x, use_running_average=(
+        not self.train if use_running_average is None else use_running_average), mask=mask)
+
+
 def batch_norm(train, *, momentum, epsilon, dtype, name):
-  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon,
-                      dtype=dtype, name=name)
+  return BatchNorm(train=train, momentum=momentum, epsilon=epsilon, dtype=dtype, name=name)
 
 
 def _conv(x, kernel, strides, padding, groups):

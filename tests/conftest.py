@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+from bench import build
 from bench import report as report_lib
 from bench import runner
 from bench import suite
@@ -43,5 +44,5 @@ def build_case(**fields):
   `batches` is a list of the case's first num_batches batches."""
   record = report_lib.new_case('test', {})
   case, mesh = case_config(**fields), runner.data_mesh()
-  step, state, batches = runner.build(case, mesh, record, runner.open_input('test', case, mesh))
+  step, state, batches = build.build(case, mesh, record, runner.open_input('test', case, mesh))
   return record, step, state, list(itertools.islice(batches, case.num_batches))

@@ -49,7 +49,7 @@ def test_ratios_and_verdict():
   report = _report()
   cnn_mlp = report['ratios'][0]
   assert cnn_mlp == {'numerator': 'cnn', 'denominator': 'mlp', 'params': 0.5, 'flops': 10.0,
-                     'bytes_accessed': 10.0, 'step_time': 50.0}
+                     'bytes_accessed': 10.0, 'step_time': 50.0, 'epoch_time': None}
   assert report['ratios'][1]['step_time'] is None
   md = report_lib.to_markdown(report)
   assert md.rstrip().endswith('not comparable (a case failed).')

@@ -1,0 +1,158 @@
+"""A case's model, state, batches and compiled step; and the timing fields of its record.
+
+Shared by the timed benchmarks (bench/runner.py) and training runs
+(bench/train.py), so that a training epoch is measured exactly as a single
+timed step is.
+"""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+import optax
+
+import models
+from bench import costs
+from bench import optimizers
+from bench import pretrained
+from bench import steps
+from bench import timer
+from bench import transfer
+from input_pipeline import synthetic
+
+TRAINING = ('train_step', 'compile', 'train')
+
+
+def model_of(case):
+  return models.create(case.model, num_classes=case.num_classes, dtype=jnp.dtype(case.dtype),
+                       **case.model_kwargs)
+
+
+def total_steps(case, steps_per_epoch=None):
+  """Optimizer steps the case runs (what a cosine schedule decays over)."""
+  if case.benchmark == 'train':
+    return case.epochs * steps_per_epoch
+  return case.warmup_steps + case.timed_steps
+
+
+def finite(value):
+  value = float(value)
+  return value if math.isfinite(value) else None
+
+
+def xla_costs(compiled, case, mesh):
+  xla = costs.xla_costs(compiled)
+  # cost_analysis describes the per-device program, which sees batch/devices examples.
+  xla['flops_per_example'] = (None if xla['flops'] is None
+                              else xla['flops'] / (case.batch_size // mesh.size))
+  return xla
+
+
+def batches(case, mesh, rng, data):
+  """The endless iterator of device batches the timed steps read."""
+  if data is None or case.benchmark == 'compile':  # compiling needs only their shape
+    return itertools.cycle(synthetic.make_batches(
+        rng, num_batches=1 if data else case.num_batches, batch_size=case.batch_size,
+        image_shape=tuple(case.image_shape), num_classes=case.num_classes,
+        sharding=NamedSharding(mesh, P('data'))))
+  return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'))
+
+
+def initial_state(case, mesh, model, tx, frozen):
+  """The case's TrainState, replicated over `mesh`: initialised, then loaded from
+  `case.init_from` when it names weights."""
+  replicated = NamedSharding(mesh, P())
+  state_rng = jax.random.split(jax.random.key(case.seed))[0]
+  state = steps.create_train_state(model, tx, state_rng, tuple(case.image_shape), replicated,
+                                   frozen)
+  if case.init_from:
+    variables = pretrained.load(case.init_from, jax.device_get(
+        {'params': state.params, 'batch_stats': state.batch_stats}))
+    state = steps.with_variables(state, tx, variables, replicated, frozen)
+  return state
+
+
+def compile_step(fn, state, first, donate):
+  """(compiled fn, lower s, compile s) for the shapes of `first`, `state` donated or not."""
+  return timer.compile_timed(jax.jit(fn, donate_argnums=(0,) if donate else ()), state, first)
+
+
+def build(case, mesh, record, data=None, steps_per_epoch=None):
+  """Model, state, batches and the compiled timed function of `case`.
+
+  Fills the params, xla, memory and compile fields of `record` (and xla_forward
+  for a compile case), and returns (step, state, batches) where
+  `step(state, batch) -> (state, out)` calls the compiled function exactly once
+  and `batches` is an endless iterator of device batches (from `data`, the
+  case's pipeline.Input, or synthetic). A training case's layers are frozen as
+  its `transfer` mode says; `steps_per_epoch` sizes a train case's schedule.
+  """
+  model = model_of(case)
+  training = case.benchmark in TRAINING
+  frozen = transfer.frozen_layers(case, model, tuple(case.image_shape)) if training else frozenset()
+  if training:
+    tx = optimizers.create(case, total_steps(case, steps_per_epoch))
+    fn = steps.make_train_step(model, tx, frozen, case.loss)
+  else:
+    # Only a train step reads optimizer state: eval and forward cases do not hold
+    # one in device memory (Adam's moments would double a large model's footprint).
+    tx = optax.identity()
+    fn = (steps.make_eval_step(model, case.loss) if case.benchmark == 'eval_step'
+          else steps.make_forward(model))
+  state = initial_state(case, mesh, model, tx, frozen)
+  trainable, fixed = transfer.split(state.params, frozen)
+  record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
+  # The data key is the second of the pair, as it always was for synthetic batches.
+  batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data)
+  # Compiled for the shapes of a batch that is then timed first: no batch is lost.
+  first = next(batch_iter)
+  batch_iter = itertools.chain([first], batch_iter)
+
+  compiled, record['lower_s'], record['compile_s'] = compile_step(fn, state, first, training)
+  record['xla'] = xla_costs(compiled, case, mesh)
+  record['memory'].update(costs.compiled_memory(compiled))
+  if case.benchmark == 'compile':
+    forward, _, _ = timer.compile_timed(jax.jit(steps.make_forward(model)), state, first)
+    record['xla_forward'] = xla_costs(forward, case, mesh)
+  # A donating step returns the new state; the others leave it as it is.
+  step = compiled if training else (lambda s, b: (s, compiled(s, b)))
+  return step, state, batch_iter
+
+
+def evaluator(case, data, model=None):
+  """`evaluate(state)` -> exact {'loss', 'accuracy', 'num_examples'} of `model` (the
+  case's by default) over case.eval_split, compiled once."""
+  eval_sums = jax.jit(steps.make_eval_sums(model or model_of(case), case.loss))
+
+  def evaluate(state):
+    batches, num_examples = data.evaluation(case.eval_split)
+    return exact_metrics(eval_sums, state, batches, num_examples, case.eval_split)
+  return evaluate
+
+
+def exact_metrics(eval_sums, state, batches, num_examples, split):
+  """steps.evaluate, checked to have counted exactly the split's `num_examples`."""
+  metrics = steps.evaluate(eval_sums, state, batches)
+  if metrics['num_examples'] != num_examples:
+    raise RuntimeError(f'evaluated {metrics["num_examples"]} examples of {split!r}, '
+                       f'which has {num_examples}')
+  return metrics
+
+
+def record_timing(record, case, mesh, samples, waits, total_s):
+  """Fills step_time_s, data_wait_s, timing.total_s and throughput from timer samples."""
+  record['timing']['total_s'] = total_s
+  stats = timer.summarize(samples)
+  record['step_time_s'] = stats
+  record['data_wait_s'] = timer.summarize_waits(waits, samples)
+  flops = record['xla']['flops']
+  record['throughput'] = {
+      'examples_per_s': case.batch_size / stats['median'],
+      'examples_per_s_per_device': case.batch_size / mesh.size / stats['median'],
+      # Over the whole timed loop: what an epoch would see, bursts and stalls included.
+      'examples_per_s_total': case.batch_size * stats['n'] / sum(samples),
+      # Every device runs the per-device program: the achieved rate is over all of them.
+      'flops_per_s': None if flops is None else flops * mesh.size / stats['median'],
+  }

@@ -1,0 +1,365 @@
+"""Training runs: optimizers and schedules, transfer modes, feature caching, early
+stopping, divergence, and every seed experiment's config end to end at tiny size."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import keras
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+import models
+from bench import optimizers
+from bench import pretrained
+from bench import report as report_lib
+from bench import runner
+from bench import train
+from bench import transfer
+from bench.errors import UserError
+from configs import base
+from tests.conftest import build_case, case_config, run_cli
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """One data dir per module: the generated `shapes` dataset is made once."""
+  return str(tmp_path_factory.mktemp('data'))
+
+
+def _optimizer_case(**fields):
+  config = base.get_config()
+  config.update(fields)
+  return config
+
+
+# ----------------------------------------------------------------- optimizers
+
+def test_schedules_give_exact_learning_rates():
+  step = optimizers.schedule(_optimizer_case(schedule='step', learning_rate=0.1,
+                                             lr_step_every=10, lr_step_factor=0.5), 100)
+  assert [float(step(k)) for k in (0, 9, 10, 19, 20)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+  cosine = optimizers.schedule(_optimizer_case(schedule='cosine', learning_rate=0.1), 100)
+  assert [float(cosine(k)) for k in (0, 50, 100)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
+  warm = optimizers.schedule(_optimizer_case(schedule='warmup_cosine', learning_rate=0.1,
+                                             lr_warmup_steps=10), 110)
+  assert [float(warm(k)) for k in (0, 5, 10, 60, 110)] == pytest.approx(
+      [0.0, 0.05, 0.1, 0.05, 0.0], abs=1e-7)
+
+
+def test_weight_decay_spares_biases_and_clipping_bounds_the_update():
+  params = {'kernel': jnp.ones((2, 2)), 'bias': jnp.ones((2,))}
+  grads = {'kernel': jnp.zeros((2, 2)), 'bias': jnp.zeros((2,))}
+  for optimizer in ('sgd', 'adamw'):
+    tx = optimizers.create(_optimizer_case(optimizer=optimizer, momentum=0.0, learning_rate=0.1,
+                                           weight_decay=0.5), 10)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # Zero gradients: only the decay moves anything, and only the kernel.
+    np.testing.assert_allclose(updates['kernel'], -0.1 * 0.5 * np.ones((2, 2)), rtol=1e-6)
+    np.testing.assert_array_equal(updates['bias'], np.zeros(2))
+  tx = optimizers.create(_optimizer_case(optimizer='sgd', momentum=0.0, learning_rate=1.0,
+                                         grad_clip_norm=1.0), 10)
+  big = {'kernel': jnp.full((2, 2), 3.0), 'bias': jnp.full((2,), 4.0)}  # global norm sqrt(68)
+  updates, _ = tx.update(big, tx.init(params), params)
+  norm = float(optax.tree.norm(updates))
+  assert norm == pytest.approx(1.0, rel=1e-6)
+
+
+def test_nesterov_differs_from_plain_momentum_after_two_steps():
+  params, grads = {'w': jnp.ones((2, 2))}, {'w': jnp.ones((2, 2))}
+  out = []
+  for nesterov in (False, True):
+    tx = optimizers.create(_optimizer_case(optimizer='sgd', momentum=0.9, nesterov=nesterov,
+                                           learning_rate=1.0), 10)
+    state = tx.init(params)
+    _, state = tx.update(grads, state, params)
+    updates, _ = tx.update(grads, state, params)
+    out.append(float(updates['w'][0, 0]))
+  # Momentum 0.9: the second update is -(1 + 0.9) = -1.9; Nesterov looks ahead: -(1 + 0.9 * 1.9).
+  assert out == pytest.approx([-1.9, -2.71])
+
+
+def test_bfloat16_computes_in_bf16_and_keeps_float32_parameters():
+  record, step, state, batches = build_case(model='seed_cnn', dtype='bfloat16', batch_size=8)
+  model = models.create('seed_cnn', num_classes=10, dtype=jnp.bfloat16)
+  logits = model.apply({'params': state.params}, batches[0]['image'])
+  assert logits.dtype == jnp.bfloat16
+  state, metrics = step(state, batches[0])
+  assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
+  assert np.isfinite(float(metrics['loss'])) and record['params']['trainable'] == 227_146
+
+
+# ----------------------------------------------------------------- transfer
+
+@pytest.mark.parametrize('model, image_shape, kwargs, fields, trainable', [
+    # SEEDS.md 2b: ResNet50 -> Dense 512 -> Dense 24, backbone frozen.
+    ('resnet50', (32, 32, 3), {'head': 'dropout:0.5,dense:512:relu'}, {}, 1_061_400),
+    # SEEDS.md 4b and 4c: Xception -> Dense 196; frozen, then block14 unfrozen.
+    ('xception', (71, 71, 3), {}, {}, 401_604),
+    ('xception', (71, 71, 3), {}, {'transfer': 'finetune', 'finetune_blocks': 1}, 5_150_404),
+])
+def test_trainable_counts_of_the_seed_composites(model, image_shape, kwargs, fields, trainable):
+  num_classes = 24 if model == 'resnet50' else 196
+  fields = {'transfer': 'feature_extract', **fields}
+  case = case_config(model=model, model_kwargs=kwargs, num_classes=num_classes,
+                     image_shape=image_shape, **fields)
+  net = models.create(model, num_classes=num_classes, dtype=jnp.float32, **kwargs)
+  frozen = transfer.frozen_layers(case, net, image_shape)
+  variables = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, *image_shape)),
+                                              train=False))
+  trained, _ = transfer.split(variables['params'], frozen)
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trained)) == trainable
+
+
+def test_blocks_and_layer_order():
+  assert [transfer.block_of(n) for n in ('block14_sepconv1_bn', 'block13_shortcut', 'conv1_bn',
+                                         'conv5_block3', 'bn_Conv1', 'Conv_1_bn', 'block_16',
+                                         'expanded_conv', 'input_bn')] == [
+      'block14', 'block13', 'conv1', 'conv5_block3', 'Conv1', 'Conv_1', 'block_16',
+      'expanded_conv', 'input']
+  net = models.create('seed_cifar', num_classes=10, dtype=jnp.float32, batchnorm_first=True)
+  assert transfer.layer_order(net, (32, 32, 3)) == ['input_bn', 'conv1', 'conv2', 'top']
+
+
+def test_transfer_problems_are_user_errors():
+  with pytest.raises(UserError, match='needs exactly one of finetune_blocks'):
+    case_config(model='seed_cifar', transfer='finetune')
+  case = case_config(model='seed_cifar', transfer='finetune', finetune_from='conv9')
+  net = models.create('seed_cifar', num_classes=10, dtype=jnp.float32)
+  with pytest.raises(UserError, match=r"finetune_from='conv9' is not a layer of 'seed_cifar'; "
+                                      r'its layers, in order: conv1, conv2'):
+    transfer.frozen_layers(case, net, (32, 32, 3))
+  case = case_config(model='seed_mlp', transfer='feature_extract')
+  with pytest.raises(UserError, match='needs a model with a classifier top'):
+    transfer.frozen_layers(case, models.create('seed_mlp', num_classes=10, dtype=jnp.float32),
+                           (32, 32, 3))
+  with pytest.raises(UserError, match="needs benchmark='train' and transfer='feature_extract'"):
+    case_config(model='seed_cnn', cache_features='memory')
+
+
+def _snapshot(state):
+  return jax.tree.map(np.array, jax.device_get({'params': state.params,
+                                                'batch_stats': state.batch_stats}))
+
+
+@pytest.mark.parametrize('fields, frozen', [
+    ({'transfer': 'feature_extract'}, ('input_bn', 'conv1', 'conv2')),
+    ({'transfer': 'finetune', 'finetune_from': 'conv2'}, ('input_bn', 'conv1')),
+    ({'transfer': 'finetune', 'finetune_blocks': 1}, ('input_bn', 'conv1')),
+])
+def test_frozen_layers_stay_bitwise_unchanged_batchnorm_included(fields, frozen):
+  # BatchNorm first: its statistics would move with every training batch if it trained.
+  _, step, state, batches = build_case(model='seed_cifar', model_kwargs={'batchnorm_first': True},
+                                       batch_size=8, learning_rate=0.05, num_batches=3, **fields)
+  before = _snapshot(state)
+  for batch in batches * 2:
+    state, _ = step(state, batch)
+  after = _snapshot(state)
+  for collection in ('params', 'batch_stats'):
+    for layer in before[collection]:
+      same = jax.tree.all(jax.tree.map(np.array_equal, before[collection][layer],
+                                       after[collection][layer]))
+      assert same == (layer in frozen), (collection, layer)
+
+
+def test_feature_extract_train_step_costs_less_than_scratch():
+  flops = {}
+  for mode in ('scratch', 'feature_extract', 'finetune'):
+    record, _, _, _ = build_case(model='width_net', batch_size=8, benchmark='compile',
+                                 transfer=mode, finetune_blocks=1 if mode == 'finetune' else 0)
+    flops[mode] = record['xla']['flops']
+    forward = record['xla_forward']['flops']
+  # Frozen: the forward pass plus the head's backward; fine-tuning one block sits between.
+  assert forward < flops['feature_extract'] < 1.05 * forward
+  assert flops['feature_extract'] < flops['finetune'] < flops['scratch']
+
+
+# ----------------------------------------------------------------- early stopping
+
+class _Model:
+  stop_training = False
+
+
+@pytest.mark.parametrize('values, mode, patience, min_delta', [
+    ([1.0, 0.9, 0.95, 0.91, 0.92, 0.5, 0.4], 'min', 3, 0.0),
+    ([1.0, 0.9, 0.95, 0.91, 0.92, 0.5, 0.4], 'min', 2, 0.0),
+    ([1.0, 0.99, 0.98, 0.97, 0.5, 0.4], 'min', 2, 0.05),
+    ([0.1, 0.2, 0.2, 0.3, 0.25, 0.25, 0.2, 0.1], 'max', 3, 0.0),
+    ([0.5, 0.4, 0.3], 'min', 0, 0.0),
+    ([0.5, 0.6, 0.7], 'min', 0, 0.0),
+])
+def test_early_stopping_matches_keras(values, mode, patience, min_delta):
+  ours = train.EarlyStopping('train_loss', mode, patience, min_delta)
+  reference = keras.callbacks.EarlyStopping(monitor='loss', mode=mode, patience=patience,
+                                            min_delta=min_delta)
+  reference.set_model(_Model())
+  reference.on_train_begin()
+  stopped = None
+  for epoch, value in enumerate(values):
+    _, stop = ours.update(value)
+    reference.on_epoch_end(epoch, {'loss': value})
+    assert stop == reference.model.stop_training, epoch
+    if stop:
+      stopped = epoch + 1
+      break
+  assert ours.best_epoch == reference.best_epoch + 1
+  assert stopped == (reference.stopped_epoch + 1 if reference.stopped_epoch else None)
+
+
+def test_early_stopping_stops_at_the_scripted_epoch():
+  stopper = train.EarlyStopping('eval_accuracy', 'auto', 2, 0.01)  # auto: max for accuracy
+  decisions = [stopper.update(v) for v in (0.50, 0.60, 0.605, 0.59)]
+  assert decisions == [(True, False), (True, False), (False, False), (False, True)]
+  assert stopper.best_epoch == 2
+
+
+# ----------------------------------------------------------------- runs
+
+def _suite(**cases):
+  config = base.get_config()
+  config.benchmark = 'train'
+  config.batch_size = 8
+  config.cases = base.cases(**cases)
+  return config
+
+
+def test_divergence_is_reported_and_the_suite_goes_on(tmp_path):
+  config = _suite(
+      exploding=dict(model='seed_mlp', optimizer='sgd', momentum=0.0, learning_rate=1e3),
+      next=dict(model='seed_mlp'))
+  config.epochs, config.steps_per_epoch = 3, 20
+  report = runner.run_suite(config, str(tmp_path))
+  exploding, following = report['cases']
+  assert exploding['status'] == 'diverged' and exploding['error'] is None
+  training = exploding['training']
+  assert training['stop_reason'] == 'diverged'
+  assert 1 <= training['diverged_at_step'] <= 20 and training['epochs_run'] == 1
+  assert not os.path.exists(tmp_path / 'checkpoints' / 'exploding')
+  assert following['status'] == 'ok' and following['training']['epochs_run'] == 3
+  assert report['suite']['status'] == 'complete'
+  report_lib.load(tmp_path / 'report.json')
+  text = (tmp_path / 'report.md').read_text()
+  assert f'diverged at step {training["diverged_at_step"]}' in text
+
+
+def test_training_run_writes_metrics_checkpoint_and_curves(tmp_path):
+  config = _suite(cnn=dict(model='seed_cnn', schedule='warmup_cosine', lr_warmup_steps=2))
+  config.epochs, config.steps_per_epoch = 2, 4
+  report = runner.run_suite(config, str(tmp_path))
+  case = report['cases'][0]
+  training = case['training']
+  assert case['status'] == 'ok' and training['epochs_run'] == 2 and training['steps_run'] == 8
+  assert case['step_time_s']['n'] == 8 and len(training['history']) == 2
+  assert training['stop_reason'] == 'completed'
+  assert training['min_train_loss'] == min(r['train_loss'] for r in training['history'])
+  # Cosine over 8 steps: the last step's learning rate is close to 0.
+  assert training['history'][-1]['learning_rate'] < 0.1 * config.learning_rate
+  lines = (tmp_path / 'metrics' / 'cnn.jsonl').read_text().splitlines()
+  assert json.loads(lines[0])['hparams']['model'] == 'seed_cnn'
+  assert [json.loads(line)['step'] for line in lines[1:]] == [1, 2]
+  assert os.listdir(tmp_path / 'metrics' / 'cnn')  # TensorBoard event file
+  assert (tmp_path / 'training_curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  restored = pretrained.restore_orbax(tmp_path / 'checkpoints' / 'cnn')
+  assert restored['params']['top']['predictions']['kernel'].shape == (256, 10)
+
+
+def test_restore_best_ends_with_the_best_epoch(tmp_path):
+  # lr 1e-6: training barely moves, so the monitored training loss fluctuates; the
+  # reported eval and checkpoint must be those of the best epoch, not the last.
+  config = _suite(cnn=dict(model='seed_cnn', learning_rate=1e-6, early_stop_metric='train_loss',
+                           early_stop_patience=1, restore_best=True))
+  config.epochs, config.steps_per_epoch, config.num_batches = 6, 1, 5
+  report = runner.run_suite(config, str(tmp_path))
+  training = report['cases'][0]['training']
+  best = min(training['history'], key=lambda r: r['train_loss'])
+  assert training['best_epoch'] == best['epoch']
+  assert report['cases'][0]['final_metrics']['loss'] == best['train_loss']
+
+
+def test_feature_cache_trains_the_same_head_as_recomputing(tmp_path, data_dir):
+  config = _suite(
+      recompute=dict(cache_features='none'),
+      memory=dict(cache_features='memory'),
+      disk=dict(cache_features='disk'))
+  config.update(model='width_net', model_kwargs={'nf': 8, 'head': 'dropout:0.5,dense:16:relu'},
+                transfer='feature_extract', dataset='shapes', data_dir=data_dir, num_classes=0,
+                train_split='train[:60]', eval_split='train[300:]', shuffle_buffer=16,
+                epochs=2, learning_rate=0.01)
+  report = runner.run_suite(config, str(tmp_path))
+  cases = {c['name']: c for c in report['cases']}
+  assert all(c['status'] == 'ok' for c in cases.values()), [c['error'] for c in cases.values()]
+  heads = {name: pretrained.restore_orbax(tmp_path / 'checkpoints' / name)['params']['top']
+           for name in cases}
+  for name in ('memory', 'disk'):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 heads['recompute'], heads[name])
+    assert cases[name]['training']['feature_cache_s'] > 0
+    for key in ('train_loss', 'eval_loss', 'eval_accuracy'):
+      np.testing.assert_allclose([r[key] for r in cases[name]['training']['history']],
+                                 [r[key] for r in cases['recompute']['training']['history']],
+                                 rtol=1e-4)
+  # Every example of the split (not only full batches), 8 pooled features each.
+  assert cases['memory']['training']['feature_cache_bytes'] == 60 * 8 * 4
+  assert np.load(tmp_path / 'feature_cache' / 'disk.npy').shape == (60, 8)
+  # The head's step skips the backbone: far fewer FLOPs than the frozen full step.
+  assert cases['memory']['xla']['flops'] < 0.1 * cases['recompute']['xla']['flops']
+
+
+# ----------------------------------------------------------------- the seed configs
+
+_SHAPES = ['--config.dataset=shapes', '--config.num_classes=0']
+_SPLITS = ["--config.train_split=train[:80%]", "--config.eval_split=train[80%:]"]
+_TINY = ['--config.epochs=1', '--config.steps_per_epoch=1']
+
+SEED_CONFIGS = {
+    'mlp_vs_cnn': _SHAPES + _SPLITS + _TINY,
+    'resnet50_transfer': _SHAPES + _TINY + [
+        "--config.image_shape=(32, 32, 3)", '--config.batch_size=4',
+        "--config.cases.frozen.init_from="],
+    'cifar_ablation': _SHAPES + ['--config.epochs=2', '--config.steps_per_epoch=2',
+                                 "--config.cases.mobilenet_v2.init_from="],
+    'cars_scratch': _SHAPES + _SPLITS + _TINY + [
+        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4'],
+    'cars_feature_extract': _SHAPES + _SPLITS + _TINY + [
+        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.init_from='],
+    'cars_finetune': _SHAPES + _SPLITS + _TINY + [
+        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.init_from='],
+    'cars_resnet50': _SHAPES + _SPLITS + _TINY + [
+        "--config.image_shape=(32, 32, 3)", '--config.batch_size=4', '--config.init_from='],
+    'width_sweep': _SHAPES + _SPLITS + _TINY + ['--config.batch_size=4'],
+}
+
+# What each seed config must show when run at tiny size: cases, and trainable counts.
+EXPECTED = {
+    'mlp_vs_cnn': {'mlp': 445_450 - 4 * 257, 'cnn': 227_146 - 4 * 257},
+    'resnet50_transfer': {'scratch': 24_595_992 - 18 * 513, 'frozen': 1_061_400 - 18 * 513},
+    'cars_scratch': {'cars_scratch': 21_208_556 - 190 * 2049},
+    'cars_feature_extract': {'recompute': 401_604 - 190 * 2049, 'cached': 401_604 - 190 * 2049},
+    'cars_finetune': {'finetune': 5_150_404 - 190 * 2049},
+}
+
+
+@pytest.mark.parametrize('name', sorted(SEED_CONFIGS))
+def test_seed_config_runs_offline_at_tiny_size(name, tmp_path, data_dir):
+  workdir = tmp_path / 'work'
+  result = run_cli(f'--config=configs/{name}.py', f'--workdir={workdir}',
+                   f'--config.data_dir={data_dir}', *SEED_CONFIGS[name])
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = report_lib.load(workdir / 'report.json')
+  cases = {c['name']: c for c in report['cases']}
+  assert report['suite']['status'] == 'complete'
+  for case in cases.values():
+    assert case['status'] in ('ok', 'diverged'), (case['name'], case['error'])
+    assert case['training']['epochs_run'] >= 1 and case['dataset']['name'] == 'shapes'
+  for case_name, trainable in EXPECTED.get(name, {}).items():
+    # shapes has 6 classes, not the seeds' 10, 24 or 196: the top shrinks accordingly.
+    assert cases[case_name]['params']['trainable'] == trainable, case_name
+  if name == 'cifar_ablation':
+    assert len(cases) == 17 and cases['base']['params']['total'] == 21_032 - 4 * 2026
+    assert '## Training' in (workdir / 'report.md').read_text()
+  if name == 'cars_feature_extract':
+    assert cases['cached']['training']['feature_cache_s'] > 0
+    assert report['ratios'][0]['epoch_time'] is not None
