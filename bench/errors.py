@@ -1,4 +1,6 @@
-"""The one exception type for mistakes a user can fix."""
+"""The one exception type for mistakes a user can fix, and how a CLI ends on one."""
+
+import sys
 
 
 class UserError(Exception):
@@ -7,3 +9,9 @@ class UserError(Exception):
   The CLI prints its message as one line and exits with status 2; the message
   names the problem and the fix. Bugs raise anything else and keep tracebacks.
   """
+
+
+def fail(message):
+  """Ends the program for a user error: one line on stderr, exit status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)

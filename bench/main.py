@@ -15,7 +15,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from bench import runner
-from bench.errors import UserError
+from bench.errors import UserError, fail
 
 CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Benchmark config file (configs/*.py). Override any field with '
@@ -23,12 +23,6 @@ CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory for report.json, report.md and report.csv.')
-
-
-def fail(message):
-  """Ends the program for a user error: one line on stderr, exit status 2."""
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
 
 
 def _config_path(argv):

@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -40,7 +39,7 @@ import numpy as np
 import models
 from bench import fileio
 from bench import pretrained
-from bench.errors import UserError
+from bench.errors import UserError, fail
 from models.layers import Classifier, DepthwiseConv2D, Top
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds report.json '
@@ -368,34 +367,27 @@ def visualize(workdir, case, images, out, layer='', class_index=-1):
   return paths
 
 
-def _fail(message):
-  """One line on stderr, exit status 2 (as bench.main.fail, whose flags this module
-  cannot import alongside its own --workdir)."""
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
 def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e).splitlines()[0])
+    fail(str(e).splitlines()[0])
 
 
 def main(argv):
   if len(argv) > 1:
-    _fail(f'unexpected arguments {" ".join(argv[1:])}; flags are --workdir, --case, --images, '
+    fail(f'unexpected arguments {" ".join(argv[1:])}; flags are --workdir, --case, --images, '
           '--out, --layer, --class_index')
   for flag in (_WORKDIR, _CASE, _IMAGES, _OUT):
     if not flag.value:
-      _fail(f'missing --{flag.name}; usage: python -m bench.visualize --workdir=DIR --case=NAME '
+      fail(f'missing --{flag.name}; usage: python -m bench.visualize --workdir=DIR --case=NAME '
             '--images=a.jpg,b.png --out=OUTDIR')
   logging.set_verbosity(logging.INFO)
   try:
     paths = visualize(_WORKDIR.value, _CASE.value, _IMAGES.value, _OUT.value,
                       layer=_LAYER.value, class_index=_CLASS_INDEX.value)
   except UserError as e:
-    _fail(e)
+    fail(e)
   logging.info('wrote %s', ', '.join(paths))
 
 
