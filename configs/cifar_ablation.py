@@ -41,7 +41,10 @@ def get_config():
   config.epochs = 50
   config.early_stop_metric = 'train_loss'
   config.early_stop_patience = 3
-  seed_cifar = lambda **kwargs: dict(model_kwargs=kwargs)  # pylint: disable=unnecessary-lambda-assignment
+
+  def seed_cifar(**kwargs):
+    return dict(model_kwargs=kwargs)
+
   config.cases = base.cases(
       base=dict(),
       conv3=seed_cifar(filters=(7, 7, 9), kernel_sizes=(3, 3, 3)),

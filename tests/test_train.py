@@ -40,7 +40,8 @@ def _optimizer_case(**fields):
 def test_schedules_give_exact_learning_rates():
   step = optimizers.schedule(_optimizer_case(schedule='step', learning_rate=0.1,
                                              lr_step_every=10, lr_step_factor=0.5), 100)
-  assert [float(step(k)) for k in (0, 9, 10, 19, 20)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+  assert [float(step(k)) for k in (0, 9, 10, 19, 20)] == pytest.approx(
+      [0.1, 0.1, 0.05, 0.05, 0.025])
   cosine = optimizers.schedule(_optimizer_case(schedule='cosine', learning_rate=0.1), 100)
   assert [float(cosine(k)) for k in (0, 50, 100)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
   warm = optimizers.schedule(_optimizer_case(schedule='warmup_cosine', learning_rate=0.1,
