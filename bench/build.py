@@ -74,9 +74,20 @@ def initial_state(case, mesh, model, tx, frozen):
   return state
 
 
-def compile_step(fn, state, first, donate):
-  """(compiled fn, lower s, compile s) for the shapes of `first`, `state` donated or not."""
-  return timer.compile_timed(jax.jit(fn, donate_argnums=(0,) if donate else ()), state, first)
+def count_params(record, state, frozen):
+  """record['params']: what trains, and what does not (frozen layers, statistics)."""
+  trainable, fixed = transfer.split(state.params, frozen)
+  record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
+
+
+def compile_into(record, case, mesh, fn, state, first, donate):
+  """`fn` compiled for the shapes of `state` and `first` (`state` donated or not);
+  fills the compile times, xla and memory fields of `record`."""
+  compiled, record['lower_s'], record['compile_s'] = timer.compile_timed(
+      jax.jit(fn, donate_argnums=(0,) if donate else ()), state, first)
+  record['xla'] = xla_costs(compiled, case, mesh)
+  record['memory'].update(costs.compiled_memory(compiled))
+  return compiled
 
 
 def build(case, mesh, record, data=None, steps_per_epoch=None):
@@ -102,17 +113,14 @@ def build(case, mesh, record, data=None, steps_per_epoch=None):
     fn = (steps.make_eval_step(model, case.loss) if case.benchmark == 'eval_step'
           else steps.make_forward(model))
   state = initial_state(case, mesh, model, tx, frozen)
-  trainable, fixed = transfer.split(state.params, frozen)
-  record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
+  count_params(record, state, frozen)
   # The data key is the second of the pair, as it always was for synthetic batches.
   batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data)
   # Compiled for the shapes of a batch that is then timed first: no batch is lost.
   first = next(batch_iter)
   batch_iter = itertools.chain([first], batch_iter)
 
-  compiled, record['lower_s'], record['compile_s'] = compile_step(fn, state, first, training)
-  record['xla'] = xla_costs(compiled, case, mesh)
-  record['memory'].update(costs.compiled_memory(compiled))
+  compiled = compile_into(record, case, mesh, fn, state, first, training)
   if case.benchmark == 'compile':
     forward, _, _ = timer.compile_timed(jax.jit(steps.make_forward(model)), state, first)
     record['xla_forward'] = xla_costs(forward, case, mesh)

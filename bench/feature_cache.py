@@ -26,12 +26,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
 from bench import build
-from bench import costs
 from bench import optimizers
 from bench import steps
 from bench import train
 from bench import transfer
 from bench.fileio import atomic_open
+from models.layers import without_top
 
 
 def _local_rows(x):
@@ -79,13 +79,12 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch):
   backbone, head = model.backbone_and_head()
   tx = optimizers.create(case, build.total_steps(case, steps_per_epoch))
   state = build.initial_state(case, mesh, model, tx, frozen)
-  trainable, fixed = transfer.split(state.params, frozen)
-  record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
+  build.count_params(record, state, frozen)
 
   t0 = time.perf_counter()
   extract = jax.jit(lambda state, batch: backbone.apply(
-      {'params': transfer.split(state.params, {'top'})[0], 'batch_stats': state.batch_stats},
-      batch['image'], train=False))
+      without_top({'params': state.params, 'batch_stats': state.batch_stats}), batch['image'],
+      train=False))
   batches, _ = data.evaluation(case.train_split)
   features, labels = _features(extract, state, batches)
   ids = data.example_ids(case.train_split)
@@ -102,13 +101,12 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch):
                        out_shardings=NamedSharding(mesh, P()))(state)
   stream = data.cached_stream(case.train_split, ids, features, labels)
   first = next(stream)
-  compiled, record['lower_s'], record['compile_s'] = build.compile_step(
-      steps.make_train_step(head, tx, frozenset(), case.loss), head_state, first, True)
-  record['xla'] = build.xla_costs(compiled, case, mesh)
-  record['memory'].update(costs.compiled_memory(compiled))
+  compiled = build.compile_into(record, case, mesh,
+                                steps.make_train_step(head, tx, frozenset(), case.loss),
+                                head_state, first, True)
 
   def variables(head_state):
-    return {'params': {**fixed, 'top': head_state.params['top']},
+    return {'params': {**state.params, 'top': head_state.params['top']},
             'batch_stats': state.batch_stats}
 
   return train.Trainer(compiled, head_state, itertools.chain([first], stream), evaluate, variables)

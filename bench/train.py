@@ -85,7 +85,7 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._lines.append(json.dumps({'step': int(step), **texts}))
 
   def write_hparams(self, hparams):
-    self._lines.append(json.dumps({'hparams': {k: v for k, v in hparams.items()}}, default=str))
+    self._lines.append(json.dumps({'hparams': dict(hparams)}, default=str))
 
   def write_summaries(self, step, values, metadata=None):
     del step, values, metadata
@@ -224,8 +224,8 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
       losses = np.array([m['loss'] for m in metrics], np.float64)
       bad = np.flatnonzero(~np.isfinite(losses))
       if bad.size:
+        # The row keeps no loss: a non-finite one has no place in strict JSON.
         reason, diverged_at = 'diverged', done + int(bad[0]) + 1
-        row['train_loss'] = float(losses[bad[0]]) if np.isinf(losses[bad[0]]) else None
         history.append(row)
         logging.warning('case %s diverged: loss %s at step %d (epoch %d)', name,
                         losses[bad[0]], diverged_at, epoch)

@@ -40,7 +40,7 @@ import models
 from bench import fileio
 from bench import pretrained
 from bench.errors import UserError, fail
-from models.layers import Classifier, DepthwiseConv2D, Top
+from models.layers import Classifier, DepthwiseConv2D, without_top
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds report.json '
                                'and checkpoints/).')
@@ -144,21 +144,6 @@ def read_images(paths, config):
 
 # ------------------------------------------------------------------ the model's parts
 
-def split(model):
-  """(backbone, top): the model's feature extractor, returning the feature map, and its top.
-
-  top.apply({'params': params['top']}, backbone.apply(variables without top, x)) is the
-  model's logits.
-  """
-  backbone = model.clone(include_top=False, pooling='none')
-  top = Top(model.num_classes, model.pooling, model.head, model.dtype, model.kernel_init)
-  return backbone, top
-
-
-def without_top(variables):
-  return {**variables, 'params': {k: v for k, v in variables['params'].items() if k != 'top'}}
-
-
 def trace(model, variables, x):
   """One forward pass of `x` (a batch of one) recording, in call order, the backbone's
   top-level layers (keys of params) and the first convolution: the first module call
@@ -207,10 +192,11 @@ def _target(logits_and_map, a, class_index):
 
 def target_at_features(model, variables, x, class_index):
   """Target at the backbone output: the feature map the top pools."""
-  backbone, top = split(model)
+  backbone, head = model.backbone_and_head(pooled=False)
   feature_map = backbone.apply(without_top(variables), x, train=False)
-  top_params = {'params': variables['params']['top']}
-  return _target(lambda a: (top.apply(top_params, a, train=False), a), feature_map, class_index)
+  head_params = {'params': {'top': variables['params']['top']}}
+  return _target(lambda a: (head.apply(head_params, a, train=False), a), feature_map,
+                 class_index)
 
 
 def target_at_layer(model, variables, x, layer, class_index):

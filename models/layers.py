@@ -99,16 +99,23 @@ class Top(nn.Module):
 
 
 class FeatureHead(nn.Module):
-  """A Classifier's top on features its backbone has already pooled (or flattened)."""
+  """A Classifier's top alone, on its backbone's output: pooled features (pooling
+  'flatten' keeps them as they are) or the feature map (the model's own pooling)."""
   num_classes: int
   head: str = ''
   dtype: Any = jnp.float32
   kernel_init: Any = KERAS_KERNEL_INIT
+  pooling: str = 'flatten'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    return Top(self.num_classes, 'flatten', self.head, self.dtype, self.kernel_init,
+    return Top(self.num_classes, self.pooling, self.head, self.dtype, self.kernel_init,
                name='top')(x, train)
+
+
+def without_top(variables):
+  """`variables` less the top's parameters: what a Classifier's backbone reads."""
+  return {**variables, 'params': {k: v for k, v in variables['params'].items() if k != 'top'}}
 
 
 class Classifier(nn.Module):
@@ -134,15 +141,19 @@ class Classifier(nn.Module):
     return Top(self.num_classes, self.pooling, self.head, self.dtype, self.kernel_init,
                name='top')(x, train)
 
-  def backbone_and_head(self):
-    """(the backbone alone, returning pooled features; the top alone, on those features).
+  def backbone_and_head(self, pooled=True):
+    """(the backbone alone; the top alone, on the backbone's output).
 
-    Both take the full model's variables without renaming: the backbone reads
-    every layer but 'top', the head only 'top'. Feature caching runs the first
-    once and trains the second.
+    The backbone returns pooled features, or with `pooled=False` the feature map,
+    which the head then pools. Both take the full model's variables without
+    renaming: the backbone `without_top(variables)`, the head {'params': {'top':
+    ...}}. Feature caching runs the first once and trains the second; Grad-CAM
+    differentiates the head at the feature map.
     """
-    return (self.clone(include_top=False),
-            FeatureHead(self.num_classes, self.head, self.dtype, self.kernel_init, parent=None))
+    backbone = self.clone(include_top=False, pooling=self.pooling if pooled else 'none')
+    head = FeatureHead(self.num_classes, self.head, self.dtype, self.kernel_init,
+                       pooling='flatten' if pooled else self.pooling, parent=None)
+    return backbone, head
 
   @classmethod
   def kwarg_problem(cls, kwargs):

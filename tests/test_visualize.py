@@ -14,6 +14,7 @@ import models
 from bench import pretrained
 from bench import visualize
 from bench.errors import UserError
+from models.layers import without_top
 from tests.conftest import run_cli
 
 CNN_CONFIG = {'model': 'seed_cnn', 'model_kwargs': {}, 'num_classes': 10,
@@ -53,10 +54,10 @@ def test_grad_cam_by_hand():
                                           ('seed_cifar', {'batchnorm_first': True})])
 def test_backbone_then_top_is_the_model(name, kwargs):
   model, variables, x = _init(name, **kwargs)
-  backbone, top = visualize.split(model)
-  feature_map = backbone.apply(visualize.without_top(variables), x, train=False)
+  backbone, head = model.backbone_and_head(pooled=False)
+  feature_map = backbone.apply(without_top(variables), x, train=False)
   assert feature_map.ndim == 4
-  logits = top.apply({'params': variables['params']['top']}, feature_map, train=False)
+  logits = head.apply({'params': {'top': variables['params']['top']}}, feature_map, train=False)
   np.testing.assert_allclose(logits, model.apply(variables, x, train=False), rtol=1e-6, atol=1e-6)
 
 
