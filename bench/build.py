@@ -50,23 +50,39 @@ def xla_costs(compiled, case, mesh):
   return xla
 
 
-def batches(case, mesh, rng, data):
-  """The endless iterator of device batches the timed steps read."""
+def batches(case, mesh, rng, data, start=0):
+  """The endless iterator of device batches the timed steps read, from batch `start`
+  on (a resumed training run continues where its checkpoint stopped)."""
   if data is None or case.benchmark == 'compile':  # compiling needs only their shape
-    return itertools.cycle(synthetic.make_batches(
-        rng, num_batches=1 if data else case.num_batches, batch_size=case.batch_size,
+    num_batches = 1 if data else case.num_batches
+    return itertools.islice(itertools.cycle(synthetic.make_batches(
+        rng, num_batches=num_batches, batch_size=case.batch_size,
         image_shape=tuple(case.image_shape), num_classes=case.num_classes,
-        sharding=NamedSharding(mesh, P('data'))))
-  return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'))
+        sharding=NamedSharding(mesh, P('data')))), start % num_batches, None)
+  return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'),
+                     start=start)
 
 
-def initial_state(case, mesh, model, tx, frozen):
+def initial_state(case, mesh, model, tx, frozen, resume=None):
   """The case's TrainState, replicated over `mesh`: initialised, then loaded from
-  `case.init_from` when it names weights."""
+  `case.init_from` when it names weights.
+
+  `resume(target)`, given the state's shapes and shardings (jax.eval_shape: nothing
+  is allocated), returns a restored state or None; a restored state replaces both.
+  """
   replicated = NamedSharding(mesh, P())
   state_rng = jax.random.split(jax.random.key(case.seed))[0]
-  state = steps.create_train_state(model, tx, state_rng, tuple(case.image_shape), replicated,
-                                   frozen)
+
+  def create():
+    return steps.create_train_state(model, tx, state_rng, tuple(case.image_shape), replicated,
+                                    frozen)
+  if resume is not None:
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                          jax.eval_shape(create))
+    restored = resume(target)
+    if restored is not None:
+      return restored
+  state = create()
   if case.init_from:
     variables = pretrained.load(case.init_from, jax.device_get(
         {'params': state.params, 'batch_stats': state.batch_stats}))
@@ -90,7 +106,7 @@ def compile_into(record, case, mesh, fn, state, first, donate):
   return compiled
 
 
-def build(case, mesh, record, data=None, steps_per_epoch=None):
+def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
   """Model, state, batches and the compiled timed function of `case`.
 
   Fills the params, xla, memory and compile fields of `record` (and xla_forward
@@ -99,6 +115,8 @@ def build(case, mesh, record, data=None, steps_per_epoch=None):
   and `batches` is an endless iterator of device batches (from `data`, the
   case's pipeline.Input, or synthetic). A training case's layers are frozen as
   its `transfer` mode says; `steps_per_epoch` sizes a train case's schedule.
+  `resume` may restore the state (see `initial_state`); the batches then start
+  after the state's last step.
   """
   model = model_of(case)
   training = case.benchmark in TRAINING
@@ -112,10 +130,11 @@ def build(case, mesh, record, data=None, steps_per_epoch=None):
     tx = optax.identity()
     fn = (steps.make_eval_step(model, case.loss) if case.benchmark == 'eval_step'
           else steps.make_forward(model))
-  state = initial_state(case, mesh, model, tx, frozen)
+  state = initial_state(case, mesh, model, tx, frozen, resume)
   count_params(record, state, frozen)
   # The data key is the second of the pair, as it always was for synthetic batches.
-  batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data)
+  batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data,
+                       start=int(state.step))
   # Compiled for the shapes of a batch that is then timed first: no batch is lost.
   first = next(batch_iter)
   batch_iter = itertools.chain([first], batch_iter)

@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
 from bench import build
+from bench import checkpoints
 from bench import optimizers
 from bench import steps
 from bench import train
@@ -71,9 +72,10 @@ def _cached_evaluator(case, data, extract, state, head):
                                                 case.eval_split)
 
 
-def trainer(name, case, mesh, record, data, workdir, steps_per_epoch):
+def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume):
   """A train.Trainer of the head on cached features; fills the params, xla, memory and
-  compile fields of `record` (for the head's step) and training.feature_cache_s."""
+  compile fields of `record` (for the head's step) and training.feature_cache_s.
+  `resume(target)` may restore the head's state (see build.initial_state)."""
   model = build.model_of(case)
   frozen = transfer.frozen_layers(case, model, tuple(case.image_shape))
   backbone, head = model.backbone_and_head()
@@ -99,7 +101,9 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch):
   # The head's state is the full model's top: same parameters, optimizer state and key.
   head_state = jax.jit(lambda s: s.replace(params={'top': s.params['top']}, batch_stats={}),
                        out_shardings=NamedSharding(mesh, P()))(state)
-  stream = data.cached_stream(case.train_split, ids, features, labels)
+  head_state = resume(checkpoints.abstract(head_state)) or head_state
+  stream = data.cached_stream(case.train_split, ids, features, labels,
+                              start=int(head_state.step))
   first = next(stream)
   compiled = build.compile_into(record, case, mesh,
                                 steps.make_train_step(head, tx, frozenset(), case.loss),

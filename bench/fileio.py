@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -31,3 +32,15 @@ def atomic_write_text(path, text):
   """Writes `text` to `path` atomically (see `atomic_open`)."""
   with atomic_open(path) as f:
     f.write(text)
+
+
+def replace_dir(fresh, path):
+  """Moves the complete directory `fresh` to `path`, replacing what is there. A
+  directory cannot be renamed over a non-empty one, so the old one is first moved
+  aside: a kill in between leaves `path` missing (and PATH.old), never mixed."""
+  old = f'{path}.old'
+  if os.path.exists(path):
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+  os.replace(fresh, path)
+  shutil.rmtree(old, ignore_errors=True)

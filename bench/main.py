@@ -5,6 +5,7 @@ lives in importable modules that tests and notebooks call directly. A mistake
 the user can fix ends with one line on stderr and exit status 2.
 """
 
+import logging as std_logging
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bench import interrupt
 from bench import runner
 from bench.errors import UserError, fail
 
@@ -22,7 +24,10 @@ CONFIG = config_flags.DEFINE_config_file(
     '--config.FIELD=VALUE, one case\'s field with --config.cases.CASE.FIELD=VALUE.',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None,
-                               'Directory for report.json, report.md and report.csv.')
+                               'Directory for report.json, report.md and report.csv. A rerun '
+                               'on the same workdir continues the run there.')
+_RESTART = flags.DEFINE_bool('restart', False,
+                             'Delete the outputs of an earlier run in --workdir and start over.')
 
 
 def _config_path(argv):
@@ -71,10 +76,18 @@ def main(argv):
   if not _WORKDIR.value:
     fail('missing --workdir; pass --workdir=DIR, where the report will be written')
   logging.set_verbosity(logging.INFO)
+  # Orbax logs each save in a dozen INFO lines; its warnings and errors still show.
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
   try:
-    runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv))
+    runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv),
+                     restart=_RESTART.value)
   except UserError as e:
     fail(e)
+  except interrupt.Interrupted as e:
+    # Not a failure of the program: the shell's code for "ended by this signal".
+    print(f'interrupted: {e}', file=sys.stderr)
+    sys.exit(128 + e.signum)
 
 
 if __name__ == '__main__':

@@ -218,7 +218,7 @@ def restore_orbax(directory):
       return checkpointer.restore(os.path.abspath(directory))
   except (FileNotFoundError, ValueError) as e:
     raise UserError(f'cannot restore orbax checkpoint {directory} ({e}); give the directory of '
-                    "a training run's checkpoints/CASE or of python -m bench.convert_keras "
+                    "a training run's weights/CASE or of python -m bench.convert_keras "
                     'output') from None
 
 

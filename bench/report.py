@@ -14,7 +14,7 @@ import os
 
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -46,12 +46,24 @@ CASE_BLOCKS = {
     'training': ('epochs_run', 'steps_run', 'steps_per_epoch', 'stop_reason',
                  'diverged_at_step', 'best_epoch', 'min_train_loss', 'min_eval_loss',
                  'best_eval_accuracy', 'train_s', 'eval_s', 'data_wait_s', 'mean_step_s',
-                 'epoch_s', 'setup_s', 'feature_cache_s', 'feature_cache_bytes', 'checkpoint',
-                 'history'),
+                 'epoch_s', 'setup_s', 'feature_cache_s', 'feature_cache_bytes', 'history'),
+    # A training run's checkpoints (bench/checkpoints.py); null otherwise. saves: one
+    # row per save over every run of the case (SAVE_KEYS): blocking_s is how long
+    # training waited, total_s how long until the save was on disk (both null for
+    # the save a rerun resumed from: they went with the process that measured them);
+    # blocking_s, total_s and blocking_share of the block sum the timed saves.
+    # export: the final weights' directory.
+    'checkpoint': ('directory', 'every_steps', 'every_epochs', 'keep', 'asynchronous',
+                   'resumed_from_step', 'resumes', 'saves', 'blocking_s', 'total_s',
+                   'blocking_share', 'export'),
 }
 HISTORY_KEYS = ('epoch', 'steps', 'train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy',
                 'train_s', 'eval_s', 'data_wait_s', 'step_time_median_s', 'learning_rate')
-CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'lower_s', 'compile_s')
+SAVE_KEYS = ('step', 'epoch', 'reason', 'blocking_s', 'total_s')
+# fingerprint: sha256 of the final parameters and statistics (bench/checkpoints.py);
+# equal in two reports means bitwise equal weights.
+CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'lower_s', 'compile_s',
+                'fingerprint')
 STATUSES = ('ok', 'failed', 'diverged')
 REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios')
 SUITE_KEYS = ('name', 'config_file', 'status')
@@ -131,6 +143,8 @@ def validate(report):
       _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
     for row in case['training']['history'] or ():
       _check_keys(f'case {case["name"]!r} training history row', row, HISTORY_KEYS)
+    for row in case['checkpoint']['saves'] or ():
+      _check_keys(f'case {case["name"]!r} checkpoint save', row, SAVE_KEYS)
   for row in report['ratios']:
     _check_keys('ratio', row, RATIO_KEYS)
 
@@ -162,7 +176,7 @@ def _csv_columns():
   columns = [key for key in CASE_SCALARS if key != 'config']
   columns[2:2] = ['model', 'batch_size', 'dtype']
   for block, keys in CASE_BLOCKS.items():
-    columns += [f'{block}.{key}' for key in keys if key not in ('samples', 'history')]
+    columns += [f'{block}.{key}' for key in keys if key not in ('samples', 'history', 'saves')]
   return columns
 
 
@@ -324,6 +338,23 @@ def _training_table(cases):
                  'data wait', 'mean step ms', 's/epoch', 'feature cache s'), rows)
 
 
+def _checkpoint_table(cases):
+  """Per case: its saves, what blocked training, and how it resumed."""
+  rows = []
+  for case in cases:
+    ck = case['checkpoint']
+    saves = ck['saves'] or []
+    rows.append([
+        case['name'], len(saves), ', '.join(sorted({s['reason'] for s in saves})) or 'n/a',
+        _fmt(ck['blocking_s']),
+        _fmt(max((s['blocking_s'] for s in saves if s['blocking_s'] is not None), default=None)),
+        _fmt(ck['total_s']), _percent(ck['blocking_share']),
+        'no' if ck['resumed_from_step'] is None else f'step {ck["resumed_from_step"]}',
+        ck['resumes'], (case['fingerprint'] or 'n/a')[:16]])
+  return _table(('case', 'saves', 'why', 'blocking s', 'max blocking s', 'save total s',
+                 'blocking share', 'resumed from', 'resumes', 'fingerprint'), rows)
+
+
 def _curve(values, scale=1.0):
   return ' '.join(_fmt(v, scale) for v in values) or 'n/a'
 
@@ -359,6 +390,10 @@ def to_markdown(report):
     lines += _training_table(trained) + ['', 'Per epoch:', '']
     for case in trained:
       lines += _curves(case)
+    lines += ['', '## Checkpoints', '', 'Saves of each training case: time training was '
+              'blocked (copying the state off the devices, and waiting for the previous save) '
+              'against the time until the save was on disk; the fingerprint (sha256 prefix) '
+              'of the final weights and statistics.', ''] + _checkpoint_table(trained)
   if evaluated:
     lines += ['', '## Evaluation', '', 'Exact metrics over every example of the split, '
               'after the timed steps.', ''] + _eval_table(evaluated)

@@ -10,7 +10,6 @@ missing dataset or a bad split is one error and nothing written.
 
 import math
 import os
-import tempfile
 import time
 
 from absl import logging
@@ -19,29 +18,21 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from bench import build
+from bench import checkpoints
 from bench import costs
 from bench import environment
+from bench import interrupt
 from bench import plots
 from bench import report as report_lib
 from bench import suite as suite_lib
 from bench import timer
 from bench import train
+from bench import workdir as workdir_lib
 from bench.errors import UserError
 from bench.progress import Progress
 
 # Longest error text kept in the report; the full one (with traceback) is logged.
 _MAX_ERROR_CHARS = 2000
-
-
-def prepare_workdir(workdir):
-  """Creates `workdir` if needed and proves it writable, or raises UserError."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
-      pass
-  except OSError as e:
-    raise UserError(f'cannot write to workdir {workdir!r} ({e.strerror or e}); pass '
-                    '--workdir=DIR with a directory you can create and write') from None
 
 
 def data_mesh():
@@ -113,13 +104,14 @@ def _measure(name, case, mesh, record, data, workdir):
           build.batches(case, mesh, None, data))
     return 'ok'
   step, state, batches = build.build(case, mesh, record, data)
-  if case.benchmark == 'compile':
-    return 'ok'
-  state, out = _time(name, case, mesh, record, step, state, batches)
-  if isinstance(out, dict):
-    record['final_metrics'] = {key: build.finite(out[key]) for key in record['final_metrics']}
-  if case.eval_split:
-    _evaluate(case, state, data, record)
+  if case.benchmark != 'compile':
+    state, out = _time(name, case, mesh, record, step, state, batches)
+    if isinstance(out, dict):
+      record['final_metrics'] = {key: build.finite(out[key]) for key in record['final_metrics']}
+    if case.eval_split:
+      _evaluate(case, state, data, record)
+  record['fingerprint'] = checkpoints.fingerprint(
+      {'params': state.params, 'batch_stats': state.batch_stats})
   return 'ok'
 
 
@@ -152,51 +144,72 @@ def run_case(name, case, mesh, data=None, workdir=None):
   return record
 
 
-def run_suite(config, workdir, config_file=None):
+def _log_result(i, n, name, case, record):
+  if record['status'] == 'ok' and case.benchmark == 'input':
+    logging.info('[%d/%d] %s: input pipeline %.0f examples/s (median batch %.3f ms)', i, n, name,
+                 record['throughput']['examples_per_s_total'],
+                 record['step_time_s']['median'] * 1e3)
+  elif record['status'] == 'ok' and case.benchmark == 'compile':
+    logging.info('[%d/%d] %s: compiled in %.2f s, %.3g train GFLOP per example', i, n, name,
+                 record['compile_s'], (record['xla']['flops_per_example'] or math.nan) * 1e-9)
+  elif record['status'] in ('ok', 'diverged') and case.benchmark == 'train':
+    training = record['training']
+    logging.info('[%d/%d] %s: %s after %d epochs (%s); best eval accuracy %s, mean step %.3f '
+                 'ms, %.1f s training', i, n, name, record['status'], training['epochs_run'],
+                 training['stop_reason'], 'n/a' if training['best_eval_accuracy'] is None
+                 else f'{training["best_eval_accuracy"]:.4f}',
+                 (training['mean_step_s'] or math.nan) * 1e3, training['train_s'])
+  elif record['status'] == 'ok':
+    logging.info('[%d/%d] %s: compile %.2f s, median step %.3f ms (IQR/median %.3f, data '
+                 'wait %.1f%%), %.0f examples/s', i, n, name, record['compile_s'],
+                 record['step_time_s']['median'] * 1e3, record['step_time_s']['iqr_over_median'],
+                 record['data_wait_s']['share'] * 100, record['throughput']['examples_per_s'])
+
+
+def run_suite(config, workdir, config_file=None, restart=False):
   """Runs every selected case of `config` and writes the report into `workdir`.
 
-  Raises UserError, before anything is written, for an invalid config or workdir.
-  Returns the report dict.
+  A workdir holding an earlier run of the same config is continued (see
+  bench/workdir.py); `restart` deletes its outputs and starts over. Raises
+  UserError, before anything is written, for an invalid config or workdir, and
+  interrupt.Interrupted on SIGTERM or SIGINT (the report then holds the cases
+  finished so far, marked incomplete). Returns the report dict.
   """
   suite = suite_lib.expand(config)
   mesh = data_mesh()
   inputs = {name: open_input(name, case, mesh) for name, case in suite.cases}
-  prepare_workdir(workdir)
+  workdir_lib.prepare(workdir)
+  records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
+  kept = set(records)
   env = environment.collect()
-  records = []
-  for i, (name, case) in enumerate(suite.cases, 1):
-    logging.info('[%d/%d] %s: %s %s on %s, batch %d, %s', i, len(suite.cases), name,
-                 'no model' if case.benchmark == 'input' else case.model, case.benchmark,
-                 case.dataset, case.batch_size, case.dtype)
-    record = run_case(name, case, mesh, inputs[name], workdir)
-    records.append(record)
-    if record['status'] == 'ok' and case.benchmark == 'input':
-      logging.info('[%d/%d] %s: input pipeline %.0f examples/s (median batch %.3f ms)', i,
-                   len(suite.cases), name, record['throughput']['examples_per_s_total'],
-                   record['step_time_s']['median'] * 1e3)
-    elif record['status'] == 'ok' and case.benchmark == 'compile':
-      logging.info('[%d/%d] %s: compiled in %.2f s, %.3g train GFLOP per example', i,
-                   len(suite.cases), name, record['compile_s'],
-                   (record['xla']['flops_per_example'] or math.nan) * 1e-9)
-    elif record['status'] in ('ok', 'diverged') and case.benchmark == 'train':
-      training = record['training']
-      logging.info('[%d/%d] %s: %s after %d epochs (%s); best eval accuracy %s, mean step %.3f '
-                   'ms, %.1f s training', i, len(suite.cases), name, record['status'],
-                   training['epochs_run'], training['stop_reason'],
-                   'n/a' if training['best_eval_accuracy'] is None
-                   else f'{training["best_eval_accuracy"]:.4f}',
-                   (training['mean_step_s'] or math.nan) * 1e3, training['train_s'])
-    elif record['status'] == 'ok':
-      logging.info('[%d/%d] %s: compile %.2f s, median step %.3f ms (IQR/median %.3f, data '
-                   'wait %.1f%%), %.0f examples/s', i, len(suite.cases), name, record['compile_s'],
-                   record['step_time_s']['median'] * 1e3, record['step_time_s']['iqr_over_median'],
-                   record['data_wait_s']['share'] * 100, record['throughput']['examples_per_s'])
-    report = report_lib.build(suite.name, config_file, env, records, suite.ratios)
-    report['suite']['status'] = 'complete' if i == len(suite.cases) else 'incomplete'
+  names = [name for name, _ in suite.cases]
+
+  def write():
+    done = [records[name] for name in names if name in records]
+    report = report_lib.build(suite.name, config_file, env, done, suite.ratios)
+    report['suite']['status'] = 'complete' if len(done) == len(names) else 'incomplete'
     report_lib.write(workdir, report)
-    if case.benchmark == 'train':
-      plots.training_curves(workdir, report)
-  failed = [r['name'] for r in records if r['status'] == 'failed']
-  logging.info('%d/%d cases ok%s; report in %s', len(records) - len(failed), len(records),
-               f' (failed: {", ".join(failed)})' if failed else '', os.path.join(workdir, 'report.md'))
+    return report
+
+  report = write()
+  if kept:
+    logging.info('continuing the run in %s: %d of %d cases are done (%s)', workdir, len(kept),
+                 len(names), ', '.join(n for n in names if n in kept))
+  with interrupt.handlers():
+    for i, (name, case) in enumerate(suite.cases, 1):
+      if name in kept:
+        continue
+      logging.info('[%d/%d] %s: %s %s on %s, batch %d, %s', i, len(names), name,
+                   'no model' if case.benchmark == 'input' else case.model, case.benchmark,
+                   case.dataset, case.batch_size, case.dtype)
+      records[name] = run_case(name, case, mesh, inputs[name], workdir)
+      _log_result(i, len(names), name, case, records[name])
+      report = write()
+      if case.benchmark == 'train':
+        plots.training_curves(workdir, report)
+      interrupt.check()
+  failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
+  logging.info('%d/%d cases ok%s; report in %s', len(names) - len(failed), len(names),
+               f' (failed: {", ".join(failed)}; a rerun runs them again)' if failed else '',
+               os.path.join(workdir, 'report.md'))
   return report

@@ -139,6 +139,10 @@ CASE_FIELDS = {
     'early_stop_min_delta': _non_negative_number,
     'restore_best': _boolean,
     'checkpoint': _boolean,
+    'checkpoint_every_steps': _int_at_least(0),
+    'checkpoint_every_epochs': _int_at_least(0),
+    'checkpoint_keep': _int_at_least(1),
+    'checkpoint_async': _boolean,
     'benchmark': _one_of(BENCHMARKS),
     'warmup_steps': _int_at_least(1),
     'timed_steps': _int_at_least(1),
@@ -266,6 +270,10 @@ def _validate_training(name, case):
   if case.dataset == 'synthetic' and not case.steps_per_epoch:
     raise UserError(f"case {name!r}: benchmark 'train' on synthetic data needs "
                     'steps_per_epoch >= 1 (synthetic data has no epoch of its own)')
+  if case.restore_best and not (case.checkpoint and case.early_stop_metric):
+    raise UserError(f'case {name!r}: restore_best needs checkpoint=True and an '
+                    'early_stop_metric: the best epoch is the early-stopping one, reloaded from '
+                    'its checkpoint')
   if case.early_stop_metric.startswith('eval_') and not case.eval_split:
     raise UserError(f'case {name!r}: early_stop_metric={case.early_stop_metric!r} needs an '
                     "eval_split to evaluate on, e.g. --config.eval_split='train[85%:]'")

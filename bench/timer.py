@@ -73,13 +73,14 @@ class _CompletionWatcher:
 
 
 def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelined',
-               on_sample=None):
+               on_sample=None, stop=None):
   """Runs `step(carry, batch) -> (carry, out)` warm-up + timed times, one batch each
   from the iterator `batches`.
 
   Returns (carry, out of the last step, list of timed_steps wall times, list of
   timed_steps data waits), in seconds. `on_sample(i)` is called after each sample
-  is taken (for progress display).
+  is taken (for progress display). `stop()`, asked before each timed step, ends
+  the loop early when true (a preemption): the lists are then shorter.
   """
   lag = _LAG[sync]
   batches = iter(batches)
@@ -104,6 +105,8 @@ def time_steps(step, carry, batches, *, warmup_steps, timed_steps, sync='pipelin
 
   try:
     for _ in range(timed_steps):
+      if stop is not None and stop():
+        break
       t_ask = time.perf_counter()
       batch = next(batches)
       fetches.append((t_ask, time.perf_counter()))

@@ -30,11 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import build
+from bench import checkpoints
+from bench import interrupt
 from bench import optimizers
 from bench import pretrained
 from bench import timer
-from bench.fileio import atomic_write_text
-from bench.progress import Progress
+from bench.fileio import atomic_write_text, replace_dir
+from bench.progress import Progress as ProgressBar
 
 CACHE_MODES = ('none', 'memory', 'disk')
 MONITORED = ('train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy')
@@ -112,9 +114,10 @@ class JsonlWriter(metric_writers.MetricWriter):
 @dataclasses.dataclass
 class Trainer:
   """What the epoch loop drives: `step(state, batch) -> (state, metrics)` compiled,
-  its state and endless batches, `evaluate(state)` -> {'loss', 'accuracy',
-  'num_examples'} (None without an eval split), and `variables(state)` -> the full
-  model's {'params', 'batch_stats'} (a cached-feature trainer holds only the head)."""
+  its state (restored from a checkpoint, or new) and endless batches from the
+  state's step on, `evaluate(state)` -> {'loss', 'accuracy', 'num_examples'} (None
+  without an eval split), and `variables(state)` -> the full model's {'params',
+  'batch_stats'} (a cached-feature trainer holds only the head)."""
   step: Callable
   state: object
   batches: object
@@ -122,21 +125,44 @@ class Trainer:
   variables: Callable
 
 
-def image_trainer(case, mesh, record, data, steps_per_epoch):
+def image_trainer(case, mesh, record, data, steps_per_epoch, resume):
   """A Trainer over the case's images (or synthetic batches)."""
-  step, state, batches = build.build(case, mesh, record, data, steps_per_epoch)
+  step, state, batches = build.build(case, mesh, record, data, steps_per_epoch, resume)
   evaluate = build.evaluator(case, data) if case.eval_split else None
   return Trainer(step, state, batches, evaluate,
                  lambda s: {'params': s.params, 'batch_stats': s.batch_stats})
 
 
-def _empty_row(epoch):
+@dataclasses.dataclass
+class Progress:
+  """Everything of a run that is not the TrainState, as checkpoints store it (JSON).
+
+  step: steps done; history: one row per finished epoch (HISTORY_KEYS); losses,
+  accuracies, train_s: the current epoch's so far; samples, waits: every step's
+  timer sample and data wait; stopper: EarlyStopping's fields; reason: why
+  training ended ('' while it goes on); resumes: restarts from a checkpoint.
+  """
+  step: int = 0
+  history: list = dataclasses.field(default_factory=list)
+  losses: list = dataclasses.field(default_factory=list)
+  accuracies: list = dataclasses.field(default_factory=list)
+  train_s: float = 0.0
+  samples: list = dataclasses.field(default_factory=list)
+  waits: list = dataclasses.field(default_factory=list)
+  stopper: Optional[dict] = None
+  reason: str = ''
+  diverged_at: Optional[int] = None
+  resumes: int = 0
+
+
+def _row(epoch):
   return {'epoch': epoch, 'steps': 0, 'train_loss': None, 'train_accuracy': None,
           'eval_loss': None, 'eval_accuracy': None, 'train_s': None, 'eval_s': None,
           'data_wait_s': None, 'step_time_median_s': None, 'learning_rate': None}
 
 
-def _summary(history, reason, diverged_at, stopper, steps_per_epoch, samples):
+def _summary(run, stopper, steps_per_epoch):
+  history = run.history
   complete = [row for row in history if row['train_s'] is not None]
 
   def best(key, pick):
@@ -147,8 +173,8 @@ def _summary(history, reason, diverged_at, stopper, steps_per_epoch, samples):
       'epochs_run': len(history),
       'steps_run': sum(row['steps'] for row in history),
       'steps_per_epoch': steps_per_epoch,
-      'stop_reason': reason,
-      'diverged_at_step': diverged_at,
+      'stop_reason': run.reason,
+      'diverged_at_step': run.diverged_at,
       'best_epoch': stopper.best_epoch if stopper else None,
       'min_train_loss': best('train_loss', min),
       'min_eval_loss': best('eval_loss', min),
@@ -156,124 +182,236 @@ def _summary(history, reason, diverged_at, stopper, steps_per_epoch, samples):
       'train_s': sum(row['train_s'] or 0.0 for row in history),
       'eval_s': sum(row['eval_s'] or 0.0 for row in history),
       'data_wait_s': sum(row['data_wait_s'] or 0.0 for row in history),
-      'mean_step_s': float(np.mean(samples)) if samples else None,
+      'mean_step_s': float(np.mean(run.samples)) if run.samples else None,
       'epoch_s': (float(np.mean([row['train_s'] for row in complete])) if complete else None),
   }
 
 
-def _save(workdir, name, variables, metadata):
-  directory = os.path.join(workdir, 'checkpoints', name)
-  # A rerun replaces the earlier run's weights (orbax will not write over them).
-  if os.path.exists(directory):
-    shutil.rmtree(directory)
-  pretrained.save_orbax(directory, jax.device_get(variables), metadata)
+def _export(workdir, name, variables, metadata):
+  """The final weights as WORKDIR/weights/NAME (an orbax checkpoint of {'params',
+  'batch_stats'}), replacing an earlier export only once the new one is complete."""
+  directory = os.path.join(workdir, 'weights', name)
+  fresh = f'{directory}.new'
+  shutil.rmtree(fresh, ignore_errors=True)  # what an export killed midway left
+  pretrained.save_orbax(fresh, jax.device_get(variables), metadata)
+  replace_dir(fresh, directory)
   return directory
 
 
-def _writer(workdir, name):
+def _writer(workdir, name, case, history):
+  """TensorBoard and JSONL writers; a resumed run's JSONL starts with its earlier
+  epochs (TensorBoard's event files already hold them)."""
   os.makedirs(os.path.join(workdir, 'metrics'), exist_ok=True)
-  return metric_writers.MultiWriter([
-      metric_writers.SummaryWriter(os.path.join(workdir, 'metrics', name)),
-      JsonlWriter(os.path.join(workdir, 'metrics', f'{name}.jsonl'))])
+  jsonl = JsonlWriter(os.path.join(workdir, 'metrics', f'{name}.jsonl'))
+  writer = metric_writers.MultiWriter([
+      metric_writers.SummaryWriter(os.path.join(workdir, 'metrics', name)), jsonl])
+  writer.write_hparams({key: case[key] for key in ('model', 'optimizer', 'learning_rate',
+                                                   'batch_size', 'transfer', 'dtype')})
+  for row in history:
+    jsonl.write_scalars(row['epoch'], _scalars(row))
+  return writer
+
+
+def _scalars(row):
+  return {k: v for k, v in row.items() if v is not None}
+
+
+def _checkpoint_block(case, ckpt, resumed_from, run):
+  saves = ckpt.saves if ckpt else []
+  timed = [save for save in saves if save['total_s'] is not None]
+  blocking = sum(save['blocking_s'] for save in timed)
+  total = sum(save['total_s'] for save in timed)
+  return {'directory': ckpt.directory if ckpt else None,
+          'every_steps': case.checkpoint_every_steps, 'every_epochs': case.checkpoint_every_epochs,
+          'keep': case.checkpoint_keep, 'asynchronous': case.checkpoint_async,
+          'resumed_from_step': resumed_from, 'resumes': run.resumes, 'saves': saves,
+          'blocking_s': blocking, 'total_s': total,
+          'blocking_share': blocking / total if total else None, 'export': None}
 
 
 def train_and_evaluate(name, case, mesh, record, data, workdir):
-  """Trains `case` for its epochs, evaluating after each; fills record['training']
-  (and the step-time, data-wait, eval and final-metric blocks). Returns the case's
-  status: 'ok', or 'diverged'."""
+  """Trains `case` for its epochs, evaluating after each; fills record['training'],
+  record['checkpoint'] and record['fingerprint'] (and the step-time, data-wait,
+  eval and final-metric blocks). Returns the case's status: 'ok', or 'diverged'.
+
+  With checkpoints on, a rerun continues from the latest one exactly (see
+  bench/checkpoints.py); a signal (bench/interrupt.py) saves one and raises
+  interrupt.Interrupted.
+  """
   # Imported here: feature caching needs the input pipeline, and so TensorFlow.
   from bench import feature_cache  # pylint: disable=import-outside-toplevel
   steps_per_epoch = case.steps_per_epoch or data.steps_per_epoch(case.train_split)
-  t_setup = time.perf_counter()
-  if case.cache_features != 'none':
-    trainer = feature_cache.trainer(name, case, mesh, record, data, workdir, steps_per_epoch)
-  else:
-    trainer = image_trainer(case, mesh, record, data, steps_per_epoch)
-  setup_s = time.perf_counter() - t_setup
-  lr = optimizers.schedule(case, build.total_steps(case, steps_per_epoch))
-  stopper = (EarlyStopping(case.early_stop_metric, case.early_stop_mode,
-                           case.early_stop_patience, case.early_stop_min_delta)
-             if case.early_stop_metric else None)
-  writer = _writer(workdir, name)
-  writer.write_hparams({key: case[key] for key in ('model', 'optimizer', 'learning_rate',
-                                                   'batch_size', 'transfer', 'dtype')})
-  progress = Progress(case.epochs * steps_per_epoch, f'{name} training')
-  state, best_state, best_eval = trainer.state, None, None
-  history, samples_all, waits_all = [], [], []
-  reason, diverged_at, done = 'completed', None, 0
+  ckpt = (checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints', name),
+                                  case.checkpoint_keep, case.checkpoint_async)
+          if case.checkpoint else None)
+  found = {}
+
+  def resume(target):
+    latest = ckpt.restore_latest(target) if ckpt else None
+    if latest is None:
+      return None
+    state, found['progress'] = latest
+    return state
+
   try:
-    for epoch in range(1, case.epochs + 1):
-      outs = []
-
-      def collecting(state, batch):
-        state, out = trainer.step(state, batch)
-        outs.append(out)
-        return state, out
-
-      t0 = time.perf_counter()
-      state, _, samples, waits = timer.time_steps(
-          collecting, state, trainer.batches, warmup_steps=0, timed_steps=steps_per_epoch,
-          sync=case.sync, on_sample=lambda i, done=done: progress.update(done + i))
-      row = _empty_row(epoch)
-      row.update(steps=steps_per_epoch, train_s=time.perf_counter() - t0,
-                 data_wait_s=float(np.sum(waits)), step_time_median_s=float(np.median(samples)),
-                 learning_rate=float(lr(done + steps_per_epoch - 1)))
-      samples_all += samples
-      waits_all += waits
-      metrics = jax.device_get(outs)
-      losses = np.array([m['loss'] for m in metrics], np.float64)
-      bad = np.flatnonzero(~np.isfinite(losses))
-      if bad.size:
-        # The row keeps no loss: a non-finite one has no place in strict JSON.
-        reason, diverged_at = 'diverged', done + int(bad[0]) + 1
-        history.append(row)
-        logging.warning('case %s diverged: loss %s at step %d (epoch %d)', name,
-                        losses[bad[0]], diverged_at, epoch)
-        break
-      done += steps_per_epoch
-      row.update(train_loss=float(losses.mean()),
-                 train_accuracy=float(np.mean([m['accuracy'] for m in metrics])))
-      if trainer.evaluate:
-        t0 = time.perf_counter()
-        evaluation = trainer.evaluate(state)
-        row.update(eval_loss=build.finite(evaluation['loss']),
-                   eval_accuracy=build.finite(evaluation['accuracy']),
-                   eval_s=time.perf_counter() - t0)
-      history.append(row)
-      writer.write_scalars(epoch, {k: v for k, v in row.items() if v is not None})
-      writer.flush()
-      logging.info('%s epoch %d/%d: train loss %.4g, eval accuracy %s, %.1f s train + %s eval',
-                   name, epoch, case.epochs, row['train_loss'],
-                   'n/a' if row['eval_accuracy'] is None else f'{row["eval_accuracy"]:.4f}',
-                   row['train_s'], 'n/a' if row['eval_s'] is None else f'{row["eval_s"]:.1f} s')
+    t_setup = time.perf_counter()
+    if case.cache_features != 'none':
+      trainer = feature_cache.trainer(name, case, mesh, record, data, workdir, steps_per_epoch,
+                                      resume)
+    else:
+      trainer = image_trainer(case, mesh, record, data, steps_per_epoch, resume)
+    setup_s = time.perf_counter() - t_setup
+    run, resumed_from = Progress(), None
+    stopper = (EarlyStopping(case.early_stop_metric, case.early_stop_mode,
+                             case.early_stop_patience, case.early_stop_min_delta)
+               if case.early_stop_metric else None)
+    if 'progress' in found:
+      saved = dict(found['progress'])
+      ckpt.saves = saved.pop('saves')
+      run = Progress(**saved)
+      run.resumes += 1
+      resumed_from = run.step
       if stopper:
-        improved, stop = stopper.update(row[case.early_stop_metric])
-        if improved:
-          best_eval = row
-          if case.restore_best:  # a copy: the next step donates `state`'s buffers
-            best_state = jax.tree.map(jnp.copy, state)
-        if stop:
-          reason = 'early_stopping'
-          break
+        vars(stopper).update(run.stopper)
+        if stopper.best_epoch:
+          ckpt.best_step = stopper.best_epoch * steps_per_epoch
+      logging.info('case %s: resuming from checkpoint step %d (epoch %d)%s', name, run.step,
+                   len(run.history) + 1,
+                   f'; it ended ({run.reason}), nothing is left to train' if run.reason else '')
+    state = _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir)
+    final = run.history[-1] if run.history else None
+    if case.restore_best and stopper and stopper.best_epoch and run.reason != 'diverged':
+      # Its checkpoint is kept: saves of improving epochs carry the metric BestN keeps.
+      final = run.history[stopper.best_epoch - 1]
+      state = ckpt.restore(stopper.best_epoch * steps_per_epoch, checkpoints.abstract(state))
   finally:
-    progress.close()
-    writer.close()
-  if best_state is not None:
-    state = best_state
-  final = best_eval if best_state is not None else (history[-1] if history else None)
-  record['training'].update(_summary(history, reason, diverged_at, stopper, steps_per_epoch,
-                                     samples_all), history=history, setup_s=setup_s)
-  build.record_timing(record, case, mesh, samples_all, waits_all,
-                      record['training']['train_s'])
-  record['timing'].update(warmup_steps=0, timed_steps=len(samples_all))
-  if final is not None and reason != 'diverged':
+    if ckpt:
+      ckpt.close()
+  record['training'].update(_summary(run, stopper, steps_per_epoch), history=run.history,
+                            setup_s=setup_s)
+  record['checkpoint'] = _checkpoint_block(case, ckpt, resumed_from, run)
+  build.record_timing(record, case, mesh, run.samples, run.waits, record['training']['train_s'])
+  record['timing'].update(warmup_steps=0, timed_steps=len(run.samples))
+  if final is not None and run.reason != 'diverged':
     record['final_metrics'] = {'loss': final['train_loss'], 'accuracy': final['train_accuracy']}
   if trainer.evaluate and final is not None and final['eval_s'] is not None:
     record['eval'] = {'split': case.eval_split, 'num_examples': data.check(case.eval_split, False),
                       'loss': final['eval_loss'], 'accuracy': final['eval_accuracy'],
                       'wall_s': final['eval_s']}
-  if case.checkpoint and reason != 'diverged':
-    record['training']['checkpoint'] = _save(
-        workdir, name, trainer.variables(state),
-        {'case': name, 'epochs_run': len(history), 'step': int(jax.device_get(state.step))})
-  return 'diverged' if reason == 'diverged' else 'ok'
+  variables = trainer.variables(state)
+  record['fingerprint'] = checkpoints.fingerprint(variables)
+  if case.checkpoint and run.reason != 'diverged':
+    record['checkpoint']['export'] = _export(
+        workdir, name, variables, {'case': name, 'epochs_run': len(run.history),
+                                   'step': run.step, 'fingerprint': record['fingerprint']})
+  return 'diverged' if run.reason == 'diverged' else 'ok'
+
+
+def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
+  """The epoch loop, from `run` on: updates `run` and returns the final state."""
+  lr = optimizers.schedule(case, build.total_steps(case, steps_per_epoch))
+  writer = _writer(workdir, name, case, run.history)
+  bar = ProgressBar(case.epochs * steps_per_epoch, f'{name} training')
+  state = trainer.state
+
+  def save(reason, best=False):
+    run.stopper = dict(vars(stopper)) if stopper else None
+    ckpt.save(run.step, len(run.history), reason, state,
+              lambda saves: {**dataclasses.asdict(run), 'saves': saves}, best=best)
+
+  try:
+    with interrupt.deferred():
+      while not run.reason:
+        epoch = len(run.history) + 1
+        epoch_end = epoch * steps_per_epoch
+        every = case.checkpoint_every_steps if ckpt else 0
+        until = min(epoch_end, (run.step // every + 1) * every) if every else epoch_end
+        outs = []
+
+        def collecting(state, batch):
+          state, out = trainer.step(state, batch)
+          outs.append(out)
+          interrupt.fault('step', run.step + len(outs))
+          return state, out
+
+        t0 = time.perf_counter()
+        state, _, samples, waits = timer.time_steps(
+            collecting, state, trainer.batches, warmup_steps=0, timed_steps=until - run.step,
+            sync=case.sync, on_sample=lambda i, done=run.step: bar.update(done + i),
+            stop=interrupt.requested)
+        run.train_s += time.perf_counter() - t0
+        metrics = jax.device_get(outs)
+        losses = [float(m['loss']) for m in metrics]
+        first = run.step - (epoch - 1) * steps_per_epoch  # this epoch's steps before the chunk
+        run.samples += samples
+        run.waits += waits
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+          # The row keeps no loss: a non-finite one has no place in strict JSON.
+          run.reason, run.diverged_at = 'diverged', run.step + int(bad[0]) + 1
+          run.step += len(samples)
+          row = _row(epoch)
+          row.update(steps=first + len(samples), train_s=run.train_s,
+                     data_wait_s=float(np.sum(run.waits[-(first + len(samples)):])),
+                     step_time_median_s=float(np.median(run.samples[-(first + len(samples)):])))
+          run.history.append(row)
+          logging.warning('case %s diverged: loss %s at step %d (epoch %d)', name,
+                          losses[bad[0]], run.diverged_at, epoch)
+          break
+        run.step += len(samples)
+        run.losses += losses
+        run.accuracies += [float(m['accuracy']) for m in metrics]
+        if run.step == epoch_end:
+          improved = _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch,
+                                steps_per_epoch)
+          if ckpt and (run.reason or improved or (case.checkpoint_every_epochs and
+                                                   epoch % case.checkpoint_every_epochs == 0)):
+            save('end' if run.reason else 'best' if improved else 'epoch', best=improved)
+        elif every and run.step % every == 0:
+          save('steps')
+        if interrupt.requested() and not run.reason:
+          if ckpt:
+            save('preemption')
+            ckpt.wait()
+          raise interrupt.Interrupted(
+              interrupt.requested(), f'case {name} interrupted at step {run.step}: '
+              + (f'checkpoint in {ckpt.directory}; rerun the same command to resume' if ckpt
+                 else 'checkpoint=False, so a rerun starts the case again'))
+  finally:
+    bar.close()
+    writer.close()
+  return state
+
+
+def _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch, steps_per_epoch):
+  """Closes epoch `epoch`: its history row, evaluation, metrics and early stopping.
+  Sets run.reason if training ends here; returns whether the monitored metric improved."""
+  start = (epoch - 1) * steps_per_epoch
+  row = _row(epoch)
+  row.update(steps=steps_per_epoch, train_s=run.train_s,
+             data_wait_s=float(np.sum(run.waits[start:])),
+             step_time_median_s=float(np.median(run.samples[start:])),
+             learning_rate=float(lr(run.step - 1)),
+             train_loss=float(np.mean(run.losses)), train_accuracy=float(np.mean(run.accuracies)))
+  run.losses, run.accuracies, run.train_s = [], [], 0.0
+  if trainer.evaluate:
+    t0 = time.perf_counter()
+    evaluation = trainer.evaluate(state)
+    row.update(eval_loss=build.finite(evaluation['loss']),
+               eval_accuracy=build.finite(evaluation['accuracy']),
+               eval_s=time.perf_counter() - t0)
+  run.history.append(row)
+  writer.write_scalars(epoch, _scalars(row))
+  writer.flush()
+  logging.info('%s epoch %d/%d: train loss %.4g, eval accuracy %s, %.1f s train + %s eval',
+               name, epoch, case.epochs, row['train_loss'],
+               'n/a' if row['eval_accuracy'] is None else f'{row["eval_accuracy"]:.4f}',
+               row['train_s'], 'n/a' if row['eval_s'] is None else f'{row["eval_s"]:.1f} s')
+  improved = False
+  if stopper:
+    improved, stop = stopper.update(row[case.early_stop_metric])
+    if stop:
+      run.reason = 'early_stopping'
+  if not run.reason and epoch == case.epochs:
+    run.reason = 'completed'
+  return improved

@@ -4,7 +4,7 @@
       [--layer=LAYER] [--class_index=-1]
 
 Reads the case's config from DIR/report.json and its final weights from
-DIR/checkpoints/NAME/ (written by runs of benchmark 'train'), preprocesses each
+DIR/weights/NAME/ (the final weights of a run of benchmark 'train'), preprocesses each
 image as the case's evaluation does, and writes into OUTDIR:
   <stem>_gradcam.png      Grad-CAM (Selvaraju et al., 2017) over the image as the
                           model sees it (preprocessed geometry), for the predicted
@@ -43,7 +43,7 @@ from bench.errors import UserError, fail
 from models.layers import Classifier, DepthwiseConv2D, without_top
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds report.json '
-                               'and checkpoints/).')
+                               'and weights/).')
 _CASE = flags.DEFINE_string('case', None, 'Name of the case in report.json.')
 _IMAGES = flags.DEFINE_list('images', None, 'Comma-separated image files.')
 _OUT = flags.DEFINE_string('out', None, 'Directory for the PNGs (created if missing).')
@@ -306,10 +306,10 @@ def visualize(workdir, case, images, out, layer='', class_index=-1):
   an unknown layer or class, or a model that is not a Classifier.
   """
   config = read_case_config(workdir, case)
-  checkpoint = os.path.join(workdir, 'checkpoints', case)
+  checkpoint = os.path.join(workdir, 'weights', case)
   if not os.path.isdir(checkpoint):
-    raise UserError(f'no checkpoint for case {case!r} at {checkpoint}: checkpoints are '
-                    "written by runs of benchmark 'train'")
+    raise UserError(f'no weights for case {case!r} at {checkpoint}: they are written at the '
+                    "end of runs of benchmark 'train' with checkpoint=True")
   stems = {}
   for path in images:
     if not os.path.isfile(path):

@@ -69,7 +69,13 @@ def get_config():
   config.early_stop_patience = 3  # epochs without improvement before stopping
   config.early_stop_min_delta = 0.0  # smaller changes are no improvement
   config.restore_best = False  # end with the weights of the best monitored epoch
-  config.checkpoint = True  # write the final weights to WORKDIR/checkpoints/CASE
+  # Checkpoints (bench/checkpoints.py) in WORKDIR/checkpoints/CASE/STEP: a rerun of
+  # the same command resumes exactly; final weights exported to WORKDIR/weights/CASE.
+  config.checkpoint = True
+  config.checkpoint_every_epochs = 1  # 0 = only at the end, on improvements and on SIGTERM
+  config.checkpoint_every_steps = 0  # also every N steps (0 = off)
+  config.checkpoint_keep = 2  # the last N, plus the best epoch's (early_stop_metric)
+  config.checkpoint_async = True  # write in the background while training goes on
 
   # The timer.
   config.warmup_steps = 5

@@ -4,7 +4,7 @@ The top and the backbone's last block (block14: two separable convolutions and
 their BatchNorms) train, 5,150,404 parameters as in the seeds; the rest is
 frozen, its BatchNorm in inference mode. The seeds: ~210 s per epoch, 53-57%.
 A lower learning rate than from scratch keeps the pretrained block from being
-wrecked in the first steps. The final weights (WORKDIR/checkpoints/finetune)
+wrecked in the first steps. The final weights (WORKDIR/weights/finetune)
 are what section 4d's Grad-CAM maps read:
   python -m bench.visualize --workdir=DIR --case=finetune --images=a.jpg,b.jpg --out=DIR/cam
 

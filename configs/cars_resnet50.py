@@ -9,8 +9,9 @@
 Images resized to 224x224 with torchvision's normalisation, as the seeds' PyTorch
 loaders did; the weights are Keras's ResNet50 ImageNet file (the suite imports
 Keras .h5 weights, not torch state dicts), so the layout is Keras's. The seeds
-saved model and optimizer every 5 epochs and resumed by hand: checkpoints and
-resume are the job of the orbax checkpointing of bench/train.py's runs.
+saved model and optimizer every 5 epochs and resumed by hand: here every case
+checkpoints every 5 epochs (checkpoint_every_epochs), and rerunning the same
+command on the same workdir resumes it exactly (bench/checkpoints.py).
 
 Offline at tiny size: --config.dataset=shapes --config.num_classes=0
 --config.train_split='train[:80%]' --config.eval_split='train[80%:]'
@@ -35,6 +36,7 @@ def get_config():
   config.normalization = 'torch'
   config.batch_size = 32
   config.epochs = 5
+  config.checkpoint_every_epochs = 5
   config.init_from = 'keras:' + resnet50_transfer.KERAS_RESNET50_NOTOP
   config.cases = base.cases(
       feature_extract=dict(transfer='feature_extract',

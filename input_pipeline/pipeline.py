@@ -101,14 +101,23 @@ class Input:
     ds = self.source.read(part, shuffle=True, seed=case.seed)
     return ds.shuffle(case.shuffle_buffer, seed=case.seed, reshuffle_each_iteration=True).repeat()
 
-  def cached_stream(self, split, ids, features, labels):
+  def _skip_batches(self, ds, start):
+    """`ds` (examples) without the examples of its first `start` batches. A resumed
+    run reads the same remaining batches, in the same order, as the run it continues:
+    the shuffles are seeded, so only the skipped examples' records are read again
+    (not decoded or preprocessed)."""
+    return ds.skip(start * self.per_process) if start else ds
+
+  def cached_stream(self, split, ids, features, labels, start=0):
     """Endless device batches {'image': features row, 'label'} in the training order
-    of `split`: row i of `features` (an array or np.memmap) and `labels` belongs to
-    example ids[i]. The images are not decoded; only their ids are looked up."""
+    of `split`, from batch `start` on: row i of `features` (an array or np.memmap) and
+    `labels` belongs to example ids[i]. The images are not decoded; only their ids
+    are looked up."""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
         default_value=-1)
-    rows = self._training_order(split).map(lambda ex: table.lookup(ex['id']))
+    rows = self._skip_batches(self._training_order(split), start).map(
+        lambda ex: table.lookup(ex['id']))
     rows = rows.batch(self.per_process, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     host = ({'image': features[r], 'label': labels[r]} for r in rows.as_numpy_iterator())
     return device_prefetch(host, self.sharding, self.case.prefetch)
@@ -118,8 +127,9 @@ class Input:
     return preprocess.make(tuple(case.image_shape), resize=case.resize, augment=case.augment,
                            normalization=case.normalization, training=training)
 
-  def stream(self, split, training):
-    """Endless device batches of `split`: shuffled and augmented when `training`."""
+  def stream(self, split, training, start=0):
+    """Endless device batches of `split` from batch `start` on: shuffled and augmented
+    when `training`."""
     case = self.case
     part, _ = self._parts(split)
     fn = self._preprocess(training)
@@ -128,7 +138,7 @@ class Input:
           else self.source.read(part, shuffle=False, seed=case.seed).repeat())
     # Example k of this process gets seed (seed, global index): no two examples, in
     # any process or epoch, share their random crop and flip.
-    ds = ds.enumerate().map(
+    ds = self._skip_batches(ds.enumerate(), start).map(
         lambda k, ex: {'image': fn(ex['image'], tf.stack([case.seed, k * processes + me])),
                        'label': tf.cast(ex['label'], tf.int32)},
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -237,7 +237,7 @@ def test_divergence_is_reported_and_the_suite_goes_on(tmp_path):
   training = exploding['training']
   assert training['stop_reason'] == 'diverged'
   assert 1 <= training['diverged_at_step'] <= 20 and training['epochs_run'] == 1
-  assert not os.path.exists(tmp_path / 'checkpoints' / 'exploding')
+  assert not os.path.exists(tmp_path / 'weights' / 'exploding')
   assert following['status'] == 'ok' and following['training']['epochs_run'] == 3
   assert report['suite']['status'] == 'complete'
   report_lib.load(tmp_path / 'report.json')
@@ -262,7 +262,7 @@ def test_training_run_writes_metrics_checkpoint_and_curves(tmp_path):
   assert [json.loads(line)['step'] for line in lines[1:]] == [1, 2]
   assert os.listdir(tmp_path / 'metrics' / 'cnn')  # TensorBoard event file
   assert (tmp_path / 'training_curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  restored = pretrained.restore_orbax(tmp_path / 'checkpoints' / 'cnn')
+  restored = pretrained.restore_orbax(tmp_path / 'weights' / 'cnn')
   assert restored['params']['top']['predictions']['kernel'].shape == (256, 10)
 
 
@@ -292,7 +292,7 @@ def test_feature_cache_trains_the_same_head_as_recomputing(tmp_path, data_dir):
   report = runner.run_suite(config, str(tmp_path))
   cases = {c['name']: c for c in report['cases']}
   assert all(c['status'] == 'ok' for c in cases.values()), [c['error'] for c in cases.values()]
-  heads = {name: pretrained.restore_orbax(tmp_path / 'checkpoints' / name)['params']['top']
+  heads = {name: pretrained.restore_orbax(tmp_path / 'weights' / name)['params']['top']
            for name in cases}
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                heads['recompute'], heads['disk'])

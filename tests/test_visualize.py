@@ -96,7 +96,7 @@ def run(tmp_path_factory):
   root = tmp_path_factory.mktemp('run')
   workdir = root / 'wd'
   _, variables, _ = _init('seed_cnn')
-  pretrained.save_orbax(str(workdir / 'checkpoints' / 'cnn'),
+  pretrained.save_orbax(str(workdir / 'weights' / 'cnn'),
                         {'params': variables['params'], 'batch_stats': {}}, {'model': 'seed_cnn'})
   report = {'cases': [{'name': 'cnn', 'config': CNN_CONFIG}]}  # all the command reads
   (workdir / 'report.json').write_text(json.dumps(report))
@@ -159,6 +159,6 @@ def test_missing_checkpoint_says_who_writes_it(run, tmp_path):
   result = run_cli(f'--workdir={workdir}', '--case=cnn', f'--images={run / "wide.png"}',
                    f'--out={tmp_path / "out"}', module='bench.visualize')
   assert result.returncode == 2, result.stderr
-  assert (f"error: no checkpoint for case 'cnn' at {workdir}/checkpoints/cnn: checkpoints are "
-          "written by runs of benchmark 'train'") in result.stderr.splitlines()
+  assert (f"error: no weights for case 'cnn' at {workdir}/weights/cnn: they are written at the "
+          "end of runs of benchmark 'train' with checkpoint=True") in result.stderr.splitlines()
   assert sorted(os.listdir(tmp_path)) == ['wd']
