@@ -15,6 +15,7 @@ variable (`fault`), which is empty in normal runs.
 import contextlib
 import os
 import signal
+import threading
 
 from absl import logging
 
@@ -51,9 +52,14 @@ def _handle(signum, frame):
 
 @contextlib.contextmanager
 def handlers():
-  """Installs the handlers for the block (the main thread only), restoring the old ones."""
-  previous = {s: signal.signal(s, _handle) for s in SIGNALS}
+  """Installs the handlers for the block, restoring the old ones after. Python lets
+  only the main thread set them: elsewhere (a suite run from a notebook's worker
+  thread) signals keep their usual effect."""
   _state['requested'] = None
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = {s: signal.signal(s, _handle) for s in SIGNALS}
   try:
     yield
   finally:

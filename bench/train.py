@@ -26,7 +26,6 @@ from typing import Callable, Optional
 from absl import logging
 from clu import metric_writers
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bench import build
@@ -281,7 +280,7 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
     state = _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir)
     final = run.history[-1] if run.history else None
     if case.restore_best and stopper and stopper.best_epoch and run.reason != 'diverged':
-      # Its checkpoint is kept: saves of improving epochs carry the metric BestN keeps.
+      # Its checkpoint is on disk: the best step is exempt from checkpoint_keep.
       final = run.history[stopper.best_epoch - 1]
       state = ckpt.restore(stopper.best_epoch * steps_per_epoch, checkpoints.abstract(state))
   finally:
@@ -319,12 +318,12 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
     ckpt.save(run.step, len(run.history), reason, state,
               lambda saves: {**dataclasses.asdict(run), 'saves': saves}, best=best)
 
+  every = case.checkpoint_every_steps if ckpt else 0
   try:
     with interrupt.deferred():
       while not run.reason:
         epoch = len(run.history) + 1
         epoch_end = epoch * steps_per_epoch
-        every = case.checkpoint_every_steps if ckpt else 0
         until = min(epoch_end, (run.step // every + 1) * every) if every else epoch_end
         outs = []
 
