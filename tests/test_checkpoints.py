@@ -244,7 +244,3 @@ def test_killed_and_preempted_runs_resume_to_the_same_bits(tmp_path):
   lines = [json.loads(line) for line in (workdir / 'metrics' / 'bn.jsonl').read_text().splitlines()]
   assert [line.get('eval_loss') for line in lines] == [
       None] + [row['eval_loss'] for row in straight['training']['history']]
-  # Rerunning a finished run runs nothing.
-  result = _run(config, workdir)
-  assert result.returncode == 0 and report_lib.load(workdir / 'report.json')['cases'] == [
-      kept, resumed]

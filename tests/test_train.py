@@ -324,12 +324,15 @@ SEED_CONFIGS = {
     'cifar_ablation': _SHAPES + ['--config.epochs=1', '--config.steps_per_epoch=2',
                                  '--config.checkpoint=False',
                                  "--config.cases.mobilenet_v2.init_from="],
+    # Xception's train state is 250 MB: its checkpoints are left to test_checkpoints.py.
     'cars_scratch': _SHAPES + _SPLITS + _TINY + [
-        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4'],
+        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.checkpoint=False'],
     'cars_feature_extract': _SHAPES + _SPLITS + _TINY + [
-        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.init_from='],
+        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.init_from=',
+        '--config.checkpoint=False'],
     'cars_finetune': _SHAPES + _SPLITS + _TINY + [
-        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.init_from='],
+        "--config.image_shape=(71, 71, 3)", '--config.batch_size=4', '--config.init_from=',
+        '--config.checkpoint=False'],
     # The linear SVM on cached features (its other two cases are ResNet50 feature
     # extraction and fine-tuning, which resnet50_transfer and the zoo cover).
     'cars_resnet50': _SHAPES + _SPLITS + _TINY + [
