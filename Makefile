@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m bench.main --config=configs/quickstart.py --workdir=$(WORKDIR)
+	$(PY) -m bench.main --config=configs/quickstart.py --workdir=$(WORKDIR) --restart
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
