@@ -163,9 +163,10 @@ class Checkpoints:
   def _check_shapes(self, step, target):
     """UserError if checkpoint `step` holds other variables than `target` (abstract)."""
     stored = self._manager.item_metadata(step)[STATE]
+    def layout(tree):
+      return {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat(tree).items()}
     for part in ('params', 'batch_stats'):
-      ours = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat(getattr(target, part)).items()}
-      theirs = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in _flat(stored[part]).items()}
+      ours, theirs = layout(getattr(target, part)), layout(stored[part])
       if ours == theirs:
         continue
       where = f'checkpoint {self.directory}/{step} holds a different model'
@@ -176,8 +177,8 @@ class Checkpoints:
         raise UserError(f'{where}: {part}/{k} is {theirs[k][1]}{list(theirs[k][0])} there and '
                         f'{ours[k][1]}{list(ours[k][0])} here; {fix}')
       k = sorted(ours.keys() ^ theirs.keys())[0]
-      raise UserError(f'{where}: {part}/{k} is only in the {"checkpoint" if k in theirs else "case"}'
-                      f'; {fix}')
+      only = 'checkpoint' if k in theirs else 'case'
+      raise UserError(f'{where}: {part}/{k} is only in the {only}; {fix}')
 
   def _restore(self, step, target):
     restored = self._manager.restore(step, args=self._ocp.args.Composite(**{
