@@ -88,13 +88,21 @@ def check():
     raise Interrupted(_state['requested'])
 
 
+def _planned_fault(spec):
+  """(point, step, signal) of a BENCH_FAULT value, or None."""
+  if not spec:
+    return None
+  what, at = spec.split('@')
+  point, signum = _FAULTS[what]
+  return point, int(at), signum
+
+
+# Read once: `fault` is called on every training step.
+_FAULT = _planned_fault(os.environ.get(FAULT_ENV))
+
+
 def fault(point, step):
   """Sends this process the signal BENCH_FAULT names for `point` ('step' or 'save') at
   `step`, if any."""
-  spec = os.environ.get(FAULT_ENV)
-  if not spec:
-    return
-  what, at = spec.split('@')
-  where, signum = _FAULTS[what]
-  if where == point and int(at) == step:
-    os.kill(os.getpid(), signum)
+  if _FAULT is not None and _FAULT[:2] == (point, step):
+    os.kill(os.getpid(), _FAULT[2])

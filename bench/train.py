@@ -33,6 +33,7 @@ from bench import checkpoints
 from bench import interrupt
 from bench import optimizers
 from bench import pretrained
+from bench import report
 from bench import timer
 from bench.fileio import atomic_write_text, replace_dir
 from bench.progress import Progress as ProgressBar
@@ -154,10 +155,15 @@ class Progress:
   resumes: int = 0
 
 
-def _row(epoch):
-  return {'epoch': epoch, 'steps': 0, 'train_loss': None, 'train_accuracy': None,
-          'eval_loss': None, 'eval_accuracy': None, 'train_s': None, 'eval_s': None,
-          'data_wait_s': None, 'step_time_median_s': None, 'learning_rate': None}
+def _row(run, epoch, steps_per_epoch):
+  """The history row of `epoch` from its steps in `run` so far; the caller adds the
+  rest (losses, learning rate, evaluation)."""
+  start = (epoch - 1) * steps_per_epoch
+  row = dict.fromkeys(report.HISTORY_KEYS)
+  row.update(epoch=epoch, steps=run.step - start, train_s=run.train_s,
+             data_wait_s=float(np.sum(run.waits[start:])),
+             step_time_median_s=float(np.median(run.samples[start:])))
+  return row
 
 
 def _summary(run, stopper, steps_per_epoch):
@@ -341,7 +347,6 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
         run.train_s += time.perf_counter() - t0
         metrics = jax.device_get(outs)
         losses = [float(m['loss']) for m in metrics]
-        first = run.step - (epoch - 1) * steps_per_epoch  # this epoch's steps before the chunk
         run.samples += samples
         run.waits += waits
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -349,11 +354,7 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
           # The row keeps no loss: a non-finite one has no place in strict JSON.
           run.reason, run.diverged_at = 'diverged', run.step + int(bad[0]) + 1
           run.step += len(samples)
-          row = _row(epoch)
-          row.update(steps=first + len(samples), train_s=run.train_s,
-                     data_wait_s=float(np.sum(run.waits[-(first + len(samples)):])),
-                     step_time_median_s=float(np.median(run.samples[-(first + len(samples)):])))
-          run.history.append(row)
+          run.history.append(_row(run, epoch, steps_per_epoch))
           logging.warning('case %s diverged: loss %s at step %d (epoch %d)', name,
                           losses[bad[0]], run.diverged_at, epoch)
           break
@@ -385,13 +386,9 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
 def _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch, steps_per_epoch):
   """Closes epoch `epoch`: its history row, evaluation, metrics and early stopping.
   Sets run.reason if training ends here; returns whether the monitored metric improved."""
-  start = (epoch - 1) * steps_per_epoch
-  row = _row(epoch)
-  row.update(steps=steps_per_epoch, train_s=run.train_s,
-             data_wait_s=float(np.sum(run.waits[start:])),
-             step_time_median_s=float(np.median(run.samples[start:])),
-             learning_rate=float(lr(run.step - 1)),
-             train_loss=float(np.mean(run.losses)), train_accuracy=float(np.mean(run.accuracies)))
+  row = _row(run, epoch, steps_per_epoch)
+  row.update(learning_rate=float(lr(run.step - 1)), train_loss=float(np.mean(run.losses)),
+             train_accuracy=float(np.mean(run.accuracies)))
   run.losses, run.accuracies, run.train_s = [], [], 0.0
   if trainer.evaluate:
     t0 = time.perf_counter()
