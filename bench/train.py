@@ -4,15 +4,16 @@ Each epoch's steps run through the one timer (bench/timer.py), so a training run
 reports the same step-time distribution and data wait as a single timed step,
 and its per-epoch wall time splits into train, eval and data wait. The loop
 never blocks on the host per step: every step's loss stays on the device until
-the epoch ends, then all are read at once.
+the epoch ends (or a checkpoint every N steps is due), then all are read at once.
 
 An epoch whose loss is not finite ends the case as `diverged` at the first such
 step; the suite goes on. Early stopping follows Keras's EarlyStopping exactly
 (same patience and min_delta arithmetic) so a seed's run can be replayed.
 
 Metrics go to TensorBoard (WORKDIR/metrics/CASE/) and to JSON lines
-(WORKDIR/metrics/CASE.jsonl), one record per epoch; the final weights to
-WORKDIR/checkpoints/CASE (an orbax checkpoint that init_from='orbax:...' and
+(WORKDIR/metrics/CASE.jsonl), one record per epoch; checkpoints for resuming to
+WORKDIR/checkpoints/CASE/ (bench/checkpoints.py); the final weights to
+WORKDIR/weights/CASE (an orbax checkpoint that init_from='orbax:...' and
 bench.visualize read).
 """
 
