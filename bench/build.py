@@ -10,12 +10,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec as P
 import optax
 
 import models
 from bench import costs
 from bench import optimizers
+from bench import parallel
 from bench import pretrained
 from bench import steps
 from bench import timer
@@ -43,7 +43,8 @@ def finite(value):
 
 
 def xla_costs(compiled, case, mesh):
-  xla = costs.xla_costs(compiled)
+  """The report's xla block: cost analysis and collectives of one device's program."""
+  xla = {**costs.xla_costs(compiled), **costs.collectives(compiled)}
   # cost_analysis describes the per-device program, which sees batch/devices examples.
   xla['flops_per_example'] = (None if xla['flops'] is None
                               else xla['flops'] / (case.batch_size // mesh.size))
@@ -58,7 +59,8 @@ def batches(case, mesh, rng, data, start=0):
     return itertools.islice(itertools.cycle(synthetic.make_batches(
         rng, num_batches=num_batches, batch_size=case.batch_size,
         image_shape=tuple(case.image_shape), num_classes=case.num_classes,
-        sharding=NamedSharding(mesh, P('data')))), start % num_batches, None)
+        sharding=parallel.batch_sharding(mesh),
+        layout=lambda x: parallel.global_layout(case, mesh, x))), start % num_batches, None)
   return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'),
                      start=start)
 
@@ -70,7 +72,7 @@ def initial_state(case, mesh, model, tx, frozen, resume=None):
   `resume(target)`, given the state's shapes and shardings (jax.eval_shape: nothing
   is allocated), returns a restored state or None; a restored state replaces both.
   """
-  replicated = NamedSharding(mesh, P())
+  replicated = parallel.replicated(mesh)
   state_rng = jax.random.split(jax.random.key(case.seed))[0]
 
   def create():
@@ -96,11 +98,12 @@ def count_params(record, state, frozen):
   record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
 
 
-def compile_into(record, case, mesh, fn, state, first, donate):
-  """`fn` compiled for the shapes of `state` and `first` (`state` donated or not);
-  fills the compile times, xla and memory fields of `record`."""
+def compile_into(record, case, mesh, fn, state, first, donate, out_axes=None):
+  """`fn` compiled with the case's strategy (bench/parallel.py) for the shapes of
+  `state` and `first` (`state` donated or not); fills the compile times, xla,
+  collective and memory fields of `record`."""
   compiled, record['lower_s'], record['compile_s'] = timer.compile_timed(
-      jax.jit(fn, donate_argnums=(0,) if donate else ()), state, first)
+      parallel.function(case, mesh, fn, donate, out_axes), state, first)
   record['xla'] = xla_costs(compiled, case, mesh)
   record['memory'].update(costs.compiled_memory(compiled))
   return compiled
@@ -121,15 +124,19 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
   model = model_of(case)
   training = case.benchmark in TRAINING
   frozen = transfer.frozen_layers(case, model, tuple(case.image_shape)) if training else frozenset()
+  axis_name = parallel.axis_name(case)
+  out_axes = None  # what a pmap step returns is averaged over the devices ...
   if training:
     tx = optimizers.create(case, total_steps(case, steps_per_epoch))
-    fn = steps.make_train_step(model, tx, frozen, case.loss)
+    fn = steps.make_train_step(model, tx, frozen, case.loss, axis_name)
   else:
     # Only a train step reads optimizer state: eval and forward cases do not hold
     # one in device memory (Adam's moments would double a large model's footprint).
     tx = optax.identity()
-    fn = (steps.make_eval_step(model, case.loss) if case.benchmark == 'eval_step'
-          else steps.make_forward(model))
+    if case.benchmark == 'eval_step':
+      fn = steps.make_eval_step(model, case.loss, axis_name)
+    else:
+      fn, out_axes = steps.make_forward(model), 0  # ... but logits stay per device
   state = initial_state(case, mesh, model, tx, frozen, resume)
   count_params(record, state, frozen)
   # The data key is the second of the pair, as it always was for synthetic batches.
@@ -139,9 +146,10 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
   first = next(batch_iter)
   batch_iter = itertools.chain([first], batch_iter)
 
-  compiled = compile_into(record, case, mesh, fn, state, first, training)
+  compiled = compile_into(record, case, mesh, fn, state, first, training, out_axes)
   if case.benchmark == 'compile':
-    forward, _, _ = timer.compile_timed(jax.jit(steps.make_forward(model)), state, first)
+    forward, _, _ = timer.compile_timed(
+        parallel.function(case, mesh, steps.make_forward(model), False, 0), state, first)
     record['xla_forward'] = xla_costs(forward, case, mesh)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if training else (lambda s, b: (s, compiled(s, b)))

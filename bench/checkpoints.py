@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from bench import interrupt
+from bench import parallel
 from bench.errors import UserError
 
 STATE, PROGRESS = 'state', 'progress'
@@ -155,9 +156,11 @@ class Checkpoints:
     aside = os.path.join(f'{self.directory}.unreadable', str(step))
     logging.warning('checkpoint %s/%d cannot be read (%s: %s); moved to %s, trying the one '
                     'before', self.directory, step, type(error).__name__, str(error)[:300], aside)
-    shutil.rmtree(aside, ignore_errors=True)
-    os.makedirs(os.path.dirname(aside), exist_ok=True)
-    os.replace(os.path.join(self.directory, str(step)), aside)
+    if parallel.is_primary():
+      shutil.rmtree(aside, ignore_errors=True)
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(os.path.join(self.directory, str(step)), aside)
+    parallel.barrier(f'discard {self.directory}/{step}')
     self._manager.reload()
 
   def _check_shapes(self, step, target):

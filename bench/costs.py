@@ -1,5 +1,6 @@
 """What a case costs: parameters, XLA's compiled cost and memory analyses, peaks."""
 
+import re
 import resource
 import sys
 
@@ -48,6 +49,36 @@ def xla_costs(compiled):
   return {name: float(analysis.get(key, 0.0)) for key, name in _XLA_KEYS.items()}
 
 
+# An HLO instruction line: `%name = TYPE opcode(operands), attributes`. Asynchronous
+# collectives are split into -start and -done; the -done's type is the result.
+_COLLECTIVE = re.compile(r'=\s*(.+?)\s+(all-reduce|all-gather|reduce-scatter|all-to-all|'
+                         r'collective-permute)(-done)?\(')
+_ARRAY = re.compile(r'\b([a-z]+)(\d*)\[([\d,]*)\]')
+
+
+def collectives(compiled):
+  """{'collective_bytes', 'collective_ops'} of one device's compiled program: the
+  number of cross-device collectives in its optimised HLO and the bytes of their
+  results (for an all-reduce, the gradients it sums). XLA's cost analysis does not
+  count them. None where the backend gives no HLO text."""
+  try:
+    text = compiled.as_text()
+  except Exception:  # pylint: disable=broad-except  (a backend without HLO text)
+    text = None
+  if not text:
+    return {'collective_bytes': None, 'collective_ops': None}
+  total, ops = 0, 0
+  for line in text.splitlines():
+    found = _COLLECTIVE.search(line)
+    if not found:
+      continue
+    ops += 1
+    for _, bits, dims in _ARRAY.findall(found.group(1)):
+      size = max(int(bits) // 8, 1) if bits else 1  # pred (no width) is a byte
+      total += size * int(np.prod([int(d) for d in dims.split(',') if d], dtype=np.int64))
+  return {'collective_bytes': total, 'collective_ops': ops}
+
+
 def compiled_memory(compiled):
   """memory_analysis() of the compiled program in bytes; None where unavailable."""
   stats = compiled.memory_analysis()
@@ -56,15 +87,16 @@ def compiled_memory(compiled):
 
 
 def device_peak_bytes(devices):
-  """Largest `peak_bytes_in_use` over `devices`, or None where the backend keeps no
-  memory statistics (CPU). It is the peak since the process started."""
+  """`peak_bytes_in_use` of each of `devices` (this process's), or None where the
+  backend keeps no memory statistics (CPU). It is the peak since the process
+  started: JAX has no way to reset it between cases."""
   peaks = []
   for device in devices:
     stats = device.memory_stats()
     if not stats or 'peak_bytes_in_use' not in stats:
       return None
     peaks.append(int(stats['peak_bytes_in_use']))
-  return max(peaks)
+  return peaks
 
 
 def host_peak_rss_bytes():

@@ -61,6 +61,9 @@ def collect():
       'device_count': jax.device_count(),
       'local_device_count': jax.local_device_count(),
       'process_count': jax.process_count(),
+      # Devices of each process, in process order.
+      'devices_per_process': [sum(d.process_index == p for d in devices)
+                              for p in range(jax.process_count())],
       'cpu_model': _cpu_model(),
       'cpu_count': os.cpu_count(),
       'xla_flags': os.environ.get('XLA_FLAGS'),

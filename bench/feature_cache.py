@@ -28,6 +28,7 @@ import numpy as np
 from bench import build
 from bench import checkpoints
 from bench import optimizers
+from bench import parallel
 from bench import steps
 from bench import train
 from bench import transfer
@@ -55,7 +56,9 @@ def _on_disk(workdir, name, features):
   """`features` saved as WORKDIR/feature_cache/NAME.npy, read back memory-mapped."""
   directory = os.path.join(workdir, 'feature_cache')
   os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, f'{name}.npy')
+  # Each process caches the features of its own part of the split.
+  part = f'.process{jax.process_index()}' if jax.process_count() > 1 else ''
+  path = os.path.join(directory, f'{name}{part}.npy')
   with atomic_open(path, 'wb') as f:
     np.save(f, features)
   return np.load(path, mmap_mode='r')
@@ -106,7 +109,8 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume):
                               start=int(head_state.step))
   first = next(stream)
   compiled = build.compile_into(record, case, mesh,
-                                steps.make_train_step(head, tx, frozenset(), case.loss),
+                                steps.make_train_step(head, tx, frozenset(), case.loss,
+                                                      parallel.axis_name(case)),
                                 head_state, first, True)
 
   def variables(head_state):

@@ -16,6 +16,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from bench import interrupt
+from bench import parallel
 from bench import runner
 from bench.errors import UserError, fail
 
@@ -28,6 +29,20 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'on the same workdir continues the run there.')
 _RESTART = flags.DEFINE_bool('restart', False,
                              'Delete the outputs of an earlier run in --workdir and start over.')
+# Multi-host runs (bench/parallel.py): one process per host (or per GPU), all with the
+# same flags but --process_id, sharing --workdir.
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', ['auto', 'on', 'off'],
+    'Start jax.distributed: auto = when a coordinator address is given or a Slurm/Open MPI '
+    'launch of several processes is detected; on = always (jax detects the cluster); off.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0\'s coordinator service (default: '
+    f'${parallel.ENV["coordinator_address"]}).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, f'Number of processes (default: ${parallel.ENV["num_processes"]}).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', None, f'This process\'s index, 0 to num_processes - 1 (default: '
+    f'${parallel.ENV["process_id"]}).')
 
 
 def _config_path(argv):
@@ -80,6 +95,8 @@ def main(argv):
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
   try:
+    parallel.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                        _PROCESS_ID.value)
     runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv),
                      restart=_RESTART.value)
   except UserError as e:

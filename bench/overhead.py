@@ -19,6 +19,7 @@ import numpy as np
 from bench import main as cli
 from bench import report as report_lib
 from bench import build
+from bench import parallel
 from bench import runner
 from bench import suite as suite_lib
 from bench import timer
@@ -42,7 +43,7 @@ def bare_loop(step, state, batch, steps):
 
 def measure(case, repeats, steps):
   """Per-repeat suite medians, suite means and bare-loop times, in seconds."""
-  mesh = runner.data_mesh()
+  mesh = parallel.mesh()
   step, state, batches = build.build(case, mesh, report_lib.new_case('overhead', {}),
                                      runner.open_input('overhead', case, mesh))
   one_batch = next(batches)

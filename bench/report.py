@@ -14,17 +14,26 @@ import os
 
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
+# XLA's cost analysis of one device's compiled program; collective_bytes and
+# collective_ops count the cross-device collectives in its optimised HLO (result
+# bytes of all-reduce, all-gather, reduce-scatter, all-to-all, collective-permute):
+# 0 on one device.
+XLA_KEYS = ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example',
+            'collective_bytes', 'collective_ops')
 CASE_BLOCKS = {
     'params': ('total', 'trainable', 'non_trainable'),
-    'xla': ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example'),
+    'xla': XLA_KEYS,
     # The forward pass of a compile case (whose `xla` is its train step); null otherwise.
-    'xla_forward': ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example'),
+    'xla_forward': XLA_KEYS,
+    # device_peak_bytes: the largest of device_peak_bytes_per_device (the backend's
+    # peak_bytes_in_use per device of the case, since the process started; null on CPU).
     'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
-               'generated_code_bytes', 'device_peak_bytes', 'host_peak_rss_bytes'),
+               'generated_code_bytes', 'device_peak_bytes', 'device_peak_bytes_per_device',
+               'host_peak_rss_bytes'),
     'step_time_s': ('median', 'mean', 'min', 'max', 'p10', 'p90', 'iqr', 'iqr_over_median',
                     'n', 'samples'),
     # Time each timed step waited for its batch (part of its step time), and the
@@ -62,10 +71,17 @@ HISTORY_KEYS = ('epoch', 'steps', 'train_loss', 'train_accuracy', 'eval_loss', '
 SAVE_KEYS = ('step', 'epoch', 'reason', 'blocking_s', 'total_s')
 # fingerprint: sha256 of the final parameters and statistics (bench/checkpoints.py);
 # equal in two reports means bitwise equal weights.
-CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'lower_s', 'compile_s',
-                'fingerprint')
+# num_devices: devices the batch was split over; per_device_batch: batch_size / num_devices.
+CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'per_device_batch', 'lower_s',
+                'compile_s', 'fingerprint')
 STATUSES = ('ok', 'failed', 'diverged')
-REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios')
+REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios', 'scaling')
+# A scaling study's rows (config `scaling`), one per case run: `case` is the run, `of`
+# the config case it scales. speedup: its examples/s over the same mode's run on
+# the fewest devices; efficiency: speedup / (devices / those devices).
+SCALING_KEYS = ('case', 'of', 'mode', 'devices', 'batch_size', 'per_device_batch', 'parallel',
+                'step_time_s', 'examples_per_s', 'speedup', 'efficiency', 'collective_bytes')
+SCALING_MODES = ('weak', 'strong')
 SUITE_KEYS = ('name', 'config_file', 'status')
 RATIO_KEYS = ('numerator', 'denominator', 'params', 'flops', 'bytes_accessed', 'step_time',
               'epoch_time')
@@ -110,13 +126,37 @@ def ratios(cases, pairs):
   return rows
 
 
-def build(suite_name, config_file, environment, cases, pairs):
+def scaling(cases, runs):
+  """The scaling rows of `runs` [(case name, config case, mode, devices)] among `cases`."""
+  by_name = {case['name']: case for case in cases}
+  rows = []
+  for name, of, mode, devices in runs:
+    if name not in by_name:
+      continue
+    case = by_name[name]
+    rows.append({
+        'case': name, 'of': of, 'mode': mode, 'devices': devices,
+        'batch_size': case['config']['batch_size'], 'per_device_batch': case['per_device_batch'],
+        'parallel': case['config']['parallel'], 'step_time_s': case['step_time_s']['median'],
+        'examples_per_s': case['throughput']['examples_per_s'], 'speedup': None,
+        'efficiency': None, 'collective_bytes': case['xla']['collective_bytes']})
+  for row in rows:
+    base = min((r for r in rows if (r['of'], r['mode']) == (row['of'], row['mode'])
+                and r['examples_per_s']), key=lambda r: r['devices'], default=None)
+    if base and row['examples_per_s']:
+      row['speedup'] = row['examples_per_s'] / base['examples_per_s']
+      row['efficiency'] = row['speedup'] / (row['devices'] / base['devices'])
+  return rows
+
+
+def build(suite_name, config_file, environment, cases, pairs, scaling_runs=()):
   return {
       'schema_version': SCHEMA_VERSION,
       'suite': {'name': suite_name, 'config_file': config_file, 'status': 'complete'},
       'environment': environment,
       'cases': cases,
       'ratios': ratios(cases, pairs),
+      'scaling': scaling(cases, scaling_runs),
   }
 
 
@@ -147,6 +187,8 @@ def validate(report):
       _check_keys(f'case {case["name"]!r} checkpoint save', row, SAVE_KEYS)
   for row in report['ratios']:
     _check_keys('ratio', row, RATIO_KEYS)
+  for row in report['scaling']:
+    _check_keys('scaling row', row, SCALING_KEYS)
 
 
 def load(path):
@@ -176,7 +218,8 @@ def _csv_columns():
   columns = [key for key in CASE_SCALARS if key != 'config']
   columns[2:2] = ['model', 'batch_size', 'dtype']
   for block, keys in CASE_BLOCKS.items():
-    columns += [f'{block}.{key}' for key in keys if key not in ('samples', 'history', 'saves')]
+    columns += [f'{block}.{key}' for key in keys
+                if key not in ('samples', 'history', 'saves', 'device_peak_bytes_per_device')]
   return columns
 
 
@@ -220,7 +263,8 @@ def _environment_line(env):
   commit = env['git_commit'][:10] if env['git_commit'] else 'no git'
   dirty = ' (dirty)' if env['git_dirty'] else ''
   return (f'jax {versions["jax"]}, flax {versions["flax"]}, optax {versions["optax"]} on '
-          f'{env["backend"]} ({env["device_count"]} x {env["device_kind"]}; CPU: '
+          f'{env["backend"]} ({env["device_count"]} x {env["device_kind"]} in '
+          f'{env["process_count"]} process{"es" if env["process_count"] > 1 else ""}; CPU: '
           f'{env["cpu_model"]}, {env["cpu_count"]} cores); commit {commit}{dirty}; '
           f'{env["hostname"]}, {env["timestamp_utc"]}')
 
@@ -355,6 +399,16 @@ def _checkpoint_table(cases):
                  'blocking share', 'resumed from', 'resumes', 'fingerprint'), rows)
 
 
+def _scaling_table(rows):
+  return _table(
+      ('case', 'mode', 'parallel', 'devices', 'global batch', 'per device', 'median step ms',
+       'examples/s', 'speed-up', 'efficiency', 'collective MB/step'),
+      [[row['case'], row['mode'], row['parallel'], row['devices'], row['batch_size'],
+        row['per_device_batch'], _fmt(row['step_time_s'], 1e3), _fmt(row['examples_per_s']),
+        _times(row['speedup']), _percent(row['efficiency']),
+        _fmt(row['collective_bytes'], 1e-6)] for row in rows])
+
+
 def _curve(values, scale=1.0):
   return ' '.join(_fmt(v, scale) for v in values) or 'n/a'
 
@@ -408,6 +462,12 @@ def to_markdown(report):
   if failed:
     lines += ['', '## Failed cases', '']
     lines += [f'- {case["name"]}: {case["error"]}' for case in failed]
+  if report['scaling']:
+    lines += ['', '## Scaling', '', 'Weak scaling keeps the batch per device, strong scaling '
+              'the global batch. Speed-up: examples/s over the same mode on the fewest '
+              'devices; efficiency: speed-up over the device ratio. Collective MB: results of '
+              'the cross-device collectives in one device\'s compiled step. Plot: '
+              'scaling.png.', ''] + _scaling_table(report['scaling'])
   if report['ratios']:
     lines += ['', '## Parameters vs FLOPs vs time', '']
     lines += _table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time',

@@ -6,6 +6,10 @@ the suite goes on. The report is rewritten after every case, marked
 
 Every case's data is opened and checked before the workdir is touched, so a
 missing dataset or a bad split is one error and nothing written.
+
+Each case runs data-parallel on its own mesh (bench/parallel.py: `num_devices`,
+`parallel`). In a multi-process run every process runs the same cases in step,
+each feeding its share of every batch, and only process 0 writes the report.
 """
 
 import math
@@ -14,14 +18,13 @@ import time
 
 from absl import logging
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-import numpy as np
 
 from bench import build
 from bench import checkpoints
 from bench import costs
 from bench import environment
 from bench import interrupt
+from bench import parallel
 from bench import plots
 from bench import report as report_lib
 from bench import suite as suite_lib
@@ -33,11 +36,6 @@ from bench.progress import Progress
 
 # Longest error text kept in the report; the full one (with traceback) is logged.
 _MAX_ERROR_CHARS = 2000
-
-
-def data_mesh():
-  """All devices on one `data` axis: batches split over it, state replicated."""
-  return Mesh(np.array(jax.devices()), ('data',))
 
 
 def open_input(name, case, mesh):
@@ -52,7 +50,7 @@ def open_input(name, case, mesh):
   # on synthetic data (most tests, the zoo) never need it.
   from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
   try:
-    data = pipeline.Input(case, NamedSharding(mesh, P('data')))
+    data = pipeline.Input(case, parallel.batch_sharding(mesh))
     classes = data.source.num_classes
     if case.num_classes == 0:
       case.num_classes = classes
@@ -130,7 +128,7 @@ def run_case(name, case, mesh, data=None, workdir=None):
   a training case writes its metrics and weights under `workdir`.
   """
   record = report_lib.new_case(name, case.to_dict())
-  record['num_devices'] = mesh.size
+  record.update(num_devices=mesh.size, per_device_batch=case.batch_size // mesh.size)
   record['timing'].update(benchmark=case.benchmark, sync=case.sync,
                           warmup_steps=case.warmup_steps, timed_steps=case.timed_steps)
   try:
@@ -139,7 +137,10 @@ def run_case(name, case, mesh, data=None, workdir=None):
   except Exception as e:  # pylint: disable=broad-except  (one broken case must not end the suite)
     logging.exception('case %s failed', name)
     record['error'] = f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS]
-  record['memory']['device_peak_bytes'] = costs.device_peak_bytes(mesh.devices.flat)
+  peaks = costs.device_peak_bytes(
+      [d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+  record['memory'].update(device_peak_bytes=max(peaks) if peaks else None,
+                          device_peak_bytes_per_device=peaks)
   record['memory']['host_peak_rss_bytes'] = costs.host_peak_rss_bytes()
   return record
 
@@ -176,8 +177,8 @@ def run_suite(config, workdir, config_file=None, restart=False):
   finished so far, marked incomplete). Returns the report dict.
   """
   suite = suite_lib.expand(config)
-  mesh = data_mesh()
-  inputs = {name: open_input(name, case, mesh) for name, case in suite.cases}
+  meshes = {name: parallel.mesh(case.num_devices) for name, case in suite.cases}
+  inputs = {name: open_input(name, case, meshes[name]) for name, case in suite.cases}
   workdir_lib.prepare(workdir)
   records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
   kept = set(records)
@@ -186,9 +187,10 @@ def run_suite(config, workdir, config_file=None, restart=False):
 
   def write():
     done = [records[name] for name in names if name in records]
-    report = report_lib.build(suite.name, config_file, env, done, suite.ratios)
+    report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling)
     report['suite']['status'] = 'complete' if len(done) == len(names) else 'incomplete'
-    report_lib.write(workdir, report)
+    if parallel.is_primary():  # one writer; every process has the same report
+      report_lib.write(workdir, report)
     return report
 
   report = write()
@@ -199,15 +201,17 @@ def run_suite(config, workdir, config_file=None, restart=False):
     for i, (name, case) in enumerate(suite.cases, 1):
       if name in kept:
         continue
-      logging.info('[%d/%d] %s: %s %s on %s, batch %d, %s', i, len(names), name,
-                   'no model' if case.benchmark == 'input' else case.model, case.benchmark,
-                   case.dataset, case.batch_size, case.dtype)
-      records[name] = run_case(name, case, mesh, inputs[name], workdir)
+      logging.info('[%d/%d] %s: %s %s on %s, batch %d over %d devices (%s), %s', i, len(names),
+                   name, 'no model' if case.benchmark == 'input' else case.model, case.benchmark,
+                   case.dataset, case.batch_size, meshes[name].size, case.parallel, case.dtype)
+      records[name] = run_case(name, case, meshes[name], inputs[name], workdir)
       _log_result(i, len(names), name, case, records[name])
       report = write()
-      if case.benchmark == 'train':
+      if case.benchmark == 'train' and parallel.is_primary():
         plots.training_curves(workdir, report)
       interrupt.check()
+  if report['scaling'] and parallel.is_primary():
+    plots.scaling(workdir, report)
   failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
   logging.info('%d/%d cases ok%s; report in %s', len(names) - len(failed), len(names),
                f' (failed: {", ".join(failed)}; a rerun runs them again)' if failed else '',

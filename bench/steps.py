@@ -9,9 +9,11 @@ import flax
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax import lax
 import optax
 
 from bench import transfer
+from models.layers import cross_device_batch_norm
 
 # Per-example losses by config name: softmax cross-entropy, or the multiclass hinge
 # (Crammer-Singer) of a linear SVM, for linear probes.
@@ -80,21 +82,39 @@ def _metrics(logits, labels, loss):
   return {'loss': losses.mean(), 'accuracy': correct.mean()}
 
 
-def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy'):
+def _mean_over(axis_name, tree):
+  """`tree` averaged over the devices of a pmap axis (unchanged without one)."""
+  return lax.pmean(tree, axis_name) if axis_name else tree
+
+
+def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy', axis_name=None):
   """The train step; layers in `frozen` neither train nor update their BatchNorm
-  statistics, and no gradient is computed for them (see bench/transfer.py)."""
+  statistics, and no gradient is computed for them (see bench/transfer.py).
+
+  With `axis_name` it is the per-device step of a pmap (bench/parallel.py): it
+  sees this device's part of the batch, averages gradients and metrics over the
+  axis, and its BatchNorm layers use the moments of the whole batch, so every
+  device ends the step with the same state, the one a jit step computes.
+  Dropout keys differ per device (folded with the device's index): the masks
+  then differ from a jit step's, which draws one mask for the global batch.
+  """
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
+    if axis_name:
+      rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
     trainable, fixed = transfer.split(state.params, frozen)
 
     def loss_fn(trainable):
-      with transfer.frozen_batchnorm(frozen):
+      with transfer.frozen_batchnorm(frozen), cross_device_batch_norm(axis_name):
         logits, batch_stats = _apply(model, state, {**fixed, **trainable}, batch['image'], True,
                                      rng)
       metrics = _metrics(logits, batch['label'], loss)
       return metrics['loss'], (metrics, batch_stats)
 
     grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(trainable)
+    # Each device's loss is the mean over its equal share of the batch, so the
+    # mean of their gradients is the gradient of the global batch's mean loss.
+    grads, metrics = _mean_over(axis_name, (grads, metrics))
     updates, opt_state = tx.update(grads, state.opt_state, trainable)
     trainable = optax.apply_updates(trainable, updates)
     # Frozen statistics are passed through from the old state, not from the model's
@@ -106,10 +126,10 @@ def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy'):
   return train_step
 
 
-def make_eval_step(model, loss='cross_entropy'):
+def make_eval_step(model, loss='cross_entropy', axis_name=None):
   def eval_step(state, batch):
     logits, _ = _apply(model, state, state.params, batch['image'], False)
-    return _metrics(logits, batch['label'], loss)
+    return _mean_over(axis_name, _metrics(logits, batch['label'], loss))
   return eval_step
 
 

@@ -17,7 +17,9 @@ import ml_collections
 
 import models
 from bench import optimizers
+from bench import parallel
 from bench import pretrained
+from bench import report
 from bench import steps
 from bench import timer
 from bench import train
@@ -33,7 +35,7 @@ from input_pipeline import options
 BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input', 'train')
 DTYPES = ('float32', 'bfloat16', 'float16')
 # Fields of the suite itself, not of a case.
-SUITE_FIELDS = ('name', 'cases', 'select', 'ratios')
+SUITE_FIELDS = ('name', 'cases', 'select', 'ratios', 'scaling')
 
 
 def _int_at_least(minimum):
@@ -110,6 +112,8 @@ CASE_FIELDS = {
     'image_shape': _image_shape,
     'num_classes': _int_at_least(0),
     'batch_size': _int_at_least(1),
+    'parallel': _one_of(parallel.STRATEGIES),
+    'num_devices': _int_at_least(0),
     'resize': _one_of(options.RESIZE_MODES),
     'augment': _one_of(options.AUGMENTATIONS),
     'normalization': _one_of(('auto',) + options.NORMALIZATIONS),
@@ -158,7 +162,8 @@ def _plain(value):
   return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
 
 
-Suite = collections.namedtuple('Suite', 'name cases ratios')
+# scaling: [(case name, the config case it scales, mode, devices)] of a scaling study.
+Suite = collections.namedtuple('Suite', 'name cases ratios scaling')
 
 
 def expand(config):
@@ -180,17 +185,29 @@ def expand(config):
   if not overrides:
     overrides = {config.get('name', 'default'): {}}
 
-  cases = []
+  modes, counts = _scaling(config.get('scaling'))
+  cases, scaling = [], []
   for name, fields in overrides.items():
     fields = _plain(fields) or {}
     for field in fields:
       if field not in CASE_FIELDS:
         raise UserError(f'case {name!r} sets unknown field {field!r}; '
                         f'case fields: {", ".join(sorted(CASE_FIELDS))}')
-    case = ml_collections.ConfigDict({**base, **fields})
-    validate_case(name, case)
-    case.normalization = _normalization(case)
-    cases.append((name, case))
+    runs = [(name, fields)]
+    if modes:
+      batch = {**base, **fields}['batch_size']
+      runs = []
+      for mode in modes:
+        for n in counts:
+          # Weak scaling keeps the case's batch per device, strong its global batch.
+          runs.append((f'{name}.{mode}{n}', {**fields, 'num_devices': n,
+                                            'batch_size': batch * n if mode == 'weak' else batch}))
+          scaling.append((f'{name}.{mode}{n}', name, mode, n))
+    for run, run_fields in runs:
+      case = ml_collections.ConfigDict({**base, **run_fields})
+      validate_case(run, case)
+      case.normalization = _normalization(case)
+      cases.append((run, case))
 
   names = [name for name, _ in cases]
   selected = [s for s in (config.get('select') or '').split(',') if s]
@@ -208,7 +225,31 @@ def expand(config):
                       f'from: {", ".join(names)}')
     if all(name in selected for name in pair) or not selected:
       ratios.append(tuple(pair))
-  return Suite(config.get('name', 'default'), cases, ratios)
+  return Suite(config.get('name', 'default'), cases, ratios, scaling)
+
+
+def _scaling(spec):
+  """(modes, device counts) of a config's `scaling` field; no modes: no study. The
+  counts default to 1, 2, 4, ... devices per process, and all of them."""
+  spec = _plain(spec) or {}
+  unknown = sorted(set(spec) - {'modes', 'device_counts'})
+  if unknown:
+    raise UserError(f'config field scaling has unknown key {unknown[0]!r}; it takes modes '
+                    "(weak, strong) and device_counts, e.g. scaling.modes=('weak', 'strong')")
+  modes = tuple(spec.get('modes') or ())
+  for mode in modes:
+    if mode not in report.SCALING_MODES:
+      raise UserError(f'scaling.modes entry {mode!r} must be one of '
+                      f'{", ".join(report.SCALING_MODES)}')
+  counts = tuple(spec.get('device_counts') or ())
+  if not counts:
+    local, processes = jax.local_device_count(), jax.process_count()
+    counts = tuple(processes * 2 ** k for k in range(local.bit_length()) if 2 ** k <= local)
+    counts += (jax.device_count(),) if counts[-1] != jax.device_count() else ()
+  for n in counts:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+      raise UserError(f'scaling.device_counts entry {n!r} must be an integer >= 1')
+  return modes, counts
 
 
 def validate_case(name, case):
@@ -233,10 +274,9 @@ def validate_case(name, case):
                     "benchmark='forward' or give the model a top")
   _validate_data(name, case)
   _validate_training(name, case)
-  devices = jax.device_count()
-  if case.batch_size % devices:
-    raise UserError(f'case {name!r}: batch_size {case.batch_size} is not divisible by the '
-                    f'{devices} devices it is split over; use a multiple of {devices}')
+  problem = parallel.check(case.num_devices, case.batch_size)
+  if problem:
+    raise UserError(f'case {name!r}: {problem}')
 
 
 def _normalization(case):

@@ -33,6 +33,7 @@ from bench import build
 from bench import checkpoints
 from bench import interrupt
 from bench import optimizers
+from bench import parallel
 from bench import pretrained
 from bench import report
 from bench import timer
@@ -198,15 +199,23 @@ def _export(workdir, name, variables, metadata):
   'batch_stats'}), replacing an earlier export only once the new one is complete."""
   directory = os.path.join(workdir, 'weights', name)
   fresh = f'{directory}.new'
-  shutil.rmtree(fresh, ignore_errors=True)  # what an export killed midway left
+  if parallel.is_primary():
+    shutil.rmtree(fresh, ignore_errors=True)  # what an export killed midway left
+  parallel.barrier(f'export {name}')
+  # Every process takes part in orbax's save; the first one writes the files.
   pretrained.save_orbax(fresh, jax.device_get(variables), metadata)
-  replace_dir(fresh, directory)
+  if parallel.is_primary():
+    replace_dir(fresh, directory)
+  parallel.barrier(f'exported {name}')
   return directory
 
 
 def _writer(workdir, name, case, history):
   """TensorBoard and JSONL writers; a resumed run's JSONL starts with its earlier
-  epochs (TensorBoard's event files already hold them)."""
+  epochs (TensorBoard's event files already hold them). Only the first process
+  writes: the others' writer discards what it is given."""
+  if not parallel.is_primary():
+    return metric_writers.MultiWriter([])
   os.makedirs(os.path.join(workdir, 'metrics'), exist_ok=True)
   jsonl = JsonlWriter(os.path.join(workdir, 'metrics', f'{name}.jsonl'))
   writer = metric_writers.MultiWriter([

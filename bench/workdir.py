@@ -14,13 +14,14 @@ import os
 import shutil
 import tempfile
 
+from bench import parallel
 from bench import report as report_lib
 from bench.errors import UserError
 from bench.fileio import atomic_write_text
 
 MANIFEST = 'run.json'
 OUTPUTS = (MANIFEST, 'report.json', 'report.md', 'report.csv', 'training_curves.png',
-           'checkpoints', 'weights', 'metrics', 'feature_cache')
+           'scaling.png', 'checkpoints', 'weights', 'metrics', 'feature_cache')
 KEPT_STATUSES = ('ok', 'diverged')
 _FIX = ('rerun with the same config to continue it, pass --restart to delete its outputs and '
         'start over, or use another --workdir')
@@ -60,15 +61,19 @@ def _difference(old, new):
 def resume(workdir, run, restart):
   """The records to keep from an earlier run of manifest `run` in `workdir`, by case
   name (after writing run.json). UserError for an earlier run of another config,
-  unless `restart`, which deletes every earlier output first."""
+  unless `restart`, which deletes every earlier output first.
+
+  Several processes share the workdir: each decides the same from the same files,
+  and only the first one deletes or writes."""
   found = [name for name in OUTPUTS if os.path.lexists(os.path.join(workdir, name))]
   if restart:
-    for name in found:
+    for name in found if parallel.is_primary() else ():
       path = os.path.join(workdir, name)
       if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
       else:
         os.unlink(path)
+    parallel.barrier('restart')
     found = []
   path = os.path.join(workdir, MANIFEST)
   kept = {}
@@ -88,5 +93,7 @@ def resume(workdir, run, restart):
   elif found:
     raise UserError(f'workdir {workdir} holds outputs of a run without {MANIFEST} '
                     f'({", ".join(found)}), so whether it had this config is unknown; {_FIX}')
-  atomic_write_text(path, json.dumps(run, indent=1) + '\n')
+  parallel.barrier('read the workdir')  # before the first process rewrites it
+  if parallel.is_primary():
+    atomic_write_text(path, json.dumps(run, indent=1) + '\n')
   return kept

@@ -29,7 +29,10 @@ def get_config():
   config.eval_split = ''  # after timing, exact metrics over this split; '' = none
   config.image_shape = (32, 32, 3)  # synthetic shape, or the size images are preprocessed to
   config.num_classes = 10  # 0 = the dataset's number of classes
-  config.batch_size = 32  # global: split over all devices
+  config.batch_size = 32  # global: split over the devices (and processes)
+  # Data parallelism (bench/parallel.py): jit over a device mesh, or the classic pmap.
+  config.parallel = 'jit'  # jit | pmap
+  config.num_devices = 0  # devices the batch is split over; 0 = all
   config.num_batches = 4  # synthetic: distinct batches rotated through the timed steps
   # Preprocessing of real images (input_pipeline/preprocess.py).
   config.resize = 'resize'  # resize | letterbox | center_crop
@@ -87,6 +90,10 @@ def get_config():
   config.cases = cases()
   config.select = ''  # comma-separated case names; empty runs all
   config.ratios = ()  # (numerator, denominator) case-name pairs for report.md
+  # A scaling study: each case run on every device count (default 1, 2, 4, ... and
+  # all), with the batch per device fixed ('weak': batch_size is the 1-device batch)
+  # or the global batch fixed ('strong'). No modes: no study.
+  config.scaling = ml_collections.ConfigDict({'modes': (), 'device_counts': ()})
   return config
 
 

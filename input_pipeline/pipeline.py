@@ -27,6 +27,7 @@ import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from bench import parallel
 from bench.errors import UserError
 from input_pipeline import datasets
 from input_pipeline import preprocess
@@ -34,14 +35,15 @@ from input_pipeline import preprocess
 tf.config.set_visible_devices([], 'GPU')
 
 
-def device_prefetch(host_batches, sharding, size):
+def device_prefetch(host_batches, sharding, size, layout=lambda x: x):
   """Yields the host batches as global jax.Arrays with `sharding`, `size` transfers ahead.
 
   Each host batch is this process's share; together the processes' shares form
-  the global batch.
+  the global batch. `layout` reshapes each array first (pmap's device axis).
   """
   def put(batch):
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, layout(x)), batch)
 
   queue = collections.deque()
 
@@ -120,7 +122,11 @@ class Input:
         lambda ex: table.lookup(ex['id']))
     rows = rows.batch(self.per_process, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     host = ({'image': features[r], 'label': labels[r]} for r in rows.as_numpy_iterator())
-    return device_prefetch(host, self.sharding, self.case.prefetch)
+    return device_prefetch(host, self.sharding, self.case.prefetch, self._layout)
+
+  def _layout(self, x):
+    """Timed steps read batches in the case's layout; evaluation always in jit's."""
+    return parallel.local_layout(self.case, self.sharding.mesh, x)
 
   def _preprocess(self, training):
     case = self.case
@@ -143,7 +149,7 @@ class Input:
                        'label': tf.cast(ex['label'], tf.int32)},
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(self.per_process, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    return device_prefetch(ds.as_numpy_iterator(), self.sharding, case.prefetch)
+    return device_prefetch(ds.as_numpy_iterator(), self.sharding, case.prefetch, self._layout)
 
   def evaluation(self, split):
     """(device batches of one pass over `split`, with a 'mask', number of examples)."""

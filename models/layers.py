@@ -13,6 +13,8 @@ Kernels start from glorot_uniform and biases from zeros, as in Keras, because
 most families here reproduce Keras models whose training runs we compare with.
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 from typing import Any
@@ -198,8 +200,28 @@ class BatchNorm(nn.BatchNorm):
         not self.train if use_running_average is None else use_running_average), mask=mask)
 
 
+# The mapped axis BatchNorm layers average their batch moments over (see
+# `cross_device_batch_norm`); None normalises over the batch the layer sees.
+_BATCH_AXIS = contextvars.ContextVar('batch_axis', default=None)
+
+
+@contextlib.contextmanager
+def cross_device_batch_norm(axis_name):
+  """Within this block, BatchNorm layers created by `batch_norm` (every model's)
+  compute their moments over all devices of `axis_name`: a pmap step then
+  normalises, and updates its statistics, with the global batch's moments, as a
+  jit step over the sharded batch does. Layers are created while `apply` traces,
+  so the block must enclose the `apply` call. None changes nothing."""
+  token = _BATCH_AXIS.set(axis_name)
+  try:
+    yield
+  finally:
+    _BATCH_AXIS.reset(token)
+
+
 def batch_norm(train, *, momentum, epsilon, dtype, name):
-  return BatchNorm(train=train, momentum=momentum, epsilon=epsilon, dtype=dtype, name=name)
+  return BatchNorm(train=train, momentum=momentum, epsilon=epsilon, dtype=dtype, name=name,
+                   axis_name=_BATCH_AXIS.get())
 
 
 def _conv(x, kernel, strides, padding, groups):

@@ -12,6 +12,7 @@ import sys
 
 from bench import build
 from bench import report as report_lib
+from bench import parallel
 from bench import runner
 from bench import suite
 from configs import base
@@ -43,6 +44,6 @@ def build_case(**fields):
   """(record, step, state, batches) of a single case built as the runner builds it;
   `batches` is a list of the case's first num_batches batches."""
   record = report_lib.new_case('test', {})
-  case, mesh = case_config(**fields), runner.data_mesh()
+  case, mesh = case_config(**fields), parallel.mesh()
   step, state, batches = build.build(case, mesh, record, runner.open_input('test', case, mesh))
   return record, step, state, list(itertools.islice(batches, case.num_batches))

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import models
+from bench import parallel
 from bench import runner
 from bench import steps
 from bench.errors import UserError
@@ -275,7 +276,7 @@ def test_normalization_follows_the_model():
 def _input(data_dir, **fields):
   case = ml_collections.ConfigDict(case_config(dataset='shapes', data_dir=data_dir,
                                                num_classes=0, **fields))
-  data = runner.open_input('test', case, runner.data_mesh())
+  data = runner.open_input('test', case, parallel.mesh())
   return case, data
 
 

@@ -1,7 +1,6 @@
 """The real command line: the quickstart end to end, and every user error."""
 
 import csv
-import json
 import os
 import re
 
@@ -92,23 +91,3 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, mess
   assert re.search(message, errors[0]), errors[0]
   assert 'Traceback' not in result.stderr
   assert sorted(os.listdir(tmp_path)) == ['file']
-
-
-def test_batch_not_divisible_by_devices(tmp_path, monkeypatch):
-  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
-  result = run_cli('--config=configs/base.py', '--config.batch_size=3', f'--workdir={tmp_path}/wd')
-  assert result.returncode == 2
-  assert ("error: case 'default': batch_size 3 is not divisible by the 2 devices it is split "
-          'over; use a multiple of 2') in result.stderr
-  assert not (tmp_path / 'wd').exists()
-
-
-def test_two_devices_split_the_batch(tmp_path, monkeypatch):
-  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
-  result = run_cli('--config=configs/base.py', '--config.batch_size=16',
-                   '--config.timed_steps=2', f'--workdir={tmp_path}')
-  assert result.returncode == 0, result.stderr
-  case, = json.loads((tmp_path / 'report.json').read_text())['cases']
-  assert case['num_devices'] == 2
-  assert case['throughput']['examples_per_s_per_device'] == pytest.approx(
-      case['throughput']['examples_per_s'] / 2)

@@ -1,5 +1,7 @@
 """Suite expansion: override precedence, selection, validation; failing cases."""
 
+import glob
+import importlib
 import json
 import os
 
@@ -13,6 +15,7 @@ from bench import suite
 from bench.errors import UserError
 from configs import base
 from configs import quickstart
+from tests.conftest import REPO
 
 
 def test_base_overrides_reach_cases_that_do_not_set_the_field():
@@ -112,3 +115,20 @@ def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
   with pytest.raises(UserError, match='cannot write to workdir .*Not a directory'):
     runner.run_suite(base.get_config(), str(blocker / 'sub'))
   assert os.listdir(tmp_path) == ['file']
+
+
+def test_every_config_in_configs_expands():
+  """Each config file's cases are all valid here (init_from files, which only the
+  seeds' users have, set aside), so a test that runs a few of them leaves none unchecked."""
+  expected = {'cifar_ablation': 17, 'width_sweep': 9, 'scaling': 2 * 2 * 1, 'quickstart': 5}
+  for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
+    name = os.path.basename(path)[:-3]
+    if name == '__init__':
+      continue
+    config = importlib.import_module(f'configs.{name}').get_config()
+    config.init_from = ''
+    for case in (config.cases or {}).values():
+      if 'init_from' in case:
+        case.init_from = ''
+    cases = suite.expand(config).cases
+    assert len(cases) == expected.get(name, len(cases)), name
