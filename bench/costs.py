@@ -49,11 +49,16 @@ def xla_costs(compiled):
   return {name: float(analysis.get(key, 0.0)) for key, name in _XLA_KEYS.items()}
 
 
-# An HLO instruction line: `%name = TYPE opcode(operands), attributes`. Asynchronous
-# collectives are split into -start and -done; the -done's type is the result.
-_COLLECTIVE = re.compile(r'=\s*(.+?)\s+(all-reduce|all-gather|reduce-scatter|all-to-all|'
-                         r'collective-permute)(-done)?\(')
-_ARRAY = re.compile(r'\b([a-z]+)(\d*)\[([\d,]*)\]')
+# An HLO instruction line: `[ROOT] %name = TYPE opcode(operands), attributes`.
+# Asynchronous collectives are split into -start and -done; the -done's type is
+# the result, so only it is counted.
+_COLLECTIVE = re.compile(
+    r'^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(\([^=]*?\)|\S+)\s+'
+    r'(all-reduce|all-gather|reduce-scatter|all-to-all|ragged-all-to-all|collective-permute|'
+    r'collective-broadcast)(-done)?\(')
+# An array type: element type (its first number is the bit width: f32, bf16,
+# f8e4m3fn; pred has none) and dimensions.
+_ARRAY = re.compile(r'\b([a-z]+)(\d*)[a-z0-9]*\[([\d,]*)\]')
 
 
 def collectives(compiled):

@@ -79,7 +79,14 @@ def initialize(mode='auto', coordinator_address=None, num_processes=None, proces
                     'processes and this process\'s id too: pass --num_processes=N and '
                     '--process_id=I (0 on the coordinator), or set JAX_NUM_PROCESSES and '
                     'JAX_PROCESS_ID')
-  jax.distributed.initialize(**given)
+  try:
+    jax.distributed.initialize(**given)
+  except (ValueError, RuntimeError) as e:  # nothing detected, coordinator unreachable, timeout
+    first_line = (str(e).splitlines() or [type(e).__name__])[0]
+    raise UserError(f'jax.distributed could not start ({first_line}); check '
+                    '--coordinator_address (host:port of process 0, reachable from every '
+                    'process), --num_processes and --process_id, or pass --distributed=off to '
+                    'run as one process') from None
   logging.info('jax.distributed: process %d of %d (%s), %d local devices of %d',
                jax.process_index(), jax.process_count(),
                given['coordinator_address'] or cluster or 'detected', jax.local_device_count(),

@@ -20,8 +20,8 @@ SCHEMA_VERSION = 6
 # figure that was not measured (failed case, backend without it) is null.
 # XLA's cost analysis of one device's compiled program; collective_bytes and
 # collective_ops count the cross-device collectives in its optimised HLO (result
-# bytes of all-reduce, all-gather, reduce-scatter, all-to-all, collective-permute):
-# 0 on one device.
+# bytes of all-reduce, all-gather, reduce-scatter, all-to-all, collective-permute,
+# collective-broadcast): 0 for jit on one device (pmap keeps a one-member all-reduce).
 XLA_KEYS = ('flops', 'bytes_accessed', 'transcendentals', 'flops_per_example',
             'collective_bytes', 'collective_ops')
 CASE_BLOCKS = {

@@ -189,7 +189,7 @@ def run_suite(config, workdir, config_file=None, restart=False):
     done = [records[name] for name in names if name in records]
     report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling)
     report['suite']['status'] = 'complete' if len(done) == len(names) else 'incomplete'
-    if parallel.is_primary():  # one writer; every process has the same report
+    if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
       report_lib.write(workdir, report)
     return report
 

@@ -167,10 +167,14 @@ Suite = collections.namedtuple('Suite', 'name cases ratios scaling')
 
 
 def expand(config):
-  """The validated Suite of `config`: its name, the selected [(case name, case ConfigDict)]
-  and the (numerator, denominator) case pairs of `config.ratios` among them.
+  """The validated Suite of `config`: its name, the selected [(case name, case ConfigDict)],
+  the (numerator, denominator) case pairs of `config.ratios` among them, and the
+  runs of a scaling study.
 
   A config without `cases` is a suite of one case named after `config.name`.
+  With `scaling.modes`, each case becomes one run per mode and device count,
+  named CASE.weakN / CASE.strongN (and these are the names `select` and `ratios`
+  use).
   """
   unknown = sorted(set(config.keys()) - set(CASE_FIELDS) - set(SUITE_FIELDS))
   if unknown:
@@ -185,7 +189,7 @@ def expand(config):
   if not overrides:
     overrides = {config.get('name', 'default'): {}}
 
-  modes, counts = _scaling(config.get('scaling'))
+  modes, counts, chosen = _scaling(config.get('scaling'))
   cases, scaling = [], []
   for name, fields in overrides.items():
     fields = _plain(fields) or {}
@@ -199,6 +203,12 @@ def expand(config):
       runs = []
       for mode in modes:
         for n in counts:
+          if mode == 'strong' and batch % n and not chosen:
+            # The default counts end with all devices (6, say), which a power-of-two
+            # batch may not divide; counts the user chose are checked as given.
+            logging.warning('case %s: strong scaling skips %d devices (batch_size %d does not '
+                            'split over them)', name, n, batch)
+            continue
           # Weak scaling keeps the case's batch per device, strong its global batch.
           runs.append((f'{name}.{mode}{n}', {**fields, 'num_devices': n,
                                             'batch_size': batch * n if mode == 'weak' else batch}))
@@ -229,8 +239,9 @@ def expand(config):
 
 
 def _scaling(spec):
-  """(modes, device counts) of a config's `scaling` field; no modes: no study. The
-  counts default to 1, 2, 4, ... devices per process, and all of them."""
+  """(modes, device counts, whether the config chose the counts) of a config's
+  `scaling` field; no modes: no study. The counts default to 1, 2, 4, ... devices
+  per process, and all of them."""
   spec = _plain(spec) or {}
   unknown = sorted(set(spec) - {'modes', 'device_counts'})
   if unknown:
@@ -242,6 +253,9 @@ def _scaling(spec):
       raise UserError(f'scaling.modes entry {mode!r} must be one of '
                       f'{", ".join(report.SCALING_MODES)}')
   counts = tuple(spec.get('device_counts') or ())
+  chosen = bool(counts)
+  if len(set(counts)) != len(counts):
+    raise UserError(f'scaling.device_counts {counts} repeats a count; give each once')
   if not counts:
     local, processes = jax.local_device_count(), jax.process_count()
     counts = tuple(processes * 2 ** k for k in range(local.bit_length()) if 2 ** k <= local)
@@ -249,7 +263,7 @@ def _scaling(spec):
   for n in counts:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
       raise UserError(f'scaling.device_counts entry {n!r} must be an integer >= 1')
-  return modes, counts
+  return modes, counts, chosen
 
 
 def validate_case(name, case):

@@ -3,7 +3,7 @@
 Weak scaling keeps 32 examples per device (the global batch grows with the
 devices); strong scaling keeps the global batch at 32 (each device gets less).
 Both strategies run, jit over the device mesh and the classic pmap, so the
-report also compares them on the same devices and batch (the `ratios`).
+Scaling table also compares them on the same devices and batch.
 report.md's Scaling table gives examples/s, speed-up, efficiency and the bytes
 of the gradient all-reduce; scaling.png plots them.
 

@@ -108,3 +108,24 @@ def test_xla_costs_keeps_totals_and_marks_missing_analysis():
   assert costs.xla_costs(full) == {'flops': 10.0, 'bytes_accessed': 20.0, 'transcendentals': 0.0}
   assert costs.xla_costs(_FakeCompiled(None)) == {
       'flops': None, 'bytes_accessed': None, 'transcendentals': None}
+
+
+class _Hlo:
+  def __init__(self, text):
+    self.text = text
+
+  def as_text(self):
+    return self.text
+
+
+def test_collectives_count_result_bytes_of_each_collective_once():
+  hlo = _Hlo('\n'.join([
+      '  %all-reduce = (f32[4,3]{1,0}, f32[]) all-reduce(%dot, %r), channel_id=1',  # 48 + 4
+      '  %ag-start = (f8e4m3fn[8]{0}, f8e4m3fn[64]{0}) all-gather-start(%p)',  # counted at done
+      '  ROOT %ag-done = f8e4m3fn[64]{0} all-gather-done(%ag-start)',  # 64
+      '  %x = f32[2] add(%a, %b), metadata={op_name="= f32[9] all-reduce("}',  # not one
+      '  %cb = pred[3] collective-broadcast(%q)',  # 3
+      '  %t = ((f32[8]{0}), bf16[2,2]{1,0}) reduce-scatter(%a, %b)',  # 32 + 8
+  ]))
+  assert costs.collectives(hlo) == {'collective_bytes': 52 + 64 + 3 + 40, 'collective_ops': 4}
+  assert costs.collectives(_Hlo('')) == {'collective_bytes': None, 'collective_ops': None}

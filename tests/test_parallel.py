@@ -102,6 +102,8 @@ def test_batch_not_divisible_by_8_devices_is_one_clear_error(tmp_path):
     ({'scaling': {'modes': ('wide',), 'device_counts': ()}},
      "scaling.modes entry 'wide' must be one of weak, strong"),
     ({'parallel': 'pjit'}, "config field 'parallel' = 'pjit' must be one of jit, pmap"),
+    ({'scaling': {'modes': ('weak',), 'device_counts': (2, 2)}},
+     r'scaling.device_counts (2, 2) repeats a count'),
 ])
 def test_device_and_scaling_fields_are_checked(monkeypatch, fields, message):
   monkeypatch.setattr(jax, 'device_count', lambda: 8)
@@ -123,6 +125,10 @@ def test_scaling_expands_weak_and_strong_over_default_device_counts(monkeypatch)
       ('default.weak6', 6, 144), ('default.strong1', 1, 24), ('default.strong2', 2, 24),
       ('default.strong4', 4, 24), ('default.strong6', 6, 24)]
   assert expanded.scaling[3] == ('default.weak6', 'default', 'weak', 6)
+  # A global batch of 32 does not split over the default count of 6: that run is left out.
+  config.batch_size, config.scaling.modes = 32, ('strong',)
+  assert [name for name, _ in suite.expand(config).cases] == [
+      'default.strong1', 'default.strong2', 'default.strong4']
 
 
 @pytest.mark.parametrize('kwargs, message', [
