@@ -58,6 +58,7 @@ _COLLECTIVE = re.compile(
     r'collective-broadcast)(-done)?\(')
 # An array type: element type (its first number is the bit width: f32, bf16,
 # f8e4m3fn; pred has none) and dimensions.
+_COMMENT = re.compile(r'/\*.*?\*/')
 _ARRAY = re.compile(r'\b([a-z]+)(\d*)[a-z0-9]*\[([\d,]*)\]')
 
 
@@ -74,7 +75,8 @@ def collectives(compiled):
     return {'collective_bytes': None, 'collective_ops': None}
   total, ops = 0, 0
   for line in text.splitlines():
-    found = _COLLECTIVE.search(line)
+    # Long tuple types carry /*index=5*/ comments, whose '=' would end the type.
+    found = _COLLECTIVE.search(_COMMENT.sub('', line))
     if not found:
       continue
     ops += 1

@@ -125,7 +125,7 @@ def test_collectives_count_result_bytes_of_each_collective_once():
       '  ROOT %ag-done = f8e4m3fn[64]{0} all-gather-done(%ag-start)',  # 64
       '  %x = f32[2] add(%a, %b), metadata={op_name="= f32[9] all-reduce("}',  # not one
       '  %cb = pred[3] collective-broadcast(%q)',  # 3
-      '  %t = ((f32[8]{0}), bf16[2,2]{1,0}) reduce-scatter(%a, %b)',  # 32 + 8
+      '  %t = ((f32[8]{0}), /*index=1*/bf16[2,2]{1,0}) reduce-scatter(%a, %b)',  # 32 + 8
   ]))
   assert costs.collectives(hlo) == {'collective_bytes': 52 + 64 + 3 + 40, 'collective_ops': 4}
   assert costs.collectives(_Hlo('')) == {'collective_bytes': None, 'collective_ops': None}
