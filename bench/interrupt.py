@@ -8,6 +8,13 @@ convention, so a job scheduler sees why the run ended). Anywhere else, or on a
 second signal, `Interrupted` is raised at once: there is no training state to
 lose.
 
+With several processes (a multi-host run) the processes must stop together:
+one that saved and left while the others ran their next step would leave them
+waiting in a collective for ever. There a signal is acted on where every process
+asks (`agreed`: between training chunks and between cases), and all stop if
+any of them got one. Within training that is the next epoch end or step-interval
+save, not the next step.
+
 Tests drive the same paths at exact steps through the BENCH_FAULT environment
 variable (`fault`), which is empty in normal runs.
 """
@@ -18,6 +25,9 @@ import signal
 import threading
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FAULT_ENV = 'BENCH_FAULT'
@@ -42,10 +52,13 @@ _state = {'deferring': False, 'requested': None}
 
 def _handle(signum, frame):
   del frame
-  if _state['deferring'] and _state['requested'] is None:
+  # Several processes always defer: they stop together, between cases at the latest.
+  if (_state['deferring'] or jax.process_count() > 1) and _state['requested'] is None:
     _state['requested'] = signum
-    logging.warning('%s received: saving a checkpoint after the current step, then exiting '
-                    '(send it again to exit at once)', signal.Signals(signum).name)
+    logging.warning('%s received: %s, then exiting (send it again to exit at once)',
+                    signal.Signals(signum).name,
+                    'saving a checkpoint after the current step' if jax.process_count() == 1
+                    else 'stopping where every process agrees')
     return
   raise Interrupted(signum)
 
@@ -82,10 +95,28 @@ def requested():
   return _state['requested']
 
 
+def local_stop():
+  """What a training loop may poll between steps (`requested`), or None with several
+  processes, which must all run the same steps (see `agreed`)."""
+  return requested if jax.process_count() == 1 else None
+
+
+def agreed():
+  """The signal recorded here or, with several processes, in any of them (a
+  collective: every process must call it at the same point); None if none."""
+  mine = _state['requested']
+  if jax.process_count() == 1:
+    return mine
+  found = int(np.max(multihost_utils.process_allgather(np.int32(mine or 0))))
+  return found or None
+
+
 def check():
-  """Raises Interrupted if a signal was recorded: between cases, where nothing is lost."""
-  if _state['requested'] is not None:
-    raise Interrupted(_state['requested'])
+  """Raises Interrupted if a signal was recorded (in any process): between cases,
+  where nothing is lost."""
+  signum = agreed()
+  if signum is not None:
+    raise Interrupted(signum)
 
 
 def _planned_fault(spec):

@@ -353,7 +353,7 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
         state, _, samples, waits = timer.time_steps(
             collecting, state, trainer.batches, warmup_steps=0, timed_steps=until - run.step,
             sync=case.sync, on_sample=lambda i, done=run.step: bar.update(done + i),
-            stop=interrupt.requested)
+            stop=interrupt.local_stop())
         run.train_s += time.perf_counter() - t0
         metrics = jax.device_get(outs)
         losses = [float(m['loss']) for m in metrics]
@@ -379,12 +379,13 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
             save('end' if run.reason else 'best' if improved else 'epoch', best=improved)
         elif every and run.step % every == 0:
           save('steps')
-        if interrupt.requested() and not run.reason:
+        signum = interrupt.agreed()
+        if signum and not run.reason:
           if ckpt:
             save('preemption')
             ckpt.wait()
           raise interrupt.Interrupted(
-              interrupt.requested(), f'case {name} interrupted at step {run.step}: '
+              signum, f'case {name} interrupted at step {run.step}: '
               + (f'checkpoint in {ckpt.directory}; rerun the same command to resume' if ckpt
                  else 'checkpoint=False, so a rerun starts the case again'))
   finally:

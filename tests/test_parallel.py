@@ -155,23 +155,37 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_on_localhost_train_as_one_process_with_two_devices(tmp_path):
-  """Two bench.main processes (jax.distributed over loopback, one CPU device each)
-  train one global batch; the same command in one process on two devices must
-  give the same result: bitwise under jit, within float tolerance under pmap."""
-  args = ['--config=configs/base.py', '--config.model=seed_cnn', '--config.benchmark=train',
-          '--config.steps_per_epoch=3', '--config.epochs=2', '--config.batch_size=8',
-          "--config.cases={'jit': {}, 'pmap': {'parallel': 'pmap'}}"]
+def _two_processes(args, workdir, fault=''):
+  """Runs `bench.main args` as two processes over loopback (one CPU device each),
+  process 1 with BENCH_FAULT=`fault`; returns [(return code, stderr)]."""
   port = _free_port()
   env = {**os.environ, 'PYTHONPATH': f'{REPO}/tests/offline', 'XLA_FLAGS': ''}
   processes = [subprocess.Popen(
-      [sys.executable, '-m', 'bench.main', *args, f'--workdir={tmp_path / "two"}',
+      [sys.executable, '-m', 'bench.main', *args, f'--workdir={workdir}',
        f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in range(2)]
-  outputs = [p.communicate(timeout=600) for p in processes]
-  for p, (_, err) in zip(processes, outputs):
-    assert p.returncode == 0, err
+      cwd=REPO, env={**env, 'BENCH_FAULT': fault if i == 1 else ''}, stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  errors = [p.communicate(timeout=600)[1] for p in processes]
+  return [(p.returncode, err) for p, err in zip(processes, errors)]
+
+
+def test_two_processes_on_localhost_train_as_one_process_with_two_devices(tmp_path):
+  """Two bench.main processes (jax.distributed over loopback) train one global
+  batch; the same command in one process on two devices must give the same
+  result: bitwise under jit, within float tolerance under pmap. A SIGTERM to one
+  of them stops both at the same step, and a rerun of both resumes."""
+  args = ['--config=configs/base.py', '--config.model=seed_cnn', '--config.benchmark=train',
+          '--config.steps_per_epoch=3', '--config.epochs=2', '--config.batch_size=8',
+          '--config.checkpoint_every_steps=2',
+          "--config.cases={'jit': {}, 'pmap': {'parallel': 'pmap'}}"]
+  # Process 1 gets SIGTERM after step 3: both save at the end of that chunk and exit.
+  stopped = _two_processes(args, tmp_path / 'two', fault='term@3')
+  for code, err in stopped:
+    assert code == 143, err
+    assert 'interrupted: case jit interrupted at step 3' in err, err
+  resumed = _two_processes(args, tmp_path / 'two')
+  for code, err in resumed:
+    assert code == 0, err
   single = run_cli(*args, f'--workdir={tmp_path / "one"}',
                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert single.returncode == 0, single.stderr
@@ -180,6 +194,7 @@ def test_two_processes_on_localhost_train_as_one_process_with_two_devices(tmp_pa
   assert two['environment']['process_count'] == 2
   assert two['environment']['devices_per_process'] == [1, 1]
   assert one['environment']['process_count'] == 1
+  assert two['cases'][0]['checkpoint']['resumed_from_step'] == 3
   for a, b in zip(two['cases'], one['cases']):
     assert a['status'] == b['status'] == 'ok' and a['num_devices'] == b['num_devices'] == 2
     losses = [[row['train_loss'] for row in r['training']['history']] for r in (a, b)]
