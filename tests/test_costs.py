@@ -95,11 +95,16 @@ class _NoStats:
 
 
 class _FakeCompiled:
-  def __init__(self, analysis):
-    self._analysis = analysis
+  """What costs.py reads of a compiled program: its cost analysis and HLO text."""
+
+  def __init__(self, analysis=None, text=''):
+    self._analysis, self._text = analysis, text
 
   def cost_analysis(self):
     return self._analysis
+
+  def as_text(self):
+    return self._text
 
 
 def test_xla_costs_keeps_totals_and_marks_missing_analysis():
@@ -110,16 +115,8 @@ def test_xla_costs_keeps_totals_and_marks_missing_analysis():
       'flops': None, 'bytes_accessed': None, 'transcendentals': None}
 
 
-class _Hlo:
-  def __init__(self, text):
-    self.text = text
-
-  def as_text(self):
-    return self.text
-
-
 def test_collectives_count_result_bytes_of_each_collective_once():
-  hlo = _Hlo('\n'.join([
+  hlo = _FakeCompiled(text='\n'.join([
       '  %all-reduce = (f32[4,3]{1,0}, f32[]) all-reduce(%dot, %r), channel_id=1',  # 48 + 4
       '  %ag-start = (f8e4m3fn[8]{0}, f8e4m3fn[64]{0}) all-gather-start(%p)',  # counted at done
       '  ROOT %ag-done = f8e4m3fn[64]{0} all-gather-done(%ag-start)',  # 64
@@ -128,4 +125,4 @@ def test_collectives_count_result_bytes_of_each_collective_once():
       '  %t = ((f32[8]{0}), /*index=1*/bf16[2,2]{1,0}) reduce-scatter(%a, %b)',  # 32 + 8
   ]))
   assert costs.collectives(hlo) == {'collective_bytes': 52 + 64 + 3 + 40, 'collective_ops': 4}
-  assert costs.collectives(_Hlo('')) == {'collective_bytes': None, 'collective_ops': None}
+  assert costs.collectives(_FakeCompiled()) == {'collective_bytes': None, 'collective_ops': None}
