@@ -258,7 +258,7 @@ def _scaling(spec):
     raise UserError(f'scaling.device_counts {counts} repeats a count; give each once')
   if not counts:
     local, processes = jax.local_device_count(), jax.process_count()
-    counts = tuple(processes * 2 ** k for k in range(local.bit_length()) if 2 ** k <= local)
+    counts = tuple(processes * 2 ** k for k in range(local.bit_length()))  # 2**k <= local
     counts += (jax.device_count(),) if counts[-1] != jax.device_count() else ()
   for n in counts:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
