@@ -60,7 +60,7 @@ def batches(case, mesh, rng, data, start=0):
         rng, num_batches=num_batches, batch_size=case.batch_size,
         image_shape=tuple(case.image_shape), num_classes=case.num_classes,
         sharding=parallel.batch_sharding(mesh),
-        layout=lambda x: parallel.global_layout(case, mesh, x))), start % num_batches, None)
+        layout=lambda x: parallel.layout(case, mesh.size, x))), start % num_batches, None)
   return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'),
                      start=start)
 

@@ -56,9 +56,9 @@ _COLLECTIVE = re.compile(
     r'^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(\([^=]*?\)|\S+)\s+'
     r'(all-reduce|all-gather|reduce-scatter|all-to-all|ragged-all-to-all|collective-permute|'
     r'collective-broadcast)(-done)?\(')
+_COMMENT = re.compile(r'/\*.*?\*/')
 # An array type: element type (its first number is the bit width: f32, bf16,
 # f8e4m3fn; pred has none) and dimensions.
-_COMMENT = re.compile(r'/\*.*?\*/')
 _ARRAY = re.compile(r'\b([a-z]+)(\d*)[a-z0-9]*\[([\d,]*)\]')
 
 

@@ -152,25 +152,13 @@ def axis_name(case):
   return AXIS if case.parallel == 'pmap' else None
 
 
-def device_axis(case):
-  """Whether the case's batches carry a leading device axis (pmap's layout)."""
-  return case.parallel == 'pmap'
-
-
-def local_layout(case, mesh_, x):
-  """This process's host array `x` ([per-process batch, ...]) in the case's layout:
-  [local devices, per-device batch, ...] under pmap."""
-  if not device_axis(case):
+def layout(case, devices, x):
+  """`x`, the batch rows that `devices` devices hold ([examples, ...]: a host array of
+  this process's share, or a traced global batch), in the case's layout:
+  [devices, examples / devices, ...] under pmap, unchanged under jit."""
+  if not axis_name(case):
     return x
-  local = mesh_.size // jax.process_count()
-  return x.reshape(local, x.shape[0] // local, *x.shape[1:])
-
-
-def global_layout(case, mesh_, x):
-  """A traced global batch array in the case's layout (see `local_layout`)."""
-  if not device_axis(case):
-    return x
-  return x.reshape(mesh_.size, x.shape[0] // mesh_.size, *x.shape[1:])
+  return x.reshape(devices, x.shape[0] // devices, *x.shape[1:])
 
 
 def function(case, mesh_, fn, donate, out_axes=None):

@@ -126,7 +126,7 @@ class Input:
 
   def _layout(self, x):
     """Timed steps read batches in the case's layout; evaluation always in jit's."""
-    return parallel.local_layout(self.case, self.sharding.mesh, x)
+    return parallel.layout(self.case, self.sharding.mesh.size // jax.process_count(), x)
 
   def _preprocess(self, training):
     case = self.case
