@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= workdirs/quickstart
 
-.PHONY: demo test lock
+CI_WORKDIR ?= workdirs/ci-cpu
+BASELINE := benchmarks/baseline-cpu.json
+
+.PHONY: demo test lock bench-ci baseline ci-suite
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +22,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The CI benchmark (configs/ci_cpu.py) against the committed baseline: exit 1 on a
+# deterministic change (parameters, XLA FLOPs or bytes, compiled memory); timing
+# differences are printed but never fail on this shared, noisy machine.
+bench-ci: ci-suite
+	$(PY) -m bench.compare $(BASELINE) $(CI_WORKDIR)/report.json --timing=advisory --format=text
+
+# Refresh the baseline after an intended change to a model or to XLA; commit the file.
+baseline: ci-suite
+	mkdir -p $(dir $(BASELINE))
+	cp $(CI_WORKDIR)/report.json $(BASELINE)
+
+ci-suite: $(STAMP)
+	$(PY) -m bench.main --config=configs/ci_cpu.py --workdir=$(CI_WORKDIR) --restart
 
 # Re-pin requirements.lock from the environment (after changing pyproject.toml).
 lock: $(STAMP)

@@ -139,6 +139,10 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
       fn, out_axes = steps.make_forward(model), 0  # ... but logits stay per device
   state = initial_state(case, mesh, model, tx, frozen, resume)
   count_params(record, state, frozen)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  record['memory']['activation_bytes'] = costs.activation_bytes(
+      model, {k: v for k, v in variables.items() if v},
+      jax.ShapeDtypeStruct((case.batch_size // mesh.size, *case.image_shape), jnp.float32))
   # The data key is the second of the pair, as it always was for synthetic batches.
   batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data,
                        start=int(state.step))

@@ -86,6 +86,30 @@ def collectives(compiled):
   return {'collective_bytes': total, 'collective_ops': ops}
 
 
+def activation_bytes(model, variables, images):
+  """Bytes of the outputs of `model`'s leaf layers (Flax modules that call no other
+  module: Dense, Conv, BatchNorm, Dropout...) in one inference forward pass on
+  `images`, in the dtype they are computed in. Functions that are not modules
+  (activations, pooling) are not counted. Shapes only: nothing is computed.
+
+  What a train step keeps for its backward pass, to within those functions'
+  outputs; the compiled program's temp_bytes is the allocator's view of the same.
+  """
+  def forward(variables, images):
+    _, state = model.apply(variables, images, train=False, capture_intermediates=True,
+                           mutable=['intermediates'])
+    return state['intermediates']
+
+  def leaf_outputs(node):
+    if set(node) == {'__call__'}:
+      return node['__call__']
+    return [leaf_outputs(child) for key, child in node.items() if key != '__call__']
+
+  outputs = leaf_outputs(jax.eval_shape(forward, variables, images))
+  return int(sum(np.prod(x.shape, dtype=np.int64) * x.dtype.itemsize
+                 for x in jax.tree_util.tree_leaves(outputs)))
+
+
 def compiled_memory(compiled):
   """memory_analysis() of the compiled program in bytes; None where unavailable."""
   stats = compiled.memory_analysis()

@@ -1,5 +1,6 @@
 """The one exception type for mistakes a user can fix, and how a CLI ends on one."""
 
+import argparse
 import sys
 
 
@@ -15,3 +16,10 @@ def fail(message):
   """Ends the program for a user error: one line on stderr, exit status 2."""
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse for the small report tools, whose usage errors are one line and exit 2."""
+
+  def error(self, message):
+    fail(f'{message}; see python -m {self.prog} --help')

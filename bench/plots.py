@@ -11,6 +11,8 @@ from bench.fileio import atomic_open
 
 TRAINING_CURVES = 'training_curves.png'
 SCALING = 'scaling.png'
+PROXIES = 'proxies.png'
+ROOFLINE = 'roofline.png'
 
 
 def _save(fig, workdir, name):
@@ -80,3 +82,53 @@ def scaling(workdir, report):
   eff_ax.set(xlabel='devices', ylabel='efficiency %', title='scaling efficiency', ylim=(0, None))
   fig.tight_layout()
   return _save(fig, workdir, SCALING)
+
+
+def _label_points(ax, xs, ys, names):
+  ax.scatter(xs, ys, s=14)
+  for x, y, name in zip(xs, ys, names):
+    ax.annotate(name, (x, y), fontsize=6, xytext=(3, 2), textcoords='offset points')
+  ax.set_xscale('log')
+  ax.set_yscale('log')
+
+
+def proxies(workdir, result):
+  """WORKDIR/proxies.png (median step time against parameters, XLA FLOPs and bytes
+  accessed, log-log, a labelled point per case) and WORKDIR/roofline.png (achieved
+  FLOP/s against arithmetic intensity under the measured ceilings) from
+  bench.analysis.analyze's `result`. Returns their paths."""
+  fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+  for ax, (key, label) in zip(axes, (('params', 'parameters'), ('flops', 'XLA FLOPs per step'),
+                                     ('bytes', 'XLA bytes accessed per step'))):
+    cases = [c for c in result['cases'] if c[key]]
+    _label_points(ax, [c[key] for c in cases], [c['time'] * 1e3 for c in cases],
+                  [c['name'] for c in cases])
+    row = next(r for r in result['proxies'] if r['proxy'] == key)
+    r2 = 'n/a' if row['r2_log'] is None else f'{row["r2_log"]:.2f}'
+    rho = 'n/a' if row['spearman'] is None else f'{row["spearman"]:.2f}'
+    ax.set(xlabel=label, ylabel='median step time (ms)',
+           title=f'step time vs {label}: R^2 (log-log) {r2}, Spearman {rho}')
+    ax.title.set_fontsize(9)
+  fig.tight_layout()
+  paths = [_save(fig, workdir, PROXIES)]
+
+  fig, ax = plt.subplots(figsize=(9, 6.5))
+  cases = [c for c in result['cases'] if c['flops'] and c['bytes']]
+  intensity = [c['flops'] / c['bytes'] for c in cases]
+  _label_points(ax, intensity, [c['flops'] / c['time'] for c in cases], [c['name'] for c in cases])
+  peaks = result['peaks']
+  bandwidth = peaks.get('copy_bytes_per_s')
+  low, high = min(intensity + [1.0]) / 2, max(intensity + [1.0]) * 2
+  for i, (dtype, peak) in enumerate(sorted((peaks.get('matmul_flops_per_s') or {}).items())):
+    ridge = peak / bandwidth
+    xs = [low, ridge, max(high, ridge * 2)]
+    ax.plot(xs, [min(peak, x * bandwidth) for x in xs], color=f'C{i + 1}',
+            label=f'{dtype}: matmul {peak / 1e9:.3g} GFLOP/s, copy {bandwidth / 1e9:.3g} GB/s')
+  ax.set(xlabel='arithmetic intensity (XLA FLOPs / bytes accessed)',
+         ylabel='achieved FLOP/s (XLA FLOPs / median step time)',
+         title='roofline: measured ceilings and each case')
+  if ax.lines:
+    ax.legend(fontsize='small', loc='lower right')
+  fig.tight_layout()
+  paths.append(_save(fig, workdir, ROOFLINE))
+  return paths

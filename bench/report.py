@@ -12,9 +12,10 @@ import json
 import math
 import os
 
+from bench.errors import UserError
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -29,11 +30,14 @@ CASE_BLOCKS = {
     'xla': XLA_KEYS,
     # The forward pass of a compile case (whose `xla` is its train step); null otherwise.
     'xla_forward': XLA_KEYS,
-    # device_peak_bytes: the largest of device_peak_bytes_per_device (the backend's
-    # peak_bytes_in_use per device of the case, since the process started; null on CPU).
+    # The compiled program's memory analysis (argument ... generated_code_bytes);
+    # activation_bytes: the outputs of the model's leaf layers in one forward pass on
+    # one device's share of the batch (bench/costs.py); device_peak_bytes: the
+    # largest of device_peak_bytes_per_device (the backend's peak_bytes_in_use per
+    # device of the case, since the process started; null on CPU).
     'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
-               'generated_code_bytes', 'device_peak_bytes', 'device_peak_bytes_per_device',
-               'host_peak_rss_bytes'),
+               'generated_code_bytes', 'activation_bytes', 'device_peak_bytes',
+               'device_peak_bytes_per_device', 'host_peak_rss_bytes'),
     'step_time_s': ('median', 'mean', 'min', 'max', 'p10', 'p90', 'iqr', 'iqr_over_median',
                     'n', 'samples'),
     # Time each timed step waited for its batch (part of its step time), and the
@@ -82,7 +86,13 @@ REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios', 'sca
 SCALING_KEYS = ('case', 'of', 'mode', 'devices', 'batch_size', 'per_device_batch', 'parallel',
                 'step_time_s', 'examples_per_s', 'speedup', 'efficiency', 'collective_bytes')
 SCALING_MODES = ('weak', 'strong')
-SUITE_KEYS = ('name', 'config_file', 'status')
+# environment.peaks (bench/peaks.py): the device the peaks were measured on, best
+# matmul FLOP/s and its square size per dtype of the cases ({dtype: value}), best
+# copy bandwidth (bytes read + written per second) and the copied array's bytes,
+# calls timed per measurement, and the seconds the measurements took.
+PEAK_KEYS = ('device', 'matmul_flops_per_s', 'matmul_size', 'copy_bytes_per_s', 'copy_bytes',
+             'repeats', 'seconds')
+SUITE_KEYS = ('name', 'config_file', 'status', 'notes')
 RATIO_KEYS = ('numerator', 'denominator', 'params', 'flops', 'bytes_accessed', 'step_time',
               'epoch_time')
 FILES = ('report.json', 'report.md', 'report.csv')
@@ -149,10 +159,11 @@ def scaling(cases, runs):
   return rows
 
 
-def build(suite_name, config_file, environment, cases, pairs, scaling_runs=()):
+def build(suite_name, config_file, environment, cases, pairs, scaling_runs=(), notes=''):
   return {
       'schema_version': SCHEMA_VERSION,
-      'suite': {'name': suite_name, 'config_file': config_file, 'status': 'complete'},
+      'suite': {'name': suite_name, 'config_file': config_file, 'status': 'complete',
+                'notes': notes},
       'environment': environment,
       'cases': cases,
       'ratios': ratios(cases, pairs),
@@ -171,10 +182,15 @@ def _check_keys(what, value, keys):
 
 def validate(report):
   """Raises ValueError where `report` does not follow this schema version."""
-  _check_keys('report', report, REPORT_KEYS)
+  if not isinstance(report, dict) or 'schema_version' not in report:
+    raise ValueError('not a benchmark report (no schema_version)')
   if report['schema_version'] != SCHEMA_VERSION:
     raise ValueError(f'schema_version {report["schema_version"]} is not {SCHEMA_VERSION}')
+  _check_keys('report', report, REPORT_KEYS)
   _check_keys('suite', report['suite'], SUITE_KEYS)
+  if not isinstance(report['environment'], dict):
+    raise ValueError('environment must be an object')
+  _check_keys('environment peaks', report['environment'].get('peaks'), PEAK_KEYS)
   for case in report['cases']:
     _check_keys('case', case, CASE_SCALARS + tuple(CASE_BLOCKS))
     if case['status'] not in STATUSES:
@@ -198,12 +214,29 @@ def load(path):
   return report
 
 
-def write(workdir, report):
-  """Writes report.md, report.csv and, last, report.json: each complete or not at all."""
+def read(path):
+  """`load` for the tools that read reports users name: a file that is missing,
+  unreadable, not JSON, not a report or of another schema version is a UserError
+  naming it."""
+  try:
+    return load(path)
+  except OSError as e:
+    raise UserError(f'{path}: cannot read it: {e.strerror or e}') from None
+  except json.JSONDecodeError as e:
+    raise UserError(f'{path}: not valid JSON ({e.msg} at line {e.lineno}); a report is '
+                    'always complete JSON, so this file was cut short or is not a report') from None
+  except (ValueError, TypeError) as e:  # schema problems
+    raise UserError(f'{path}: {e}; this version reads reports of schema {SCHEMA_VERSION}: '
+                    'rerun the benchmark that wrote it') from None
+
+
+def write(workdir, report, sections=()):
+  """Writes report.md (with `sections`, markdown lines, at its end), report.csv and,
+  last, report.json: each complete or not at all."""
   validate(report)
   # Render everything before touching the disk: a rendering error writes nothing.
   texts = {
-      'report.md': to_markdown(report),
+      'report.md': to_markdown(report, sections),
       'report.csv': to_csv(report),
       # allow_nan=False: a NaN or inf would make the file invalid JSON for strict readers.
       'report.json': json.dumps(report, indent=1, allow_nan=False) + '\n',
@@ -245,7 +278,7 @@ def to_csv(report):
 
 # ------------------------------------------------------------------------ Markdown
 
-def _fmt(value, scale=1.0, digits=3):
+def fmt(value, scale=1.0, digits=3):
   if value is None:
     return 'n/a'
   value = value * scale
@@ -254,8 +287,8 @@ def _fmt(value, scale=1.0, digits=3):
   return f'{value:.{max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)}f}'
 
 
-def _times(value):
-  return 'n/a' if value is None else f'{_fmt(value)}x'
+def times(value):
+  return 'n/a' if value is None else f'{fmt(value)}x'
 
 
 def _environment_line(env):
@@ -275,23 +308,23 @@ def _verdict(row):
     return f'- {row["numerator"]} vs {row["denominator"]}: not comparable (a case failed).'
   direction = ('points the wrong way' if (p - 1) * (t - 1) < 0
                else 'points the right way')
-  return (f'- **{row["numerator"]}** has {_times(p)} the parameters of '
-          f'**{row["denominator"]}**, {_times(f)} its XLA FLOPs, and takes {_times(t)} its '
+  return (f'- **{row["numerator"]}** has {times(p)} the parameters of '
+          f'**{row["denominator"]}**, {times(f)} its XLA FLOPs, and takes {times(t)} its '
           f'time per step. Parameter count {direction}, off by a factor of '
-          f'{_fmt(max(t / p, p / t))}; FLOPs are off by {_fmt(max(t / f, f / t))}.')
+          f'{fmt(max(t / p, p / t))}; FLOPs are off by {fmt(max(t / f, f / t))}.')
 
 
-def _table(columns, rows):
+def table(columns, rows):
   """Markdown table lines: the header, its rule, and a line per row of cell texts."""
   return ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)] + [
       '| ' + ' | '.join(str(cell) for cell in row) + ' |' for row in rows]
 
 
 def _spread_ms(st):
-  return 'n/a' if st['p10'] is None else f'{_fmt(st["p10"], 1e3)}-{_fmt(st["p90"], 1e3)}'
+  return 'n/a' if st['p10'] is None else f'{fmt(st["p10"], 1e3)}-{fmt(st["p90"], 1e3)}'
 
 
-def _percent(value):
+def percent(value):
   return 'n/a' if value is None else f'{value * 100:.1f}%'
 
 
@@ -303,11 +336,11 @@ def _timed_table(cases):
         case['name'], case['status'], cfg.get('model'), cfg.get('benchmark'),
         case['dataset']['name'] or cfg.get('dataset'), cfg.get('batch_size'), cfg.get('dtype'),
         case['params']['total'] or 'n/a', case['params']['trainable'] or 'n/a',
-        _fmt(xla['flops'], 1e-9), _fmt(xla['bytes_accessed'], 1e-6), _fmt(case['compile_s']),
-        _fmt(st['median'], 1e3), _spread_ms(st), _fmt(st['iqr_over_median']),
-        _percent(case['data_wait_s']['share']), _fmt(case['throughput']['examples_per_s']),
-        _fmt(case['throughput']['flops_per_s'], 1e-9)])
-  return _table(('case', 'status', 'model', 'benchmark', 'data', 'batch', 'dtype', 'params',
+        fmt(xla['flops'], 1e-9), fmt(xla['bytes_accessed'], 1e-6), fmt(case['compile_s']),
+        fmt(st['median'], 1e3), _spread_ms(st), fmt(st['iqr_over_median']),
+        percent(case['data_wait_s']['share']), fmt(case['throughput']['examples_per_s']),
+        fmt(case['throughput']['flops_per_s'], 1e-9)])
+  return table(('case', 'status', 'model', 'benchmark', 'data', 'batch', 'dtype', 'params',
                  'trainable', 'GFLOP/step', 'MB accessed', 'compile s', 'median ms',
                  'p10-p90 ms', 'IQR/median', 'data wait', 'examples/s', 'GFLOP/s'), rows)
 
@@ -321,20 +354,20 @@ def _input_table(cases):
     rows.append([
         case['name'], case['status'], case['dataset']['name'] or cfg.get('dataset'),
         cfg.get('train_split'), f'{shape} {cfg.get("resize")}', cfg.get('augment'),
-        cfg.get('batch_size'), _fmt(st['median'], 1e3), _spread_ms(st),
-        _fmt(case['throughput']['examples_per_s_total']),
-        _fmt(case['throughput']['examples_per_s'])])
-  return _table(('case', 'status', 'data', 'split', 'output', 'augment', 'batch',
+        cfg.get('batch_size'), fmt(st['median'], 1e3), _spread_ms(st),
+        fmt(case['throughput']['examples_per_s_total']),
+        fmt(case['throughput']['examples_per_s'])])
+  return table(('case', 'status', 'data', 'split', 'output', 'augment', 'batch',
                  'median ms/batch', 'p10-p90 ms', 'examples/s (all batches)',
                  'examples/s (median batch)'), rows)
 
 
 def _eval_table(cases):
   rows = [[case['name'], case['dataset']['name'], case['eval']['split'],
-           case['eval']['num_examples'], _fmt(case['eval']['loss']),
-           _percent(case['eval']['accuracy']), _fmt(case['eval']['wall_s'])]
+           case['eval']['num_examples'], fmt(case['eval']['loss']),
+           percent(case['eval']['accuracy']), fmt(case['eval']['wall_s'])]
           for case in cases]
-  return _table(('case', 'data', 'split', 'examples', 'loss', 'accuracy', 'wall s'), rows)
+  return table(('case', 'data', 'split', 'examples', 'loss', 'accuracy', 'wall s'), rows)
 
 
 def _compile_table(cases):
@@ -348,10 +381,10 @@ def _compile_table(cases):
         'x'.join(map(str, cfg.get('image_shape') or ())) or 'n/a', cfg.get('batch_size'),
         params['total'] or 'n/a', params['trainable'] or 'n/a',
         'n/a' if params['non_trainable'] is None else params['non_trainable'],
-        _fmt(fwd, 1e-9), _fmt(train, 1e-9), _times(_ratio(train, fwd)),
-        _fmt(case['xla']['bytes_accessed'], 1e-6), _fmt(mem['temp_bytes'], 1e-6),
-        _fmt(mem['argument_bytes'], 1e-6), _fmt(case['compile_s'])])
-  return _table(('case', 'status', 'model', 'input', 'batch', 'params', 'trainable',
+        fmt(fwd, 1e-9), fmt(train, 1e-9), times(_ratio(train, fwd)),
+        fmt(case['xla']['bytes_accessed'], 1e-6), fmt(mem['temp_bytes'], 1e-6),
+        fmt(mem['argument_bytes'], 1e-6), fmt(case['compile_s'])])
+  return table(('case', 'status', 'model', 'input', 'batch', 'params', 'trainable',
                  'non-trainable', 'fwd GFLOP/ex', 'train GFLOP/ex', 'train/fwd',
                  'train MB accessed', 'temp MB', 'argument MB', 'compile s'), rows)
 
@@ -374,10 +407,10 @@ def _training_table(cases):
     rows.append([
         case['name'], case['status'], cfg.get('model'), cfg.get('transfer'),
         case['params']['trainable'] or 'n/a', tr['epochs_run'] or 0, _stopped(tr),
-        _fmt(tr['min_train_loss']), _fmt(tr['min_eval_loss']), _percent(tr['best_eval_accuracy']),
-        _fmt(tr['train_s']), _fmt(tr['eval_s']), _percent(share), _fmt(tr['mean_step_s'], 1e3),
-        _fmt(tr['epoch_s']), _fmt(tr['feature_cache_s'])])
-  return _table(('case', 'status', 'model', 'transfer', 'trainable', 'epochs', 'stopped',
+        fmt(tr['min_train_loss']), fmt(tr['min_eval_loss']), percent(tr['best_eval_accuracy']),
+        fmt(tr['train_s']), fmt(tr['eval_s']), percent(share), fmt(tr['mean_step_s'], 1e3),
+        fmt(tr['epoch_s']), fmt(tr['feature_cache_s'])])
+  return table(('case', 'status', 'model', 'transfer', 'trainable', 'epochs', 'stopped',
                  'min train loss', 'min val loss', 'best val acc', 'train s', 'eval s',
                  'data wait', 'mean step ms', 's/epoch', 'feature cache s'), rows)
 
@@ -390,27 +423,27 @@ def _checkpoint_table(cases):
     saves = ck['saves'] or []
     rows.append([
         case['name'], len(saves), ', '.join(sorted({s['reason'] for s in saves})) or 'n/a',
-        _fmt(ck['blocking_s']),
-        _fmt(max((s['blocking_s'] for s in saves if s['blocking_s'] is not None), default=None)),
-        _fmt(ck['total_s']), _percent(ck['blocking_share']),
+        fmt(ck['blocking_s']),
+        fmt(max((s['blocking_s'] for s in saves if s['blocking_s'] is not None), default=None)),
+        fmt(ck['total_s']), percent(ck['blocking_share']),
         'no' if ck['resumed_from_step'] is None else f'step {ck["resumed_from_step"]}',
         ck['resumes'], (case['fingerprint'] or 'n/a')[:16]])
-  return _table(('case', 'saves', 'why', 'blocking s', 'max blocking s', 'save total s',
+  return table(('case', 'saves', 'why', 'blocking s', 'max blocking s', 'save total s',
                  'blocking share', 'resumed from', 'resumes', 'fingerprint'), rows)
 
 
 def _scaling_table(rows):
-  return _table(
+  return table(
       ('case', 'mode', 'parallel', 'devices', 'global batch', 'per device', 'median step ms',
        'examples/s', 'speed-up', 'efficiency', 'collective MB/step'),
       [[row['case'], row['mode'], row['parallel'], row['devices'], row['batch_size'],
-        row['per_device_batch'], _fmt(row['step_time_s'], 1e3), _fmt(row['examples_per_s']),
-        _times(row['speedup']), _percent(row['efficiency']),
-        _fmt(row['collective_bytes'], 1e-6)] for row in rows])
+        row['per_device_batch'], fmt(row['step_time_s'], 1e3), fmt(row['examples_per_s']),
+        times(row['speedup']), percent(row['efficiency']),
+        fmt(row['collective_bytes'], 1e-6)] for row in rows])
 
 
 def _curve(values, scale=1.0):
-  return ' '.join(_fmt(v, scale) for v in values) or 'n/a'
+  return ' '.join(fmt(v, scale) for v in values) or 'n/a'
 
 
 def _curves(case):
@@ -422,9 +455,11 @@ def _curves(case):
   return lines
 
 
-def to_markdown(report):
+def to_markdown(report, sections=()):
   lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
            _environment_line(report['environment'])]
+  if report['suite']['notes']:
+    lines += ['', report['suite']['notes']]
   by_benchmark = collections.defaultdict(list)
   for case in report['cases']:
     by_benchmark[case['config'].get('benchmark')].append(case)
@@ -470,12 +505,14 @@ def to_markdown(report):
               'scaling.png.', ''] + _scaling_table(report['scaling'])
   if report['ratios']:
     lines += ['', '## Parameters vs FLOPs vs time', '']
-    lines += _table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time',
+    lines += table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time',
                      'epoch time'),
-                    [[f'{row["numerator"]} / {row["denominator"]}', _times(row['params']),
-                      _times(row['flops']), _times(row['bytes_accessed']),
-                      _times(row['step_time']), _times(row['epoch_time'])]
+                    [[f'{row["numerator"]} / {row["denominator"]}', times(row['params']),
+                      times(row['flops']), times(row['bytes_accessed']),
+                      times(row['step_time']), times(row['epoch_time'])]
                      for row in report['ratios']])
     lines.append('')
     lines += [_verdict(row) for row in report['ratios']]
+  if sections:
+    lines += [''] + list(sections)
   return '\n'.join(lines) + '\n'

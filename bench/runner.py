@@ -19,6 +19,7 @@ import time
 from absl import logging
 import jax
 
+from bench import analysis
 from bench import build
 from bench import checkpoints
 from bench import costs
@@ -182,15 +183,16 @@ def run_suite(config, workdir, config_file=None, restart=False):
   workdir_lib.prepare(workdir)
   records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
   kept = set(records)
-  env = environment.collect()
+  env = environment.collect({case.dtype for _, case in suite.cases})
   names = [name for name, _ in suite.cases]
 
   def write():
     done = [records[name] for name in names if name in records]
-    report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling)
+    report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling,
+                               suite.notes)
     report['suite']['status'] = 'complete' if len(done) == len(names) else 'incomplete'
     if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
-      report_lib.write(workdir, report)
+      report_lib.write(workdir, report, analysis.markdown(analysis.analyze(report)))
     return report
 
   report = write()
@@ -212,6 +214,9 @@ def run_suite(config, workdir, config_file=None, restart=False):
       interrupt.check()
   if report['scaling'] and parallel.is_primary():
     plots.scaling(workdir, report)
+  result = analysis.analyze(report)
+  if result and parallel.is_primary():
+    plots.proxies(workdir, result)
   failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
   logging.info('%d/%d cases ok%s; report in %s', len(names) - len(failed), len(names),
                f' (failed: {", ".join(failed)}; a rerun runs them again)' if failed else '',

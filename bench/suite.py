@@ -35,7 +35,7 @@ from input_pipeline import options
 BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input', 'train')
 DTYPES = ('float32', 'bfloat16', 'float16')
 # Fields of the suite itself, not of a case.
-SUITE_FIELDS = ('name', 'cases', 'select', 'ratios', 'scaling')
+SUITE_FIELDS = ('name', 'notes', 'cases', 'select', 'ratios', 'scaling')
 
 
 def _int_at_least(minimum):
@@ -163,7 +163,7 @@ def _plain(value):
 
 
 # scaling: [(case name, the config case it scales, mode, devices)] of a scaling study.
-Suite = collections.namedtuple('Suite', 'name cases ratios scaling')
+Suite = collections.namedtuple('Suite', 'name notes cases ratios scaling')
 
 
 def expand(config):
@@ -235,7 +235,10 @@ def expand(config):
                       f'from: {", ".join(names)}')
     if all(name in selected for name in pair) or not selected:
       ratios.append(tuple(pair))
-  return Suite(config.get('name', 'default'), cases, ratios, scaling)
+  notes = config.get('notes', '')
+  if not isinstance(notes, str):
+    raise UserError(f'notes must be a string, got {notes!r}')
+  return Suite(config.get('name', 'default'), notes, cases, ratios, scaling)
 
 
 def _scaling(spec):

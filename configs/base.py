@@ -10,6 +10,7 @@ import ml_collections
 def get_config():
   config = ml_collections.ConfigDict()
   config.name = 'default'
+  config.notes = ''  # shown under report.md's title: what a reader must know
 
   # What is measured.
   config.model = 'seed_mlp'

@@ -6,6 +6,8 @@ import pytest
 
 import models
 from bench import costs
+from bench import peaks
+from bench import report as report_lib
 from tests.conftest import build_case
 
 # Seed MLP: sum over its four Dense layers of inputs x outputs.
@@ -24,6 +26,45 @@ def test_seed_mlp_forward_flops_are_exact(batch):
   # Arguments: float32 parameters and images; jit prunes what a forward pass does
   # not read (labels, step counter, RNG key).
   assert record['memory']['argument_bytes'] == 4 * _MLP_PARAMS + batch * 32 * 32 * 3 * 4
+
+
+@pytest.mark.parametrize('dtype,itemsize', [('float32', 4), ('bfloat16', 2)])
+def test_activation_bytes_are_the_leaf_layer_outputs(dtype, itemsize):
+  record, *_ = build_case(benchmark='forward', batch_size=8, dtype=dtype)
+  assert record['memory']['activation_bytes'] == 8 * _MLP_UNITS * itemsize
+  # Seed CNN at 32x32: conv1 30x30x32, (pool) conv2 13x13x64, (pool) conv3 4x4x128,
+  # then top/fc1 256 and top/predictions 10; `top` itself calls modules, so it is
+  # not counted again, nor are ReLU and pooling (functions, not modules).
+  record, *_ = build_case(model='seed_cnn', benchmark='compile', batch_size=4)
+  assert record['memory']['activation_bytes'] == 4 * 4 * (
+      30 * 30 * 32 + 13 * 13 * 64 + 4 * 4 * 128 + 256 + 10)
+
+
+def test_peaks_grow_the_problem_until_a_call_is_long_enough(monkeypatch):
+  calls = []
+
+  def fake_call_s(fn, args):
+    calls.append(fn)
+    return fn * 1e-3  # "fn" is the size here: 1 ms per unit
+
+  monkeypatch.setattr(peaks, '_call_s', fake_call_s)
+  # Sizes 4 and 8 take less than 10 ms: 16 is the first long enough.
+  assert peaks._grow(lambda size: (size,), (4, 1024), 2) == (16, 0.016)
+  # At each size: a warm-up call and a timed one; at the last, the repeats too.
+  assert calls == [4, 4, 8, 8, 16, 16] + [16] * peaks._REPEATS
+  # The largest size is used even when its calls are short.
+  assert peaks._grow(lambda size: (size,), (4, 8), 2) == (8, 0.008)
+
+
+def test_peaks_measure_every_dtype_on_the_device():
+  measured = peaks.measure(['float32', 'bfloat16', 'float32'])
+  assert set(measured) == set(report_lib.PEAK_KEYS)
+  assert sorted(measured['matmul_flops_per_s']) == ['bfloat16', 'float32']
+  for dtype, flops in measured['matmul_flops_per_s'].items():
+    n = measured['matmul_size'][dtype]
+    assert flops > 0 and 256 <= n <= 8192 and n & (n - 1) == 0
+  assert measured['copy_bytes_per_s'] > 0 and measured['copy_bytes'] >= 64 << 20
+  assert measured['device'] == 'cpu:0 cpu'
 
 
 def test_seed_mlp_train_step_flops_match_analytic_count():

@@ -19,7 +19,7 @@ def test_quickstart_end_to_end(tmp_path):
   assert result.returncode == 0, result.stderr
   report = report_lib.load(str(workdir / 'report.json'))
   assert report['suite'] == {'name': 'quickstart', 'config_file': 'configs/quickstart.py',
-                             'status': 'complete'}
+                             'status': 'complete', 'notes': ''}
   cases = {case['name']: case for case in report['cases']}
   assert list(cases) == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256', 'cnn_shapes_b32']
   for case in cases.values():
@@ -42,10 +42,16 @@ def test_quickstart_end_to_end(tmp_path):
   assert cases['cnn_b32']['xla']['flops_per_example'] > cases['mlp_b32']['xla']['flops_per_example']
   env = report['environment']
   assert env['backend'] == 'cpu' and env['versions']['jax'] and env['device_count'] >= 1
+  assert sorted(env['peaks']['matmul_flops_per_s']) == ['float32']
+  assert env['peaks']['matmul_flops_per_s']['float32'] > 0 < env['peaks']['copy_bytes_per_s']
   md = (workdir / 'report.md').read_text()
   assert md.index('## Parameters vs FLOPs vs time') > md.index('| cnn_b256 | ok |')
   assert '| cnn_b256 / mlp_b256 | 0.510x |' in md
-  assert md.rstrip().splitlines()[-1].startswith('- **cnn_b256** has 0.510x the parameters')
+  assert '\n- **cnn_b256** has 0.510x the parameters' in md
+  # Five timed cases: the analysis section comes last, with its plots.
+  assert md.index('## Does parameter count predict step time?') > md.index('- **cnn_b256**')
+  assert '| parameters | 5 |' in md
+  assert (workdir / 'proxies.png').stat().st_size > 0 < (workdir / 'roofline.png').stat().st_size
   rows = list(csv.DictReader((workdir / 'report.csv').open()))
   assert [row['name'] for row in rows] == list(cases)
 

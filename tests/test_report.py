@@ -14,7 +14,10 @@ _ENV = {'python': '3.11', 'versions': {'jax': '0.10.2', 'flax': '0.12.8', 'optax
         'backend': 'cpu', 'device_kind': 'cpu', 'device_count': 1, 'local_device_count': 1,
         'process_count': 1, 'cpu_model': 'test cpu', 'cpu_count': 2, 'xla_flags': None,
         'git_commit': 'abcdef0123456789', 'git_dirty': True, 'hostname': 'h',
-        'command': 'x', 'timestamp_utc': '2026-01-01T00:00:00+00:00'}
+        'command': 'x', 'timestamp_utc': '2026-01-01T00:00:00+00:00',
+        'peaks': {'device': 'cpu:0 cpu', 'matmul_flops_per_s': {'float32': 1e11},
+                  'matmul_size': {'float32': 1024}, 'copy_bytes_per_s': 1e10,
+                  'copy_bytes': 1 << 26, 'repeats': 5, 'seconds': 0.5}}
 
 
 def _case(name, params, flops, median):

@@ -1,0 +1,265 @@
+"""Compares two benchmark reports: what changed from BASE to NEW, and does it matter.
+
+  python -m bench.compare BASE.json NEW.json [--threshold=10%] [--format=md|text] \\
+      [--timing=gate|advisory] [--alpha=0.01]
+
+Cases are matched by name. Environment differences come first, because they explain
+most of the rest. Deterministic figures (parameter counts, XLA cost analyses, the
+compiled memory analysis) must be equal: any difference is a change, as is a case
+whose status changed (an ok case that failed or diverged shows its error).
+
+Timing compares the step time samples of each case timed in both: the ratio of
+the medians new/base and a two-sided Mann-Whitney U test on the raw samples. A
+case is a 'regression' when the ratio exceeds 1 + threshold and p < alpha,
+'faster' when it is below 1 / (1 + threshold) and p < alpha, else 'noise'.
+Consecutive step times are not independent (clocks, caches and the host drift
+together), so p is a screen that flags what to rerun, not a proof. With fewer
+than 5 samples in either report nothing can be significant at small alpha: such
+a case is noise, marked "too few samples".
+
+Exit status: 0 without changes or regressions; 1 with either (--timing=advisory
+still prints regressions but only changes give 1: for noisy shared machines);
+2, with one line on stderr, for a bad flag or a report bench.report.read rejects
+(unreadable, not JSON, not a report, another schema version).
+"""
+
+import argparse
+import collections
+import math
+import sys
+
+import numpy as np
+from scipy import stats
+
+from bench import report as report_lib
+from bench.errors import ArgumentParser, UserError, fail
+
+MIN_SAMPLES = 5
+_ENVIRONMENT_KEYS = ('python', 'backend', 'device_kind', 'device_count', 'process_count',
+                     'cpu_model', 'cpu_count', 'xla_flags')
+# Not memory.generated_code_bytes: machine code size depends on the host CPU's instruction
+# set. Not the device/host peaks (measured) nor the fingerprint (the final weights depend on
+# the floating-point order of backend and host).
+_EXACT = (('params', report_lib.CASE_BLOCKS['params']), ('xla', report_lib.XLA_KEYS),
+          ('xla_forward', report_lib.XLA_KEYS),
+          ('memory', ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
+                      'activation_bytes')))
+
+Difference = collections.namedtuple('Difference', 'key base new')
+Peak = collections.namedtuple('Peak', 'key base new ratio')
+Change = collections.namedtuple('Change', 'case figure base new')
+Timing = collections.namedtuple(
+    'Timing', 'case base_median new_median ratio p n_base n_new verdict note')
+
+
+def _environment(base, new):
+  """Differences in _ENVIRONMENT_KEYS and in each package's version."""
+  pairs = [(key, base.get(key), new.get(key)) for key in _ENVIRONMENT_KEYS]
+  versions = base.get('versions') or {}, new.get('versions') or {}
+  pairs[1:1] = [(f'versions.{name}', versions[0].get(name), versions[1].get(name))
+                for name in dict.fromkeys([*versions[0], *versions[1]])]
+  return [Difference(*pair) for pair in pairs if pair[1] != pair[2]]
+
+
+def _peaks(base, new):
+  matmul = base['matmul_flops_per_s'] or {}, new['matmul_flops_per_s'] or {}
+  pairs = [(f'peaks.matmul_flops_per_s.{dtype}', matmul[0].get(dtype), matmul[1].get(dtype))
+           for dtype in dict.fromkeys([*matmul[0], *matmul[1]])]
+  pairs.append(('peaks.copy_bytes_per_s', base['copy_bytes_per_s'], new['copy_bytes_per_s']))
+  return [Peak(key, a, b, b / a if a and b is not None else None) for key, a, b in pairs]
+
+
+def _status(case):
+  error = (case['error'] or '').splitlines()
+  return case['status'] + (f': {error[0]}' if case['status'] != 'ok' and error else '')
+
+
+def _changes(base, new):
+  if base['status'] != new['status']:
+    # A failed case's figures are null: its status is the one change worth listing.
+    return [Change(base['name'], 'status', _status(base), _status(new))]
+  return [Change(base['name'], f'{block}.{key}', base[block][key], new[block][key])
+          for block, keys in _EXACT for key in keys if base[block][key] != new[block][key]]
+
+
+def _timing(name, base, new, threshold, alpha):
+  a, b = base['step_time_s']['samples'], new['step_time_s']['samples']
+  if not a or not b:
+    return None
+  base_median, new_median = float(np.median(a)), float(np.median(b))
+  ratio = new_median / base_median
+  if min(len(a), len(b)) < MIN_SAMPLES:
+    return Timing(name, base_median, new_median, ratio, None, len(a), len(b), 'noise',
+                  'too few samples')
+  p = float(stats.mannwhitneyu(a, b, alternative='two-sided').pvalue)
+  verdict = 'noise'
+  if p < alpha and ratio > 1 + threshold:
+    verdict = 'regression'
+  elif p < alpha and ratio < 1 / (1 + threshold):
+    verdict = 'faster'
+  return Timing(name, base_median, new_median, ratio, p, len(a), len(b), verdict, '')
+
+
+def compare(base, new, threshold=0.1, alpha=0.01):
+  """The comparison of two loaded reports, as a dict of plain values and namedtuples."""
+  base_cases = {case['name']: case for case in base['cases']}
+  new_cases = {case['name']: case for case in new['cases']}
+  matched = [name for name in base_cases if name in new_cases]
+  timings = (_timing(n, base_cases[n], new_cases[n], threshold, alpha) for n in matched)
+  return {
+      'threshold': threshold, 'alpha': alpha, 'compared': len(matched),
+      'context': [(r['environment']['git_commit'], r['environment']['git_dirty'],
+                   r['environment']['hostname']) for r in (base, new)],
+      'environment': _environment(base['environment'], new['environment']),
+      'peaks': _peaks(base['environment']['peaks'], new['environment']['peaks']),
+      'changes': [c for n in matched for c in _changes(base_cases[n], new_cases[n])],
+      'timing': [t for t in timings if t],
+      'missing': [name for name in base_cases if name not in new_cases],
+      'new': [name for name in new_cases if name not in base_cases],
+  }
+
+
+def exit_status(result, timing_gates=True):
+  """1 for a deterministic change, or a timing regression when timing gates; else 0."""
+  regressed = any(t.verdict == 'regression' for t in result['timing'])
+  return int(bool(result['changes']) or (timing_gates and regressed))
+
+
+# ------------------------------------------------------------------ rendering
+
+def _value(value):
+  return 'null' if value is None else str(value)
+
+
+def _figure(value):
+  return 'null' if value is None else f'{value:.3g}'
+
+
+def _ratio(value):
+  return 'n/a' if value is None else f'{value:.3f}'
+
+
+def _plural(count, noun):
+  return f'{count} {noun}{"" if count == 1 else "s"}'
+
+
+def _summary(result):
+  """(the headline counts, the rest): md sets the first in bold."""
+  verdicts = collections.Counter(t.verdict for t in result['timing'])
+  rest = [f'{result["compared"]} cases compared', f'{verdicts["noise"]} noise']
+  rest += [f'{verdicts["faster"]} faster'] if verdicts['faster'] else []
+  rest += [f'{len(result[key])} {key}' for key in ('missing', 'new') if result[key]]
+  return (f'{_plural(verdicts["regression"], "regression")}, '
+          f'{_plural(len(result["changes"]), "deterministic change")}', ', ' + ', '.join(rest))
+
+
+def _environment_blocks(result):
+  context = '; '.join(
+      f'{which}: commit {commit[:10] if commit else "no git"}{" (dirty)" if dirty else ""} on '
+      f'{host}' for which, (commit, dirty, host) in zip(('base', 'new'), result['context']))
+  differences = (('key', 'base', 'new'), [[d.key, _value(d.base), _value(d.new)]
+                                          for d in result['environment']])
+  peaks = (('peak', 'base', 'new', 'new/base'), [
+      [p.key, _figure(p.base), _figure(p.new), _ratio(p.ratio)] for p in result['peaks']])
+  return [context, differences if result['environment'] else 'Differences: none.',
+          'Measured peaks (reported, never compared):', peaks]
+
+
+def _timing_blocks(result):
+  threshold, alpha = result['threshold'], result['alpha']
+  note = (f'new/base: ratio of median step times; p: two-sided Mann-Whitney U test on the '
+          f'samples, a screen (consecutive steps are not independent). Regression: new/base > '
+          f'{1 + threshold:.3f} and p < {alpha:g}; faster: new/base < '
+          f'{1 / (1 + threshold):.3f} and p < {alpha:g}; anything else is noise.')
+  if not result['timing']:
+    return [note, 'No case has step time samples in both reports.']
+  return [note, (('case', 'base ms', 'new ms', 'new/base', 'p', 'n base/new', 'verdict'), [
+      [t.case, report_lib.fmt(t.base_median, 1e3), report_lib.fmt(t.new_median, 1e3),
+       _ratio(t.ratio), 'n/a' if t.p is None else f'{t.p:.2g}', f'{t.n_base}/{t.n_new}',
+       f'{t.verdict} ({t.note})' if t.note else t.verdict] for t in result['timing']])]
+
+
+def _sections(result):
+  """[(title, blocks)], a block being a line or a table (columns, rows of str): what
+  both formats lay out."""
+  changes = (('case', 'figure', 'base', 'new'), [
+      [c.case, c.figure, _value(c.base), _value(c.new)] for c in result['changes']])
+  cases = [f'{label}: {", ".join(result[key]) or "none"}'
+           for key, label in (('missing', 'Missing (only in BASE)'), ('new', 'New (only in NEW)'))]
+  return [('Environment', _environment_blocks(result)),
+          ('Deterministic changes', [changes if result['changes'] else 'None.']),
+          ('Timing', _timing_blocks(result)), ('Missing/new cases', cases)]
+
+
+def _markdown_table(columns, rows):
+  # A '|' inside a cell would end it.
+  return report_lib.table(columns, [[cell.replace('|', '\\|') for cell in row] for row in rows])
+
+
+def _aligned(columns, rows):
+  cells = [list(columns)] + rows
+  widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+  lines = ['  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+           for row in cells]
+  return lines[:1] + ['  '.join('-' * width for width in widths)] + lines[1:]
+
+
+def render(result, fmt='md'):
+  """The comparison as 'md' (a pull-request comment) or 'text' (aligned columns)."""
+  bold, rest = _summary(result)
+  lines, heading, table = {
+      'md': (['## Benchmark comparison', '', f'**{bold}**{rest}'], '### {}'.format,
+             _markdown_table),
+      'text': ([f'Benchmark comparison: {bold}{rest}'], str.upper, _aligned)}[fmt]
+  for title, blocks in _sections(result):
+    lines += ['', heading(title)]
+    for block in blocks:
+      lines += [''] + ([block] if isinstance(block, str) else table(*block))
+  return '\n'.join(lines) + '\n'
+
+
+# --------------------------------------------------------------------- Command line
+
+def _number(valid, hint):
+  """An argparse type: a number, or a percentage with '%', that `valid` accepts."""
+  def parse(text):
+    try:
+      value = float(text[:-1]) / 100 if text.endswith('%') else float(text)
+    except ValueError:
+      value = math.nan  # valid() rejects it
+    if not valid(value):
+      raise argparse.ArgumentTypeError(f'{text!r} is not {hint}')
+    return value
+  return parse
+
+
+def main(argv=None):
+  parser = ArgumentParser(prog='bench.compare', description=__doc__.split('\n')[0])
+  parser.add_argument('base', metavar='BASE.json', help='the report to compare against')
+  parser.add_argument('new', metavar='NEW.json', help='the report under test')
+  parser.add_argument('--threshold', default=0.1,
+                      type=_number(lambda v: 0 <= v < math.inf,
+                                   'a fraction >= 0: give e.g. 10% or 0.1'),
+                      help='median step time change that can count as a regression or a '
+                      'speed-up: "10%%" or "0.1" (default 10%%)')
+  parser.add_argument('--format', choices=('md', 'text'), default='md',
+                      help='md: a pull-request comment; text: aligned columns for a log')
+  parser.add_argument('--timing', choices=('gate', 'advisory'), default='gate',
+                      help='gate: a timing regression gives exit status 1; advisory: it is '
+                      'only printed (deterministic changes still give 1)')
+  parser.add_argument('--alpha', default=0.01,
+                      type=_number(lambda v: 0 < v < 1,
+                                   'a probability between 0 and 1: give e.g. 0.01'),
+                      help='significance level of the Mann-Whitney U test (default 0.01)')
+  args = parser.parse_args(argv)
+  try:
+    base, new = report_lib.read(args.base), report_lib.read(args.new)
+  except UserError as e:
+    fail(e)
+  result = compare(base, new, threshold=args.threshold, alpha=args.alpha)
+  sys.stdout.write(render(result, args.format))
+  return exit_status(result, timing_gates=args.timing == 'gate')
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,159 @@
+"""The parameter-vs-runtime analysis on synthetic reports whose answers are known."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bench import analysis
+from bench import report as report_lib
+from tests.conftest import run_cli
+from tests.test_report import _ENV, _case
+
+# Peaks of the synthetic device: 100 GFLOP/s, 10 GB/s.
+_PEAK_FLOPS, _BANDWIDTH = 1e11, 1e10
+
+
+def _report(specs):
+  """A report of ok train-step cases from (name, params, flops, bytes, seconds)."""
+  cases = []
+  for name, params, flops, nbytes, seconds in specs:
+    case = _case(name, params, flops, seconds)
+    case['xla']['bytes_accessed'] = nbytes
+    case['memory'].update(activation_bytes=nbytes // 4, temp_bytes=nbytes // 2)
+    cases.append(case)
+  env = {**_ENV, 'peaks': {**_ENV['peaks'], 'matmul_flops_per_s': {'float32': _PEAK_FLOPS},
+                           'copy_bytes_per_s': _BANDWIDTH}}
+  return report_lib.build('synthetic', 'configs/t.py', env, cases, [])
+
+
+def _row(result, key):
+  return next(r for r in result['proxies'] + result['predictors'] if r['proxy'] == key)
+
+
+def test_a_power_law_in_flops_is_found_exactly_and_params_are_not():
+  rng = np.random.RandomState(0)
+  flops = np.geomspace(1e6, 1e10, 8)
+  params = rng.permutation(np.geomspace(1e3, 1e7, 8)).astype(int)
+  seconds = 3e-9 * flops**0.8
+  result = analysis.analyze(_report(
+      [(f'm{i}', int(p), f, 1e6, t) for i, (p, f, t) in enumerate(zip(params, flops, seconds))]))
+  by_flops = _row(result, 'flops')
+  assert by_flops['n'] == 8
+  assert by_flops['spearman'] == pytest.approx(1.0)
+  assert by_flops['pearson_log'] == pytest.approx(1.0)
+  assert by_flops['r2_log'] == pytest.approx(1.0)
+  assert by_flops['slope'] == pytest.approx(0.8)
+  # A log-log fit on the other seven predicts each left-out case exactly.
+  assert by_flops['fold_error'] == pytest.approx(1.0)
+  by_params = _row(result, 'params')
+  expected_rho = np.corrcoef(np.argsort(np.argsort(params)), np.arange(8))[0, 1]
+  assert by_params['spearman'] == pytest.approx(expected_rho)
+  assert by_params['r2_log'] == pytest.approx(
+      np.corrcoef(np.log(params), np.log(seconds))[0, 1]**2)
+  assert by_params['fold_error'] > 2
+  # Bytes are the same for every case: no correlation can be computed.
+  assert _row(result, 'bytes')['spearman'] is None
+  assert _row(result, 'bytes')['r2_log'] is None
+
+
+def test_roofline_prediction_bound_and_error_per_case():
+  result = analysis.analyze(_report([
+      # 1 GFLOP over 100 GFLOP/s = 10 ms compute; 1 MB over 10 GB/s = 0.1 ms: compute-bound.
+      ('compute', 1000, 1e9, 1e6, 0.020),
+      # 1 MFLOP = 0.01 ms; 100 MB = 10 ms: memory-bound, measured at the roofline.
+      ('memory', 2000, 1e6, 1e8, 0.010),
+      ('both', 3000, 1e9, 1e8, 0.040),
+      ('small', 4000, 1e7, 1e7, 0.004),
+  ]))
+  cases = {c['name']: c for c in result['cases']}
+  assert cases['compute']['roofline_s'] == pytest.approx(0.010)
+  assert cases['compute']['bound'] == 'compute'
+  assert cases['compute']['measured_over_roofline'] == pytest.approx(2.0)
+  assert cases['memory']['roofline_s'] == pytest.approx(0.010)
+  assert cases['memory']['bound'] == 'memory'
+  assert cases['memory']['measured_over_roofline'] == pytest.approx(1.0)
+  assert cases['both']['measured_over_roofline'] == pytest.approx(4.0)
+  assert cases['small']['roofline_s'] == pytest.approx(0.001)
+  # Fold errors 2, 1, 4, 4: median 3.
+  assert _row(result, 'roofline')['fold_error'] == pytest.approx(3.0)
+  lines = '\n'.join(analysis.markdown(result))
+  assert '2 of 4 cases are memory-bound' in lines
+  assert 'a median 3.00x the roofline time (from 1.00x to 4.00x)' in lines
+
+
+def test_two_term_fit_recovers_its_coefficients_and_predicts_left_out_cases():
+  a, b = 2e-11, 3e-10  # 50 GFLOP/s and 3.3 GB/s effective
+  rng = np.random.RandomState(1)
+  flops, nbytes = rng.uniform(1e8, 1e10, 7), rng.uniform(1e6, 1e8, 7)
+  result = analysis.analyze(_report(
+      [(f'm{i}', 1000 * (i + 1), f, n, a * f + b * n) for i, (f, n) in enumerate(zip(flops,
+                                                                                     nbytes))]))
+  assert result['two_term']['a_s_per_flop'] == pytest.approx(a, rel=1e-6)
+  assert result['two_term']['b_s_per_byte'] == pytest.approx(b, rel=1e-6)
+  assert _row(result, 'two_term')['n'] == 7
+  assert _row(result, 'two_term')['fold_error'] == pytest.approx(1.0)
+  for case in result['cases']:
+    assert case['two_term_s'] == pytest.approx(case['time'], rel=1e-6)
+
+
+def test_verdict_names_where_parameters_mislead_and_inverted_pairs():
+  result = analysis.analyze(_report([
+      ('tiny_slow', 1_000, 1e10, 1e8, 1.0),  # few parameters, slowest
+      ('a', 10_000, 1e7, 1e6, 0.001),
+      ('b', 100_000, 1e8, 1e7, 0.01),
+      ('c', 1_000_000, 1e9, 1e8, 0.1),
+      ('huge_fast', 10_000_000, 1e6, 1e6, 0.0001),  # most parameters, fastest
+  ]))
+  pairs = result['inverted_pairs']
+  assert (pairs[0]['case'], pairs[0]['other']) == ('tiny_slow', 'huge_fast')
+  assert pairs[0]['params_ratio'] == pytest.approx(1e-4)
+  assert pairs[0]['time_ratio'] == pytest.approx(1e4)
+  text = '\n'.join(analysis.markdown(result))
+  assert text.startswith('## Does parameter count predict step time?')
+  assert '**Where parameters mislead most**' in text
+  assert 'tiny_slow has 0.000100x the parameters of huge_fast and takes 10000x its time' in text
+  # The first case named is the one a log-log fit on the other four predicts worst.
+  params, seconds = np.array([1e3, 1e4, 1e5, 1e6, 1e7]), np.array([1.0, 1e-3, 1e-2, 0.1, 1e-4])
+  folds = []
+  for i in range(5):
+    keep = np.arange(5) != i
+    slope, intercept = np.polyfit(np.log(params[keep]), np.log(seconds[keep]), 1)
+    predicted = np.exp(intercept + slope * np.log(params[i]))
+    folds.append((max(predicted / seconds[i], seconds[i] / predicted), i, predicted))
+  _, worst, predicted = max(folds)
+  name = ['tiny_slow', 'a', 'b', 'c', 'huge_fast'][worst]
+  mislead = text.split('**Where parameters mislead most**')[1].splitlines()[1]
+  assert mislead.startswith(f'  - {name}: {int(params[worst]):,} parameters predict '
+                            f'{report_lib.fmt(predicted * 1e3)} ms; it takes ')
+
+
+def test_too_few_cases_no_analysis_and_failed_cases_are_left_out():
+  report = _report([('a', 1, 1e6, 1e6, 0.001), ('b', 2, 1e7, 1e6, 0.002),
+                    ('c', 3, 1e8, 1e6, 0.003)])
+  assert analysis.analyze(report) is None
+  assert analysis.markdown(None) == []
+  failed = report_lib.new_case('broken', {'model': 'x', 'benchmark': 'train_step'})
+  report['cases'].append(failed)
+  assert analysis.analyze(report) is None
+  assert [p['name'] for p in analysis.points(report)] == ['a', 'b', 'c']
+
+
+def test_cli_json_plots_and_errors(tmp_path):
+  flops = np.geomspace(1e6, 1e9, 5)
+  report = _report([(f'm{i}', 10 * (i + 1), f, 1e6, f / 1e10) for i, f in enumerate(flops)])
+  path = tmp_path / 'report.json'
+  path.write_text(json.dumps(report))
+  result = run_cli(str(path), '--format=json', f'--plots={tmp_path / "plots"}',
+                   module='bench.analysis')
+  assert result.returncode == 0, result.stderr
+  out = json.loads(result.stdout)
+  assert [r['proxy'] for r in out['proxies']] == [key for key, _, _ in analysis.PROXIES]
+  assert sorted(os.listdir(tmp_path / 'plots')) == ['proxies.png', 'roofline.png']
+  path.write_text(json.dumps(report)[:200])
+  result = run_cli(str(path), module='bench.analysis')
+  assert result.returncode == 2
+  line, = result.stderr.strip().splitlines()
+  assert line.startswith(f'error: {path}: not valid JSON (')
+  assert line.endswith('so this file was cut short or is not a report')

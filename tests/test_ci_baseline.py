@@ -1,0 +1,50 @@
+"""The CI benchmark's wiring: the committed baseline, the config it came from, make."""
+
+import json
+import os
+import subprocess
+
+from bench import compare
+from bench import environment
+from bench import parallel
+from bench import report as report_lib
+from bench import runner
+from bench import suite as suite_lib
+from configs import ci_cpu
+from tests.conftest import REPO
+
+BASELINE = os.path.join(REPO, 'benchmarks', 'baseline-cpu.json')
+
+
+def test_baseline_is_a_current_report_of_the_ci_config():
+  # A schema or config change without `make baseline` fails here, not only in CI's last step.
+  baseline = report_lib.read(BASELINE)
+  cases = suite_lib.expand(ci_cpu.get_config()).cases
+  assert [c['name'] for c in baseline['cases']] == [name for name, _ in cases]
+  for (name, case), record in zip(cases, baseline['cases']):
+    assert record['status'] == 'ok', name
+    assert record['config'] == json.loads(json.dumps(case.to_dict())), name
+
+
+def test_a_fresh_run_matches_the_baseline_in_every_deterministic_figure():
+  baseline = report_lib.read(BASELINE)
+  config = ci_cpu.get_config()
+  config.select = 'seed_mlp'
+  (name, case), = suite_lib.expand(config).cases
+  record = runner.run_case(name, case, parallel.mesh(case.num_devices))
+  new = report_lib.build('ci_cpu', None, environment.collect(), [record], [])
+  old = {**baseline, 'cases': [c for c in baseline['cases'] if c['name'] == name]}
+  result = compare.compare(old, new)
+  assert compare.exit_status(result, timing_gates=False) == 0, compare.render(result, 'text')
+
+
+def test_make_bench_ci_diffs_against_the_baseline_with_advisory_timing():
+  commands = subprocess.run(['make', '-n', 'bench-ci'], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+  assert ('-m bench.main --config=configs/ci_cpu.py --workdir=workdirs/ci-cpu --restart'
+          in commands)
+  assert ('-m bench.compare benchmarks/baseline-cpu.json workdirs/ci-cpu/report.json '
+          '--timing=advisory --format=text' in commands)
+  with open(os.path.join(REPO, '.ci', 'run'), encoding='utf-8') as f:
+    steps = [line.strip() for line in f if line.startswith('make ')]
+  assert steps == ['make test', 'make bench-ci']

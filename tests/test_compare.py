@@ -1,0 +1,254 @@
+"""Comparing two reports: deterministic changes, timing verdicts, rendering, exit codes."""
+
+import copy
+import json
+import re
+
+import numpy as np
+import pytest
+
+from bench import compare as compare_lib
+from bench import report as report_lib
+from bench.compare import Change, Difference
+from tests.conftest import run_cli
+from tests.test_report import _report
+
+
+def _timed(seed, slowdown=None, n=60):
+  """_report() with `n` samples per ok case, lognormal (sigma 5%) around its median
+  times slowdown[name] (default 1)."""
+  rng = np.random.RandomState(seed)
+  report = copy.deepcopy(_report())  # _report() shares test_report._ENV: edit a copy
+  for case in report['cases']:
+    if case['status'] == 'ok':
+      median = case['step_time_s']['median'] * (slowdown or {}).get(case['name'], 1)
+      case['step_time_s']['samples'] = (median * np.exp(rng.normal(0, 0.05, n))).tolist()
+  return report
+
+
+def _timing(result):
+  return {t.case: t for t in result['timing']}
+
+
+def _write(path, report):
+  path.write_text(json.dumps(report))
+  return str(path)
+
+
+def test_identical_reports_are_all_noise():
+  base = _timed(0)
+  result = compare_lib.compare(base, copy.deepcopy(base))
+  assert compare_lib.exit_status(result) == 0
+  assert result['changes'] == [] and result['environment'] == []
+  assert result['missing'] == [] and result['new'] == []
+  assert result['compared'] == 3  # mlp, cnn and the failed big, untimed
+  timing = _timing(result)
+  assert sorted(timing) == ['cnn', 'mlp']
+  assert {(t.ratio, t.p, t.n_base, t.n_new, t.verdict) for t in timing.values()} == {
+      (1.0, 1.0, 60, 60, 'noise')}
+  md = compare_lib.render(result)
+  assert '**0 regressions, 0 deterministic changes**, 3 cases compared, 2 noise\n' in md
+  assert 'Differences: none.' in md and '### Deterministic changes\n\nNone.' in md
+
+
+def test_planted_slowdown_is_a_regression():
+  result = compare_lib.compare(_timed(0), _timed(1, {'cnn': 2.0}))
+  timing = _timing(result)
+  assert timing['cnn'].verdict == 'regression'
+  assert timing['cnn'].ratio == pytest.approx(2.0, rel=0.03)
+  assert timing['cnn'].p < 1e-10
+  assert timing['mlp'].verdict == 'noise'
+  assert compare_lib.exit_status(result) == 1
+  # Advisory timing: still a regression in the result, but not a failure.
+  assert compare_lib.exit_status(result, timing_gates=False) == 0
+  speedup = compare_lib.compare(_timed(0), _timed(1, {'cnn': 0.5}))
+  assert _timing(speedup)['cnn'].verdict == 'faster'
+  assert compare_lib.exit_status(speedup) == 0
+
+
+def test_small_shift_is_noise():
+  result = compare_lib.compare(_timed(0), _timed(1, {'cnn': 1.03}))
+  cnn = _timing(result)['cnn']
+  assert cnn.ratio == pytest.approx(1.03, abs=0.02)
+  assert (cnn.verdict, cnn.note) == ('noise', '')
+  assert compare_lib.exit_status(result) == 0
+  # It takes both a threshold below the shift and a looser alpha to call it a regression.
+  for threshold, alpha, verdict in ((0.01, 0.01, 'noise'), (0.1, 0.05, 'noise'),
+                                    (0.01, 0.05, 'regression')):
+    shifted = compare_lib.compare(_timed(0), _timed(1, {'cnn': 1.03}), threshold, alpha)
+    assert _timing(shifted)['cnn'].verdict == verdict, (threshold, alpha)
+
+
+def test_too_few_samples_and_untimed_cases():
+  base, new = _timed(0, n=4), _timed(1, {'cnn': 2.0}, n=4)
+  new['cases'][0]['step_time_s']['samples'] = None  # mlp compile-only in NEW: not timed
+  result = compare_lib.compare(base, new)
+  assert list(_timing(result)) == ['cnn']
+  cnn = _timing(result)['cnn']
+  assert (cnn.verdict, cnn.note, cnn.p, cnn.n_base) == ('noise', 'too few samples', None, 4)
+  assert cnn.ratio == pytest.approx(2.0, rel=0.1)
+  assert compare_lib.exit_status(result) == 0
+  assert f'| {cnn.ratio:.3f} | n/a | 4/4 | noise (too few samples) |' in compare_lib.render(result)
+
+
+def test_changed_parameter_count_is_listed():
+  base = _timed(0)
+  new = copy.deepcopy(base)
+  new['cases'][0]['params']['trainable'] = 401
+  result = compare_lib.compare(base, new)
+  assert result['changes'] == [Change('mlp', 'params.trainable', 400, 401)]
+  assert compare_lib.exit_status(result) == 1
+  assert compare_lib.exit_status(result, timing_gates=False) == 1
+  md = compare_lib.render(result)
+  assert '**0 regressions, 1 deterministic change**' in md
+  assert '| mlp | params.trainable | 400 | 401 |' in md
+
+
+def test_exact_figures_and_measured_ones():
+  base = _timed(0)
+  new = copy.deepcopy(base)
+  mlp, cnn = new['cases'][:2]
+  mlp['xla_forward']['flops'] = 5.0  # null in BASE
+  cnn['memory']['temp_bytes'] = 1024
+  # Measured or host-dependent: never a change.
+  mlp['memory'].update(generated_code_bytes=9999, device_peak_bytes=1, host_peak_rss_bytes=2)
+  mlp['fingerprint'] = 'f' * 64
+  assert compare_lib.compare(base, new)['changes'] == [
+      Change('mlp', 'xla_forward.flops', None, 5.0), Change('cnn', 'memory.temp_bytes', None, 1024)]
+
+
+def test_ok_case_that_failed_shows_its_error():
+  base = _timed(0)
+  new = copy.deepcopy(base)
+  new['cases'][1].update(status='failed', error='XlaRuntimeError: RESOURCE_EXHAUSTED\ndetails')
+  new['cases'][1]['params']['total'] = None  # not measured: the status says it all
+  result = compare_lib.compare(base, new)
+  assert result['changes'] == [Change('cnn', 'status', 'ok',
+                                      'failed: XlaRuntimeError: RESOURCE_EXHAUSTED')]
+  assert compare_lib.exit_status(result) == 1
+
+
+def test_environment_differences_come_first():
+  base = _timed(0)
+  new = copy.deepcopy(base)
+  env = new['environment']
+  env['versions']['jax'] = '0.10.3'
+  env.update(cpu_model='other cpu', git_commit='9876543210fedcba', git_dirty=False, hostname='h2')
+  env['peaks']['copy_bytes_per_s'] = 1.5e10
+  result = compare_lib.compare(base, new)
+  assert result['environment'] == [Difference('versions.jax', '0.10.2', '0.10.3'),
+                                   Difference('cpu_model', 'test cpu', 'other cpu')]
+  peaks = {p.key: p.ratio for p in result['peaks']}
+  assert peaks == {'peaks.matmul_flops_per_s.float32': 1.0, 'peaks.copy_bytes_per_s': 1.5}
+  assert compare_lib.exit_status(result) == 0  # the environment explains, it does not fail
+  md = compare_lib.render(result)
+  assert md.index('| versions.jax | 0.10.2 | 0.10.3 |') < md.index('### Deterministic changes')
+  assert ('base: commit abcdef0123 (dirty) on h; new: commit 9876543210 on h2') in md
+  assert '| peaks.copy_bytes_per_s | 1e+10 | 1.5e+10 | 1.500 |' in md
+
+
+def test_missing_and_new_cases():
+  base = _timed(0)
+  new = copy.deepcopy(base)
+  new['cases'][1]['name'] = 'cnn2'
+  result = compare_lib.compare(base, new)
+  assert (result['missing'], result['new'], result['compared']) == (['cnn'], ['cnn2'], 2)
+  assert compare_lib.exit_status(result) == 0
+  for fmt in ('md', 'text'):
+    text = compare_lib.render(result, fmt)
+    assert '2 cases compared, 1 noise, 1 missing, 1 new' in text
+    assert 'Missing (only in BASE): cnn\n' in text and 'New (only in NEW): cnn2\n' in text
+
+
+def test_markdown_and_text_render_the_same_table():
+  result = compare_lib.compare(_timed(0), _timed(1, {'cnn': 2.0}))
+  cnn = _timing(result)['cnn']
+  cells = [report_lib.fmt(cnn.base_median, 1e3), report_lib.fmt(cnn.new_median, 1e3),
+           f'{cnn.ratio:.3f}']
+  assert cells == ['50.4', '101', '2.001']
+  md = compare_lib.render(result, 'md')
+  assert md.startswith('## Benchmark comparison\n\n**1 regression, 0 deterministic changes**')
+  assert '| case | base ms | new ms | new/base | p | n base/new | verdict |\n|---|---|' in md
+  assert f'| cnn | {" | ".join(cells)} | 3.6e-21 | 60/60 | regression |' in md
+  text = compare_lib.render(result, 'text').splitlines()
+  header = next(line for line in text if line.startswith('case  base ms'))
+  row = next(line for line in text if line.startswith('cnn '))
+  assert row.index('regression') == header.index('verdict')
+  assert row.split() == ['cnn'] + cells + ['3.6e-21', '60/60', 'regression']
+  assert not any(line.startswith('|') for line in text)
+
+
+def test_cli_exit_codes_and_advisory_timing(tmp_path):
+  base = _write(tmp_path / 'base.json', _timed(0))
+  new = _write(tmp_path / 'new.json', _timed(1, {'cnn': 2.0}))
+  gated = run_cli(base, new, module='bench.compare')
+  assert gated.returncode == 1, gated.stderr
+  assert re.search(r'^\| cnn \| .* \| regression \|$', gated.stdout, re.M), gated.stdout
+  advisory = run_cli(base, new, '--timing=advisory', '--format=text', module='bench.compare')
+  assert advisory.returncode == 0, advisory.stderr
+  assert advisory.stdout.startswith('Benchmark comparison: 1 regression, 0 deterministic')
+  assert re.search(r'^cnn .* regression$', advisory.stdout, re.M), advisory.stdout
+
+
+def test_cli_truncated_report_names_the_file(tmp_path):
+  base = _write(tmp_path / 'base.json', _timed(0))
+  truncated = tmp_path / 'new.json'
+  truncated.write_text(json.dumps(_timed(1))[:500])
+  result = run_cli(base, str(truncated), module='bench.compare')
+  assert result.returncode == 2, result.stderr
+  assert result.stdout == '' and len(result.stderr.splitlines()) == 1, result.stderr
+  assert result.stderr.startswith(f'error: {truncated}: not valid JSON'), result.stderr
+  assert 'cut short' in result.stderr
+
+
+def test_threshold_flag(tmp_path):
+  base = _write(tmp_path / 'base.json', _timed(0))
+  new = _write(tmp_path / 'new.json', _timed(1, {'cnn': 2.0}))
+  assert compare_lib.main([base, new, '--format=text']) == 1
+  assert compare_lib.main([base, new, '--threshold=150%']) == 0
+  assert compare_lib.main([base, new, '--threshold=1.5']) == 0
+  assert compare_lib.main([base, new, '--threshold=0.5']) == 1
+
+
+def _schema(version=7, drop_flops=False):
+  report = _report()
+  report['schema_version'] = version
+  if drop_flops:
+    del report['cases'][0]['xla']['flops']
+  return json.dumps(report)
+
+
+# File contents (None: no file) and the error expected after the file's name.
+@pytest.mark.parametrize('text, message', [
+    (_schema(version=5), r'schema_version 5 is not 7.*rerun the benchmark'),
+    ('[1, 2]', r'not a benchmark report \(no schema_version\)'),
+    ('{}', r'not a benchmark report \(no schema_version\)'),
+    (_schema(drop_flops=True), r"case 'mlp' xla keys differ .*missing \['flops'\]"),
+    (None, r'cannot read it: No such file or directory'),
+], ids=['old schema', 'list', 'empty object', 'schema drift', 'missing'])
+def test_unusable_report_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+  path = tmp_path / 'base.json'
+  if text is not None:
+    path.write_text(text)
+  new = _write(tmp_path / 'new.json', _timed(0))
+  with pytest.raises(SystemExit) as exit_:
+    compare_lib.main([str(path), new])
+  assert exit_.value.code == 2
+  out, err = capsys.readouterr()
+  assert out == '' and len(err.splitlines()) == 1, err
+  assert re.match(rf'error: {re.escape(str(path))}: {message}', err), err
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--threshold=abc', "argument --threshold: 'abc' is not a fraction >= 0"),
+    ('--threshold=-5%', "argument --threshold: '-5%' is not a fraction >= 0"),
+    ('--alpha=2', "argument --alpha: '2' is not a probability between 0 and 1"),
+    ('--format=html', 'argument --format: invalid choice'),
+])
+def test_bad_flag_is_one_line_and_exit_2(tmp_path, capsys, flag, message):
+  base = _write(tmp_path / 'base.json', _timed(0))
+  with pytest.raises(SystemExit) as exit_:
+    compare_lib.main([base, base, flag])
+  assert exit_.value.code == 2
+  err = capsys.readouterr().err
+  assert len(err.splitlines()) == 1 and err.startswith(f'error: {message}'), err
