@@ -17,6 +17,7 @@ Fold error: max(predicted / measured, measured / predicted), 1 = exact.
   python -m bench.analysis REPORT.json [--format=md|json] [--plots=DIR]
 """
 
+import collections
 import itertools
 import json
 import math
@@ -45,6 +46,11 @@ LABELS = dict((key, label) for key, label, _ in PROXIES)
 MIN_CASES = 4
 # How many cases and pairs the verdict names.
 _NAMED = 3
+# Log-space predictions are clipped here, so that a wild fit gives a huge but finite
+# number (exp(700) ~ 1e304), which JSON and the Markdown formatting can hold.
+_MAX_LOG = 700.0
+# A log-log fit needs its proxy to vary by more than this factor over the cases fitted.
+_MIN_SPREAD = math.log(1.01)
 
 
 def points(report):
@@ -61,9 +67,10 @@ def points(report):
 
 
 def fold_error(predicted, measured):
-  if not predicted or predicted <= 0:
+  """max(predicted / measured, measured / predicted); None without a prediction."""
+  if predicted is None or predicted <= 0:
     return None
-  return math.exp(abs(math.log(predicted / measured)))
+  return math.exp(min(abs(math.log(predicted) - math.log(measured)), _MAX_LOG))
 
 
 def _median(values):
@@ -88,18 +95,23 @@ def _leave_one_out(fit, predict, x, t):
 
 
 def _loglog_fit(x, t):
+  """(slope, intercept) of log t on log x; None where x hardly varies (any slope fits)."""
+  if np.ptp(np.log(x)) < _MIN_SPREAD:
+    return None
   slope, intercept = np.polyfit(np.log(x), np.log(t), 1)
   return slope, intercept
 
 
 def _loglog_predict(model, x):
+  if model is None:
+    return None
   slope, intercept = model
-  return float(np.exp(intercept + slope * np.log(x)))
+  return float(np.exp(np.clip(intercept + slope * np.log(x), -_MAX_LOG, _MAX_LOG)))
 
 
 def _agreement(x, t):
   """Spearman's rho (and p), Pearson's r of log t on log x, its R^2 and slope."""
-  if len(t) < 3 or np.ptp(np.log(x)) == 0:
+  if len(t) < 3 or np.ptp(np.log(x)) < _MIN_SPREAD:
     return {'spearman': None, 'spearman_p': None, 'pearson_log': None, 'r2_log': None,
             'slope': None}
   rho, p = stats.spearmanr(x, t)
@@ -115,10 +127,9 @@ def _proxy_row(key, rows):
   row = {'proxy': key, 'label': LABELS[key], 'n': len(usable), **_agreement(x, t)}
   predictions = {}
   if row['slope'] is not None:
-    for r, p in zip(usable, _leave_one_out(_loglog_fit, _loglog_predict, x, t)):
-      predictions[r['name']] = p
-  row['fold_error'] = _median(fold_error(predictions.get(r['name']), r['time'])
-                              for r in usable) if predictions else None
+    predictions = dict(zip((r['name'] for r in usable),
+                           _leave_one_out(_loglog_fit, _loglog_predict, x, t)))
+  row['fold_error'] = _median(fold_error(predictions.get(r['name']), r['time']) for r in usable)
   return row, predictions
 
 
@@ -144,7 +155,7 @@ def _two_term_predict(coefficients, x):
 
 
 def _predictor_row(key, label, rows, predictions):
-  usable = [r for r in rows if predictions.get(r['name'])]
+  usable = [r for r in rows if (predictions.get(r['name']) or 0) > 0]
   x = np.array([predictions[r['name']] for r in usable], dtype=np.float64)
   t = np.array([r['time'] for r in usable], dtype=np.float64)
   return {'proxy': key, 'label': label, 'n': len(usable), **_agreement(x, t),
@@ -208,17 +219,22 @@ _fmt, _times = report_lib.fmt, report_lib.times
 
 def _correlation_table(result):
   return report_lib.table(
-      ('proxy or predictor', 'cases', 'Spearman rho', 'Pearson r (log-log)', 'R^2 (log-log)',
-       'slope (log-log)', 'median fold error'),
-      [[row['label'], row['n'], _fmt(row['spearman']), _fmt(row['pearson_log']),
+      ('proxy or predictor', 'cases', 'Spearman rho', 'p (rho = 0)', 'Pearson r (log-log)',
+       'R^2 (log-log)', 'slope (log-log)', 'median fold error'),
+      [[row['label'], row['n'], _fmt(row['spearman']), _p(row['spearman_p']),
+        _fmt(row['pearson_log']),
         _fmt(row['r2_log']), _fmt(row['slope']), _times(row['fold_error'])]
        for row in result['proxies'] + result['predictors']])
+
+
+def _p(value):
+  return 'n/a' if value is None else f'{value:.2g}'
 
 
 def _case_table(result):
   rows = []
   for c in sorted(result['cases'], key=lambda c: c['time']):
-    rows.append([c['name'], f'{c["params"]:,}', _fmt(c['flops'], 1e-9), _fmt(c['bytes'], 1e-6),
+    rows.append([c['name'], _count(c['params']), _fmt(c['flops'], 1e-9), _fmt(c['bytes'], 1e-6),
                  _fmt(c['activations'], 1e-6), _fmt(c['temp'], 1e-6), _fmt(c['time'], 1e3),
                  _fmt(c['roofline_s'], 1e3), c['bound'] or 'n/a',
                  _times(c['measured_over_roofline']), _fmt(c['two_term_s'], 1e3),
@@ -227,6 +243,10 @@ def _case_table(result):
       ('case', 'params', 'GFLOP', 'MB accessed', 'activation MB', 'temp MB', 'measured ms',
        'roofline ms', 'bound', 'measured / roofline', 'a*F+b*B ms (LOO)',
        'from params ms (LOO)'), rows)
+
+
+def _count(value):
+  return 'n/a' if value is None else f'{value:,}'
 
 
 def _slower(predicted, measured):
@@ -246,16 +266,21 @@ def _verdict(result):
                   key=lambda row: row['r2_log'], reverse=True)
   params = by_key['params']
   lines = []
-  if ranked and params['r2_log'] is not None:
-    best = ranked[0]
+  if params['r2_log'] is not None:
     lines.append(
         f'- **Parameter count** explains R^2 = {_fmt(params["r2_log"])} of the variance of log '
         f'step time (Spearman rho = {_fmt(params["spearman"])}); fitted on the other cases it '
-        f'predicts a case\'s time within a median factor of {_times(params["fold_error"])}. The '
-        f'best single proxy here is **{best["label"]}**: R^2 = {_fmt(best["r2_log"])}, rho = '
-        f'{_fmt(best["spearman"])}, median fold error {_times(best["fold_error"])}.')
-    lines.append('- R^2 by proxy: ' + ', '.join(f'{row["label"]} {_fmt(row["r2_log"])}'
-                                                for row in ranked) + '.')
+        f'predicts a case\'s time within a median factor of {_times(params["fold_error"])}.')
+  else:
+    lines.append('- **Parameter count** does not vary over these cases: it cannot predict '
+                 'their step times.')
+  if ranked:
+    best = ranked[0]
+    lines.append(
+        f'- The best single proxy here is **{best["label"]}**: R^2 = {_fmt(best["r2_log"])}, '
+        f'rho = {_fmt(best["spearman"])}, median fold error {_times(best["fold_error"])}. '
+        'R^2 by proxy: ' + ', '.join(f'{row["label"]} {_fmt(row["r2_log"])}'
+                                     for row in ranked) + '.')
   measured = [c['measured_over_roofline'] for c in result['cases'] if c['measured_over_roofline']]
   if measured:
     peaks = result['peaks']
@@ -268,11 +293,15 @@ def _verdict(result):
         f'{_times(_median(measured))} the roofline time (from {_times(min(measured))} to '
         f'{_times(max(measured))}); {memory_bound} of {len(measured)} cases are memory-bound '
         f'by it. Its rank correlation with time is rho = {_fmt(by_key["roofline"]["spearman"])}.')
-    faster = sum(m < 1 for m in measured)
-    if faster:
-      lines.append(f'  {faster} cases ran faster than their roofline: XLA\'s bytes accessed '
-                   'counts every operand read and write, including those a cache serves, so '
-                   'the memory term overestimates cases whose working set fits in cache.')
+    beat = collections.Counter(c['bound'] for c in result['cases']
+                               if c['measured_over_roofline'] and c['measured_over_roofline'] < 1)
+    if beat['memory']:
+      lines.append(f'  {beat["memory"]} memory-bound cases ran faster than their roofline: '
+                   'XLA\'s bytes accessed counts every operand read and write, including those '
+                   'a cache serves, so the memory term overestimates cases whose working set '
+                   'fits in cache.')
+    if beat['compute']:
+      lines.append(f'  {beat["compute"]} compute-bound cases beat the measured matmul peak.')
   if result['two_term']:
     a, b = result['two_term']['a_s_per_flop'], result['two_term']['b_s_per_byte']
     lines.append(
@@ -284,7 +313,7 @@ def _verdict(result):
   if mislead:
     lines.append('- **Where parameters mislead most** (time predicted from the parameter '
                  'count by the log-log fit on the other cases):')
-    lines += [f'  - {c["name"]}: {c["params"]:,} parameters predict '
+    lines += [f'  - {c["name"]}: {_count(c["params"])} parameters predict '
               f'{_fmt(c["params_fit_s"], 1e3)} ms; it takes {_fmt(c["time"], 1e3)} ms, '
               f'{_slower(c["params_fit_s"], c["time"])}.' for c in mislead[:_NAMED]]
   for pair in result['inverted_pairs']:
@@ -301,7 +330,8 @@ def markdown(result):
            f'{len(result["cases"])} timed cases; each proxy against the median step time. '
            'Fold error: max(predicted / measured, measured / predicted), median over the cases, '
            'for the log-log fits and a*F+b*B predicting each case from the others '
-           '(leave-one-out). Plots: proxies.png, roofline.png.', '']
+           '(leave-one-out). Plots, written when the run ends (or by python -m bench.analysis '
+           '--plots=DIR): proxies.png, roofline.png.', '']
           + _correlation_table(result) + [''] + _verdict(result) + ['', 'Per case:', '']
           + _case_table(result))
 
@@ -330,7 +360,7 @@ def main(argv=None):
     from bench import plots  # pylint: disable=import-outside-toplevel  (matplotlib is slow)
     plots.proxies(args.plots, result)
   if args.format == 'json':
-    print(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1, allow_nan=False))
   else:
     sys.stdout.write('\n'.join(markdown(result)) + '\n')
 

@@ -17,8 +17,9 @@ together), so p is a screen that flags what to rerun, not a proof. With fewer
 than 5 samples in either report nothing can be significant at small alpha: such
 a case is noise, marked "too few samples".
 
-Exit status: 0 without changes or regressions; 1 with either (--timing=advisory
-still prints regressions but only changes give 1: for noisy shared machines);
+Exit status: 0 without changes, missing cases or regressions; 1 with any
+(--timing=advisory still prints regressions, but only changes and missing cases
+give 1: for noisy shared machines); new cases are listed and never fail;
 2, with one line on stderr, for a bad flag or a report bench.report.read rejects
 (unreadable, not JSON, not a report, another schema version).
 """
@@ -40,10 +41,12 @@ _ENVIRONMENT_KEYS = ('python', 'backend', 'device_kind', 'device_count', 'proces
 # Not memory.generated_code_bytes: machine code size depends on the host CPU's instruction
 # set. Not the device/host peaks (measured) nor the fingerprint (the final weights depend on
 # the floating-point order of backend and host).
+_MEASURED_MEMORY = ('generated_code_bytes', 'device_peak_bytes', 'device_peak_bytes_per_device',
+                    'host_peak_rss_bytes')
 _EXACT = (('params', report_lib.CASE_BLOCKS['params']), ('xla', report_lib.XLA_KEYS),
           ('xla_forward', report_lib.XLA_KEYS),
-          ('memory', ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
-                      'activation_bytes')))
+          ('memory', tuple(k for k in report_lib.CASE_BLOCKS['memory']
+                           if k not in _MEASURED_MEMORY)))
 
 Difference = collections.namedtuple('Difference', 'key base new')
 Peak = collections.namedtuple('Peak', 'key base new ratio')
@@ -120,9 +123,10 @@ def compare(base, new, threshold=0.1, alpha=0.01):
 
 
 def exit_status(result, timing_gates=True):
-  """1 for a deterministic change, or a timing regression when timing gates; else 0."""
+  """1 for a deterministic change, a case missing from NEW (a run that lost a case, or
+  was cut short), or a timing regression when timing gates; else 0."""
   regressed = any(t.verdict == 'regression' for t in result['timing'])
-  return int(bool(result['changes']) or (timing_gates and regressed))
+  return int(bool(result['changes'] or result['missing']) or (timing_gates and regressed))
 
 
 # ------------------------------------------------------------------ rendering

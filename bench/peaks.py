@@ -74,7 +74,7 @@ def copy_bytes_per_s(device):
 def measure(dtypes, device=None):
   """The report's environment.peaks block for `device` (this process's first by
   default): matmul FLOP/s per dtype in `dtypes`, and copy bandwidth. Measured
-  once per process, device and set of dtypes (about a second on a 2-core CPU)."""
+  once per process, device and set of dtypes (one to two seconds on a 2-core CPU)."""
   return _measure(tuple(sorted(set(dtypes))), device or jax.local_devices()[0])
 
 

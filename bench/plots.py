@@ -119,7 +119,8 @@ def proxies(workdir, result):
   peaks = result['peaks']
   bandwidth = peaks.get('copy_bytes_per_s')
   low, high = min(intensity + [1.0]) / 2, max(intensity + [1.0]) * 2
-  for i, (dtype, peak) in enumerate(sorted((peaks.get('matmul_flops_per_s') or {}).items())):
+  ceilings = sorted((peaks.get('matmul_flops_per_s') or {}).items()) if bandwidth else []
+  for i, (dtype, peak) in enumerate(ceilings):
     ridge = peak / bandwidth
     xs = [low, ridge, max(high, ridge * 2)]
     ax.plot(xs, [min(peak, x * bandwidth) for x in xs], color=f'C{i + 1}',

@@ -279,11 +279,12 @@ def to_csv(report):
 # ------------------------------------------------------------------------ Markdown
 
 def fmt(value, scale=1.0, digits=3):
-  if value is None:
+  """`value` x `scale` with `digits` significant digits (all digits of a large number)."""
+  if value is None or math.isnan(value):
     return 'n/a'
   value = value * scale
-  if value == 0:
-    return '0'
+  if value == 0 or math.isinf(value):
+    return str(value) if value else '0'
   return f'{value:.{max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)}f}'
 
 

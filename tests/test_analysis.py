@@ -129,15 +129,50 @@ def test_verdict_names_where_parameters_mislead_and_inverted_pairs():
                             f'{report_lib.fmt(predicted * 1e3)} ms; it takes ')
 
 
-def test_too_few_cases_no_analysis_and_failed_cases_are_left_out():
+def test_too_few_cases_no_analysis_and_other_cases_are_left_out():
   report = _report([('a', 1, 1e6, 1e6, 0.001), ('b', 2, 1e7, 1e6, 0.002),
-                    ('c', 3, 1e8, 1e6, 0.003)])
+                    ('c', 3, 1e8, 1e6, 0.003), ('diverged', 4, 1e9, 1e6, 0.004),
+                    ('input', 5, 1e9, 1e6, 0.005)])
+  # A diverged case and an input-only case have step times, but no say here.
+  report['cases'][3]['status'] = 'diverged'
+  report['cases'][4]['config']['benchmark'] = 'input'
+  report['cases'].append(report_lib.new_case('broken', {'model': 'x'}))
+  assert [p['name'] for p in analysis.points(report)] == ['a', 'b', 'c']
   assert analysis.analyze(report) is None
   assert analysis.markdown(None) == []
-  failed = report_lib.new_case('broken', {'model': 'x', 'benchmark': 'train_step'})
-  report['cases'].append(failed)
-  assert analysis.analyze(report) is None
-  assert [p['name'] for p in analysis.points(report)] == ['a', 'b', 'c']
+
+
+def test_degenerate_reports_render_and_write(tmp_path):
+  # Parameter counts clustered within 0.01% except one: leaving that one out, the
+  # log-log fit of the rest is refused rather than extrapolated to infinity.
+  report = _report([('p1', 100_000, 1e8, 1e6, 0.010), ('p2', 100_010, 1e9, 1e7, 0.080),
+                    ('p3', 100_000, 1e8, 1e7, 0.020), ('far', 10_000_000, 1e7, 1e6, 0.001),
+                    ('bf16', 100_005, 1e8, 1e6, 0.005)])
+  far = report['cases'][3]
+  far['memory']['activation_bytes'] = 0  # no proxy: left out of that row
+  report['cases'][4]['config']['dtype'] = 'bfloat16'  # no measured peak: no roofline
+  untimed = report_lib.new_case('zoo', {'model': 'x', 'benchmark': 'compile'})
+  untimed['status'] = 'ok'
+  report['cases'].append(untimed)
+  result = analysis.analyze(report)
+  cases = {c['name']: c for c in result['cases']}
+  assert sorted(cases) == ['bf16', 'far', 'p1', 'p2', 'p3']
+  assert cases['far']['params_fit_s'] is None
+  assert cases['bf16']['roofline_s'] is None and cases['bf16']['bound'] is None
+  assert _row(result, 'activations')['n'] == 4
+  assert _row(result, 'roofline')['n'] == 4
+  json.dumps(result, allow_nan=False)
+  report_lib.write(str(tmp_path), report, analysis.markdown(result))
+  md = (tmp_path / 'report.md').read_text()
+  far_row, = [line for line in md.splitlines() if line.startswith('| far | 10,000,000 |')]
+  assert far_row.endswith(' | n/a |')  # no prediction from the parameter count
+
+
+def test_a_wild_fit_gives_finite_numbers():
+  assert analysis.fold_error(1e-300, 1.0) == pytest.approx(1e300)
+  assert analysis.fold_error(0.0, 1.0) is None and analysis.fold_error(None, 1.0) is None
+  assert analysis._loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
+  assert report_lib.fmt(float('inf')) == 'inf' and report_lib.fmt(float('nan')) == 'n/a'
 
 
 def test_cli_json_plots_and_errors(tmp_path):

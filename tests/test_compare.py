@@ -153,7 +153,10 @@ def test_missing_and_new_cases():
   new['cases'][1]['name'] = 'cnn2'
   result = compare_lib.compare(base, new)
   assert (result['missing'], result['new'], result['compared']) == (['cnn'], ['cnn2'], 2)
-  assert compare_lib.exit_status(result) == 0
+  # A case the new run lost fails, even with advisory timing; a new one alone does not.
+  assert compare_lib.exit_status(result, timing_gates=False) == 1
+  new['cases'].append(copy.deepcopy(base['cases'][1]))
+  assert compare_lib.exit_status(compare_lib.compare(base, new)) == 0
   for fmt in ('md', 'text'):
     text = compare_lib.render(result, fmt)
     assert '2 cases compared, 1 noise, 1 missing, 1 new' in text
