@@ -171,8 +171,12 @@ def _inverted_pairs(rows):
       pairs.append({'case': a['name'], 'other': b['name'],
                     'params_ratio': a['params'] / b['params'], 'time_ratio': a['time'] / b['time']})
   pairs.sort(key=lambda p: p['time_ratio'] / p['params_ratio'], reverse=True)
-  named = set()
-  return [p for p in pairs if p['case'] not in named and not named.add(p['case'])]
+  chosen, named = [], set()
+  for pair in pairs:
+    if pair['case'] not in named:
+      named.add(pair['case'])
+      chosen.append(pair)
+  return chosen
 
 
 def analyze(report):

@@ -1,6 +1,6 @@
 """A config describes a suite of cases; this module expands and validates it.
 
-A case is the base config (every field but `cases`, `select` and `ratios`) with
+A case is the base config (every field but the suite's: SUITE_FIELDS) with
 the case's own fields laid over it. A command-line override changes the base,
 so it reaches every case that does not set that field itself; a single case is
 overridden through its path (`--config.cases.NAME.FIELD=...`).
@@ -235,10 +235,7 @@ def expand(config):
                       f'from: {", ".join(names)}')
     if all(name in selected for name in pair) or not selected:
       ratios.append(tuple(pair))
-  notes = config.get('notes', '')
-  if not isinstance(notes, str):
-    raise UserError(f'notes must be a string, got {notes!r}')
-  return Suite(config.get('name', 'default'), notes, cases, ratios, scaling)
+  return Suite(config.get('name', 'default'), config.get('notes', ''), cases, ratios, scaling)
 
 
 def _scaling(spec):
