@@ -275,6 +275,9 @@ def _verdict(result):
         f'- **Parameter count** explains R^2 = {_fmt(params["r2_log"])} of the variance of log '
         f'step time (Spearman rho = {_fmt(params["spearman"])}); fitted on the other cases it '
         f'predicts a case\'s time within a median factor of {_times(params["fold_error"])}.')
+  elif params['n'] < 3:
+    lines.append(f'- **Parameter count** is known for {params["n"]} of these cases: too few '
+                 'to correlate with step time.')
   else:
     lines.append('- **Parameter count** does not vary over these cases: it cannot predict '
                  'their step times.')
@@ -357,12 +360,13 @@ def main(argv=None):
     fail(f'{args.report}: {len(points(report))} timed cases with status ok; the analysis '
          f'needs at least {MIN_CASES}')
   if args.plots:
+    from bench import plots  # pylint: disable=import-outside-toplevel  (matplotlib is slow)
     try:
       os.makedirs(args.plots, exist_ok=True)
+      plots.proxies(args.plots, result)
     except OSError as e:
-      fail(f'--plots={args.plots}: cannot create the directory: {e.strerror or e}')
-    from bench import plots  # pylint: disable=import-outside-toplevel  (matplotlib is slow)
-    plots.proxies(args.plots, result)
+      fail(f'--plots={args.plots}: cannot write the plots there ({e.strerror or e}); '
+           'name a writable directory')
   if args.format == 'json':
     print(json.dumps(result, indent=1, allow_nan=False))
   else:

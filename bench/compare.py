@@ -65,10 +65,13 @@ def _environment(base, new):
 
 
 def _peaks(base, new):
-  matmul = base['matmul_flops_per_s'] or {}, new['matmul_flops_per_s'] or {}
+  """Each measured peak in both reports; null in a report whose run did not finish."""
+  base, new = base or {}, new or {}
+  matmul = base.get('matmul_flops_per_s') or {}, new.get('matmul_flops_per_s') or {}
   pairs = [(f'peaks.matmul_flops_per_s.{dtype}', matmul[0].get(dtype), matmul[1].get(dtype))
            for dtype in dict.fromkeys([*matmul[0], *matmul[1]])]
-  pairs.append(('peaks.copy_bytes_per_s', base['copy_bytes_per_s'], new['copy_bytes_per_s']))
+  pairs.append(('peaks.copy_bytes_per_s', base.get('copy_bytes_per_s'),
+                new.get('copy_bytes_per_s')))
   return [Peak(key, a, b, b / a if a and b is not None else None) for key, a, b in pairs]
 
 

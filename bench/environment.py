@@ -10,8 +10,6 @@ import sys
 
 import jax
 
-from bench import peaks
-
 _PACKAGES = {
     'jax': ('jax',), 'jaxlib': ('jaxlib',), 'flax': ('flax',), 'optax': ('optax',),
     'orbax': ('orbax-checkpoint',), 'tensorflow': ('tensorflow-cpu', 'tensorflow'),
@@ -50,9 +48,9 @@ def _git(*args):
   return result.stdout.strip()
 
 
-def collect(dtypes=('float32',)):
-  """The environment block of a report; `peaks` measures the device's matmul FLOP/s
-  in each of `dtypes` (the cases') and its copy bandwidth (bench/peaks.py)."""
+def collect():
+  """The environment block of a report. `peaks` is null: the runner measures them
+  after the last case (bench/peaks.py says why)."""
   devices = jax.devices()
   commit = _git('rev-parse', 'HEAD')
   status = _git('status', '--porcelain', '--untracked-files=no') if commit else None
@@ -74,6 +72,6 @@ def collect(dtypes=('float32',)):
       'git_dirty': None if status is None else bool(status),
       'hostname': socket.gethostname(),
       'command': ' '.join(sys.argv),
-      'peaks': peaks.measure(dtypes),
+      'peaks': None,
       'timestamp_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
   }

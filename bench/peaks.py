@@ -5,13 +5,19 @@ by these ceilings, so they are measured on the same device in the same run as
 the cases, not taken from a datasheet: a datasheet peak is rarely reached, and
 on a shared CPU the achievable one changes from machine to machine.
 
+The runner measures them after the last case: device and host memory peaks
+count from process start (JAX has no reset), and the copy's gigabyte on a fast
+GPU would otherwise show up as every case's peak.
+
 Both measurements grow their problem until one call takes at least
-`_MIN_CALL_S`, so dispatch overhead is negligible on a fast GPU and a slow CPU
-is not kept busy for long, then report the best of `_REPEATS` calls: a
-ceiling is what the device reached, and slower calls are interference.
+`_MIN_CALL_S` (or the size cap is reached), then time enough back-to-back calls
+to last that long, so dispatch overhead is negligible even where the largest
+problem takes microseconds, and report the best of `_REPEATS` such timings: a
+ceiling is what the device reached, and slower timings are interference.
 """
 
 import functools
+import math
 import time
 
 import jax
@@ -21,31 +27,37 @@ _MIN_CALL_S = 0.01
 _REPEATS = 5
 # Square matmul sizes tried, doubling from the first; the largest fits any GPU.
 _MATMUL_SIZES = (256, 8192)
-# Copy sizes in bytes of the source array. The smallest already exceeds the
-# last-level cache of common CPUs and GPUs (H100/H200 L2: 50 MB), so the copy
-# streams from memory rather than from cache.
+# Copy sizes in bytes of the array. The smallest already exceeds the last-level
+# cache of common CPUs and GPUs (H100/H200 L2: 50 MB), so the copy streams from
+# memory rather than from cache.
 _COPY_BYTES = (64 << 20, 1 << 30)
 
 
-def _call_s(fn, args):
+def _seconds_per_call(call, calls):
+  """Mean seconds per call of `calls` calls of `call` dispatched back to back."""
   t0 = time.perf_counter()
-  jax.block_until_ready(fn(*args))
-  return time.perf_counter() - t0
+  for _ in range(calls):
+    out = call()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t0) / calls
 
 
 def _grow(make, sizes, factor):
-  """(size, best time of `_REPEATS` calls) at the first size, from sizes[0] multiplied
-  by `factor` up to sizes[1], whose call takes at least _MIN_CALL_S (or the largest).
+  """(size, best seconds per call over `_REPEATS` timings) at the first size, from
+  sizes[0] multiplied by `factor` up to sizes[1], whose call takes at least
+  _MIN_CALL_S (or the largest, timed over as many calls as make _MIN_CALL_S).
 
-  `make(size)` returns (jitted function, *arguments). Each size is compiled and
-  warmed up by one call before a call is timed.
+  `make(size)` returns a function that dispatches one call and returns its
+  result. Each size is compiled and warmed up by one call before a call is timed.
   """
   size = sizes[0]
   while True:
-    fn, *args = make(size)
-    _call_s(fn, args)
-    if _call_s(fn, args) >= _MIN_CALL_S or size * factor > sizes[1]:
-      return size, min(_call_s(fn, args) for _ in range(_REPEATS))
+    call = make(size)
+    _seconds_per_call(call, 1)
+    seconds = _seconds_per_call(call, 1)
+    if seconds >= _MIN_CALL_S or size * factor > sizes[1]:
+      calls = math.ceil(_MIN_CALL_S / max(seconds, 1e-9))
+      return size, min(_seconds_per_call(call, calls) for _ in range(_REPEATS))
     size *= factor
 
 
@@ -54,19 +66,28 @@ def matmul_flops_per_s(dtype, device):
   def make(n):
     keys = jax.random.split(jax.random.key(0))
     a, b = (jax.device_put(jax.random.normal(k, (n, n), dtype), device) for k in keys)
-    return jax.jit(jnp.matmul), a, b
+    matmul = jax.jit(jnp.matmul)
+    return lambda: matmul(a, b)
   n, seconds = _grow(make, _MATMUL_SIZES, 2)
   return 2 * n**3 / seconds, n
 
 
 def copy_bytes_per_s(device):
-  """(bytes/s of a float32 array copied (read once, written once), bytes of the array).
+  """(bytes/s of a float32 array read and written once in place, bytes of the array).
 
-  x + 1 rather than a bare copy, which XLA may elide or alias.
+  x + 1 rather than a bare copy, which XLA may elide, and in place (the input is
+  donated): a fresh output buffer per call costs page faults on a CPU, which
+  took 8x longer than the copy itself on a 2-core VM.
   """
+  add_one = jax.jit(lambda x: x + 1, donate_argnums=0)
+
   def make(nbytes):
-    x = jax.device_put(jnp.zeros(nbytes // 4, jnp.float32), device)
-    return jax.jit(lambda x: x + 1), x
+    state = [jax.device_put(jnp.zeros(nbytes // 4, jnp.float32), device)]
+
+    def call():
+      state[0] = add_one(state[0])
+      return state[0]
+    return call
   nbytes, seconds = _grow(make, _COPY_BYTES, 2)
   return 2 * nbytes / seconds, nbytes
 
@@ -74,7 +95,7 @@ def copy_bytes_per_s(device):
 def measure(dtypes, device=None):
   """The report's environment.peaks block for `device` (this process's first by
   default): matmul FLOP/s per dtype in `dtypes`, and copy bandwidth. Measured
-  once per process, device and set of dtypes (one to two seconds on a 2-core CPU)."""
+  once per process, device and set of dtypes (one to three seconds on a 2-core CPU)."""
   return _measure(tuple(sorted(set(dtypes))), device or jax.local_devices()[0])
 
 

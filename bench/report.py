@@ -86,10 +86,16 @@ REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios', 'sca
 SCALING_KEYS = ('case', 'of', 'mode', 'devices', 'batch_size', 'per_device_batch', 'parallel',
                 'step_time_s', 'examples_per_s', 'speedup', 'efficiency', 'collective_bytes')
 SCALING_MODES = ('weak', 'strong')
-# environment.peaks (bench/peaks.py): the device the peaks were measured on, best
-# matmul FLOP/s and its square size per dtype of the cases ({dtype: value}), best
-# copy bandwidth (bytes read + written per second) and the copied array's bytes,
-# calls timed per measurement, and the seconds the measurements took.
+# bench/environment.py's block: what produced the numbers.
+ENVIRONMENT_KEYS = ('python', 'versions', 'backend', 'device_kind', 'device_count',
+                    'local_device_count', 'process_count', 'devices_per_process', 'cpu_model',
+                    'cpu_count', 'xla_flags', 'git_commit', 'git_dirty', 'hostname', 'command',
+                    'peaks', 'timestamp_utc')
+# environment.peaks (bench/peaks.py; null until the cases are done): the device the
+# peaks were measured on, best matmul FLOP/s and its square size per dtype of the
+# cases ({dtype: value}), best copy bandwidth (bytes read + written per second) and
+# the copied array's bytes, timings taken per measurement (the best is kept), and
+# the seconds the measurements took.
 PEAK_KEYS = ('device', 'matmul_flops_per_s', 'matmul_size', 'copy_bytes_per_s', 'copy_bytes',
              'repeats', 'seconds')
 SUITE_KEYS = ('name', 'config_file', 'status', 'notes')
@@ -188,15 +194,22 @@ def validate(report):
     raise ValueError(f'schema_version {report["schema_version"]} is not {SCHEMA_VERSION}')
   _check_keys('report', report, REPORT_KEYS)
   _check_keys('suite', report['suite'], SUITE_KEYS)
-  if not isinstance(report['environment'], dict):
-    raise ValueError('environment must be an object')
-  _check_keys('environment peaks', report['environment'].get('peaks'), PEAK_KEYS)
+  _check_keys('environment', report['environment'], ENVIRONMENT_KEYS)
+  if report['environment']['peaks'] is not None:
+    _check_keys('environment peaks', report['environment']['peaks'], PEAK_KEYS)
   for case in report['cases']:
     _check_keys('case', case, CASE_SCALARS + tuple(CASE_BLOCKS))
+    if not isinstance(case['name'], str):
+      raise ValueError(f'case name {case["name"]!r} is not a string')
     if case['status'] not in STATUSES:
       raise ValueError(f'case {case["name"]!r} has status {case["status"]!r}')
     for block, keys in CASE_BLOCKS.items():
       _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
+    samples = case['step_time_s']['samples']
+    if samples is not None and not (isinstance(samples, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in samples)):
+      raise ValueError(f'case {case["name"]!r} step_time_s.samples is not a list of numbers')
     for row in case['training']['history'] or ():
       _check_keys(f'case {case["name"]!r} training history row', row, HISTORY_KEYS)
     for row in case['checkpoint']['saves'] or ():
@@ -222,6 +235,9 @@ def read(path):
     return load(path)
   except OSError as e:
     raise UserError(f'{path}: cannot read it: {e.strerror or e}') from None
+  except UnicodeDecodeError:
+    raise UserError(f'{path}: not a text file, so not a report (report.json is UTF-8 JSON)'
+                    ) from None
   except json.JSONDecodeError as e:
     raise UserError(f'{path}: not valid JSON ({e.msg} at line {e.lineno}); a report is '
                     'always complete JSON, so this file was cut short or is not a report') from None
@@ -278,13 +294,21 @@ def to_csv(report):
 
 # ------------------------------------------------------------------------ Markdown
 
+# Numbers from here on print in exponent notation: a wild fit's fold error (up to
+# exp(700)) would otherwise print as a 300-digit integer.
+_MAX_PLAIN = 1e15
+
+
 def fmt(value, scale=1.0, digits=3):
-  """`value` x `scale` with `digits` significant digits (all digits of a large number)."""
+  """`value` x `scale` with `digits` significant digits (all digits of a large number,
+  up to _MAX_PLAIN; beyond it, exponent notation)."""
   if value is None or math.isnan(value):
     return 'n/a'
   value = value * scale
   if value == 0 or math.isinf(value):
     return str(value) if value else '0'
+  if abs(value) >= _MAX_PLAIN:
+    return f'{value:.{digits}g}'
   return f'{value:.{max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)}f}'
 
 

@@ -26,6 +26,7 @@ from bench import costs
 from bench import environment
 from bench import interrupt
 from bench import parallel
+from bench import peaks
 from bench import plots
 from bench import report as report_lib
 from bench import suite as suite_lib
@@ -183,14 +184,16 @@ def run_suite(config, workdir, config_file=None, restart=False):
   workdir_lib.prepare(workdir)
   records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
   kept = set(records)
-  env = environment.collect({case.dtype for _, case in suite.cases})
+  env = environment.collect()
   names = [name for name, _ in suite.cases]
 
   def write():
     done = [records[name] for name in names if name in records]
     report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling,
                                suite.notes)
-    report['suite']['status'] = 'complete' if len(done) == len(names) else 'incomplete'
+    # Complete once every case is done and the peaks are measured, after the last case.
+    report['suite']['status'] = ('complete' if len(done) == len(names) and env['peaks']
+                                 else 'incomplete')
     if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
       report_lib.write(workdir, report, analysis.markdown(analysis.analyze(report)))
     return report
@@ -212,6 +215,13 @@ def run_suite(config, workdir, config_file=None, restart=False):
       if case.benchmark == 'train' and parallel.is_primary():
         plots.training_curves(workdir, report)
       interrupt.check()
+  # After the cases, so that the micro-benchmarks' arrays count in no case's memory peak.
+  env['peaks'] = peaks.measure({case.dtype for _, case in suite.cases})
+  matmul = env['peaks']['matmul_flops_per_s']
+  logging.info('device peaks for the roofline: matmul %s GFLOP/s, copy %.3g GB/s (%.1f s)',
+               ', '.join(f'{flops * 1e-9:.3g} ({dtype})' for dtype, flops in matmul.items()),
+               env['peaks']['copy_bytes_per_s'] * 1e-9, env['peaks']['seconds'])
+  report = write()
   if report['scaling'] and parallel.is_primary():
     plots.scaling(workdir, report)
   result = analysis.analyze(report)

@@ -173,6 +173,8 @@ def test_a_wild_fit_gives_finite_numbers():
   assert analysis.fold_error(0.0, 1.0) is None and analysis.fold_error(None, 1.0) is None
   assert analysis._loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
   assert report_lib.fmt(float('inf')) == 'inf' and report_lib.fmt(float('nan')) == 'n/a'
+  assert report_lib.fmt(np.exp(700)) == '1.01e+304'
+  assert report_lib.fmt(123_456_789_012) == '123456789012'
 
 
 def test_cli_json_plots_and_errors(tmp_path):
@@ -186,9 +188,26 @@ def test_cli_json_plots_and_errors(tmp_path):
   out = json.loads(result.stdout)
   assert [r['proxy'] for r in out['proxies']] == [key for key, _, _ in analysis.PROXIES]
   assert sorted(os.listdir(tmp_path / 'plots')) == ['proxies.png', 'roofline.png']
+  result = run_cli(str(path), f'--plots={path / "plots"}', module='bench.analysis')
+  assert result.returncode == 2 and result.stdout == ''
+  assert result.stderr == (f'error: --plots={path / "plots"}: cannot write the plots there '
+                           '(Not a directory); name a writable directory\n')
   path.write_text(json.dumps(report)[:200])
   result = run_cli(str(path), module='bench.analysis')
   assert result.returncode == 2
   line, = result.stderr.strip().splitlines()
   assert line.startswith(f'error: {path}: not valid JSON (')
   assert line.endswith('so this file was cut short or is not a report')
+
+
+def test_verdict_when_parameters_cannot_be_correlated():
+  specs = [(f'm{i}', 1_000, 10.0**(6 + i), 1e6, 10.0**(i - 3)) for i in range(4)]
+  text = '\n'.join(analysis.markdown(analysis.analyze(_report(specs))))
+  assert ('\n- **Parameter count** does not vary over these cases: it cannot predict their '
+          'step times.\n- The best single proxy here is **XLA FLOPs**: R^2 = 1.00') in text
+  report = _report(specs)
+  for case in report['cases'][2:]:
+    case['params']['total'] = None
+  text = '\n'.join(analysis.markdown(analysis.analyze(report)))
+  assert ('\n- **Parameter count** is known for 2 of these cases: too few to correlate with '
+          'step time.\n') in text

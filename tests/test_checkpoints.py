@@ -217,6 +217,7 @@ def test_killed_and_preempted_runs_resume_to_the_same_bits(tmp_path):
     assert result.returncode == code, (fault, result.stderr[-3000:])
     report = report_lib.load(workdir / 'report.json')  # valid whatever the kill point
     assert report['suite']['status'] == 'incomplete'
+    assert report['environment']['peaks'] is None  # measured after the last case
     assert [case['name'] for case in report['cases']] == ['first']
     if fault == 'kill@7':
       first = report['cases'][0]

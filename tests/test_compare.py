@@ -147,6 +147,17 @@ def test_environment_differences_come_first():
   assert '| peaks.copy_bytes_per_s | 1e+10 | 1.5e+10 | 1.500 |' in md
 
 
+def test_a_run_that_did_not_finish_has_no_peaks():
+  base = _timed(0)
+  new = copy.deepcopy(base)
+  new['environment']['peaks'] = None  # measured after the last case
+  result = compare_lib.compare(base, new)
+  assert [(p.key, p.new, p.ratio) for p in result['peaks']] == [
+      ('peaks.matmul_flops_per_s.float32', None, None), ('peaks.copy_bytes_per_s', None, None)]
+  assert '| peaks.copy_bytes_per_s | 1e+10 | null | n/a |' in compare_lib.render(result)
+  assert compare_lib.exit_status(result) == 0
+
+
 def test_missing_and_new_cases():
   base = _timed(0)
   new = copy.deepcopy(base)
@@ -213,25 +224,42 @@ def test_threshold_flag(tmp_path):
   assert compare_lib.main([base, new, '--threshold=0.5']) == 1
 
 
-def _schema(version=7, drop_flops=False):
-  report = _report()
+def _schema(edit, version=7):
+  report = copy.deepcopy(_report())
   report['schema_version'] = version
-  if drop_flops:
-    del report['cases'][0]['xla']['flops']
+  edit(report)
   return json.dumps(report)
+
+
+def _drop_flops(report):
+  del report['cases'][0]['xla']['flops']
+
+
+def _drop_commit(report):
+  del report['environment']['git_commit']
+
+
+def _text_sample(report):
+  report['cases'][0]['step_time_s']['samples'] = [0.001, '0.002']
 
 
 # File contents (None: no file) and the error expected after the file's name.
 @pytest.mark.parametrize('text, message', [
-    (_schema(version=5), r'schema_version 5 is not 7.*rerun the benchmark'),
+    (_schema(lambda report: None, version=5), r'schema_version 5 is not 7.*rerun the benchmark'),
     ('[1, 2]', r'not a benchmark report \(no schema_version\)'),
     ('{}', r'not a benchmark report \(no schema_version\)'),
-    (_schema(drop_flops=True), r"case 'mlp' xla keys differ .*missing \['flops'\]"),
+    (_schema(_drop_flops), r"case 'mlp' xla keys differ .*missing \['flops'\]"),
+    (_schema(_drop_commit), r"environment keys differ .*missing \['git_commit'\]"),
+    (_schema(_text_sample), r"case 'mlp' step_time_s.samples is not a list of numbers"),
+    (b'\x89PNG\r\n\x1a\n\xff\xfe', r'not a text file, so not a report'),
     (None, r'cannot read it: No such file or directory'),
-], ids=['old schema', 'list', 'empty object', 'schema drift', 'missing'])
+], ids=['old schema', 'list', 'empty object', 'schema drift', 'environment drift',
+        'text sample', 'binary', 'missing'])
 def test_unusable_report_is_one_line_and_exit_2(tmp_path, capsys, text, message):
   path = tmp_path / 'base.json'
-  if text is not None:
+  if isinstance(text, bytes):
+    path.write_bytes(text)
+  elif text is not None:
     path.write_text(text)
   new = _write(tmp_path / 'new.json', _timed(0))
   with pytest.raises(SystemExit) as exit_:

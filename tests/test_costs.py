@@ -41,19 +41,22 @@ def test_activation_bytes_are_the_leaf_layer_outputs(dtype, itemsize):
 
 
 def test_peaks_grow_the_problem_until_a_call_is_long_enough(monkeypatch):
-  calls = []
+  timings = []
 
-  def fake_call_s(fn, args):
-    calls.append(fn)
-    return fn * 1e-3  # "fn" is the size here: 1 ms per unit
+  def fake_seconds_per_call(call, calls):
+    timings.append((call, calls))
+    return call * 1e-3  # "call" is the size here: 1 ms per unit
 
-  monkeypatch.setattr(peaks, '_call_s', fake_call_s)
-  # Sizes 4 and 8 take less than 10 ms: 16 is the first long enough.
-  assert peaks._grow(lambda size: (size,), (4, 1024), 2) == (16, 0.016)
+  monkeypatch.setattr(peaks, '_seconds_per_call', fake_seconds_per_call)
+  # Sizes 4 and 8 take less than 10 ms: 16 is the first long enough, timed one call at a time.
+  assert peaks._grow(lambda size: size, (4, 1024), 2) == (16, 0.016)
   # At each size: a warm-up call and a timed one; at the last, the repeats too.
-  assert calls == [4, 4, 8, 8, 16, 16] + [16] * peaks._REPEATS
-  # The largest size is used even when its calls are short.
-  assert peaks._grow(lambda size: (size,), (4, 8), 2) == (8, 0.008)
+  assert timings == [(4, 1), (4, 1), (8, 1), (8, 1), (16, 1), (16, 1)] + [(16, 1)] * peaks._REPEATS
+  # The largest size is used even when its calls are short, each timing then spanning
+  # enough calls to last 10 ms (dispatch overhead spread over them).
+  timings.clear()
+  assert peaks._grow(lambda size: size, (1, 2), 2) == (2, 0.002)
+  assert timings == [(1, 1), (1, 1), (2, 1), (2, 1)] + [(2, 5)] * peaks._REPEATS
 
 
 def test_peaks_measure_every_dtype_on_the_device():
