@@ -41,8 +41,8 @@ def test_a_fresh_run_matches_the_baseline_in_every_deterministic_figure():
 def test_make_bench_ci_diffs_against_the_baseline_with_advisory_timing():
   commands = subprocess.run(['make', '-n', 'bench-ci'], cwd=REPO,
                             capture_output=True, text=True, check=True).stdout
-  assert ('-m bench.main --config=configs/ci_cpu.py --workdir=workdirs/ci-cpu --restart'
-          in commands)
+  assert ('env -u XLA_FLAGS JAX_PLATFORMS=cpu .venv/bin/python -m bench.main '
+          '--config=configs/ci_cpu.py --workdir=workdirs/ci-cpu --restart' in commands)
   assert ('-m bench.compare benchmarks/baseline-cpu.json workdirs/ci-cpu/report.json '
           '--timing=advisory --format=text' in commands)
   with open(os.path.join(REPO, '.ci', 'run'), encoding='utf-8') as f:
