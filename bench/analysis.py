@@ -25,8 +25,6 @@ import os
 import sys
 
 import numpy as np
-from scipy import optimize
-from scipy import stats
 
 from bench import report as report_lib
 from bench.errors import ArgumentParser, UserError, fail
@@ -110,14 +108,18 @@ def _loglog_predict(model, x):
 
 
 def _agreement(x, t):
-  """Spearman's rho (and p), Pearson's r of log t on log x, its R^2 and slope."""
+  """Spearman's rho (and p), Pearson's r of log t on log x, its R^2 and slope, and
+  whether x points the wrong way: more of it going with less time (a negative rho
+  or slope), where a high R^2 measures that inverse trend, not a cost."""
   if len(t) < 3 or np.ptp(np.log(x)) < _MIN_SPREAD:
     return {'spearman': None, 'spearman_p': None, 'pearson_log': None, 'r2_log': None,
-            'slope': None}
+            'slope': None, 'wrong_way': None}
+  from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
   rho, p = stats.spearmanr(x, t)
   r, _ = stats.pearsonr(np.log(x), np.log(t))
+  slope = float(_loglog_fit(x, t)[0])
   return {'spearman': _finite(rho), 'spearman_p': _finite(p), 'pearson_log': _finite(r),
-          'r2_log': _finite(r * r), 'slope': float(_loglog_fit(x, t)[0])}
+          'r2_log': _finite(r * r), 'slope': slope, 'wrong_way': bool(rho < 0 or slope < 0)}
 
 
 def _proxy_row(key, rows):
@@ -146,6 +148,7 @@ def roofline(row, peaks):
 
 def _two_term_fit(x, t):
   """(a, b) >= 0 minimising the squared relative error of a * FLOPs + b * bytes."""
+  from scipy import optimize  # pylint: disable=import-outside-toplevel
   coefficients, _ = optimize.nnls(x / t[:, None], np.ones_like(t))
   return coefficients
 
@@ -221,11 +224,17 @@ def analyze(report):
 _fmt, _times = report_lib.fmt, report_lib.times
 
 
+def _direction(row):
+  if row['wrong_way'] is None:
+    return 'n/a'
+  return '**points the wrong way**' if row['wrong_way'] else 'more, slower'
+
+
 def _correlation_table(result):
   return report_lib.table(
-      ('proxy or predictor', 'cases', 'Spearman rho', 'p (rho = 0)', 'Pearson r (log-log)',
-       'R^2 (log-log)', 'slope (log-log)', 'median fold error'),
-      [[row['label'], row['n'], _fmt(row['spearman']), _p(row['spearman_p']),
+      ('proxy or predictor', 'cases', 'direction', 'Spearman rho', 'p (rho = 0)',
+       'Pearson r (log-log)', 'R^2 (log-log)', 'slope (log-log)', 'median fold error'),
+      [[row['label'], row['n'], _direction(row), _fmt(row['spearman']), _p(row['spearman_p']),
         _fmt(row['pearson_log']),
         _fmt(row['r2_log']), _fmt(row['slope']), _times(row['fold_error'])]
        for row in result['proxies'] + result['predictors']])
@@ -266,11 +275,22 @@ def _rate(name, seconds_per_unit, unit):
 
 def _verdict(result):
   by_key = {row['proxy']: row for row in result['proxies'] + result['predictors']}
-  ranked = sorted((row for row in result['proxies'] if row['r2_log'] is not None),
+  # A proxy pointing the wrong way is never the best, whatever its R^2.
+  ranked = sorted((row for row in result['proxies']
+                   if row['r2_log'] is not None and not row['wrong_way']),
                   key=lambda row: row['r2_log'], reverse=True)
+  wrong = [row['label'] for row in result['proxies'] if row['wrong_way']]
   params = by_key['params']
   lines = []
-  if params['r2_log'] is not None:
+  if params['wrong_way']:
+    lines.append(
+        f'- **Parameter count points the wrong way**: here the cases with more parameters '
+        f'took less time per step (Spearman rho = {_fmt(params["spearman"])}, log-log slope '
+        f'{_fmt(params["slope"])}). Its R^2 = {_fmt(params["r2_log"])} measures that inverse '
+        'trend; it is not parameters costing time. The log-log fit on the other cases, '
+        'with its negative slope, predicts a case\'s time within a median factor of '
+        f'{_times(params["fold_error"])}.')
+  elif params['r2_log'] is not None:
     lines.append(
         f'- **Parameter count** explains R^2 = {_fmt(params["r2_log"])} of the variance of log '
         f'step time (Spearman rho = {_fmt(params["spearman"])}); fitted on the other cases it '
@@ -288,6 +308,12 @@ def _verdict(result):
         f'rho = {_fmt(best["spearman"])}, median fold error {_times(best["fold_error"])}. '
         'R^2 by proxy: ' + ', '.join(f'{row["label"]} {_fmt(row["r2_log"])}'
                                      for row in ranked) + '.')
+  elif wrong:
+    lines.append('- No proxy here points the right way (more of it, more time): none predicts '
+                 'these step times.')
+  if wrong:
+    lines.append('- Pointing the wrong way (more of it, less time), so left out of the ranking: '
+                 + ', '.join(wrong) + '.')
   measured = [c['measured_over_roofline'] for c in result['cases'] if c['measured_over_roofline']]
   if measured:
     peaks = result['peaks']

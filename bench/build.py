@@ -65,6 +65,15 @@ def batches(case, mesh, rng, data, start=0):
                      start=start)
 
 
+def check_weights(case):
+  """Reads the weights `case.init_from` names and matches them against the case's
+  model, without building it: a UserError for any problem (bench/pretrained.py),
+  before the run writes anything."""
+  if case.init_from:
+    pretrained.check(case.init_from,
+                     pretrained.variable_shapes(model_of(case), tuple(case.image_shape)))
+
+
 def initial_state(case, mesh, model, tx, frozen, resume=None):
   """The case's TrainState, replicated over `mesh`: initialised, then loaded from
   `case.init_from` when it names weights.

@@ -30,7 +30,6 @@ import math
 import sys
 
 import numpy as np
-from scipy import stats
 
 from bench import report as report_lib
 from bench.errors import ArgumentParser, UserError, fail
@@ -97,6 +96,7 @@ def _timing(name, base, new, threshold, alpha):
   if min(len(a), len(b)) < MIN_SAMPLES:
     return Timing(name, base_median, new_median, ratio, None, len(a), len(b), 'noise',
                   'too few samples')
+  from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
   p = float(stats.mannwhitneyu(a, b, alternative='two-sided').pvalue)
   verdict = 'noise'
   if p < alpha and ratio > 1 + threshold:

@@ -12,6 +12,12 @@ class UserError(Exception):
   """
 
 
+def first_line(error):
+  """An exception's message cut to its first line (libraries' messages can run to
+  many), for quoting inside a one-line error."""
+  return (str(error).splitlines() or [type(error).__name__])[0]
+
+
 def fail(message):
   """Ends the program for a user error: one line on stderr, exit status 2."""
   print(f'error: {message}', file=sys.stderr)

@@ -3,6 +3,9 @@
 Thin on purpose: flags in, one call to bench.runner.run_suite. Everything else
 lives in importable modules that tests and notebooks call directly. A mistake
 the user can fix ends with one line on stderr and exit status 2.
+
+The log shows the suite's own lines and every library's warnings; `--verbosity=1`
+(or 0) brings back the libraries' start-up and progress messages too.
 """
 
 import logging as std_logging
@@ -15,10 +18,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from bench import interrupt
-from bench import parallel
-from bench import runner
+from bench import distributed
 from bench.errors import UserError, fail
+
+# Only what parsing the flags and reading the config need is imported above: a
+# mistake in either, and --help, answer in well under a second. jax, flax and the
+# rest come with bench.runner, imported once the flags are good (main below).
 
 CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Benchmark config file (configs/*.py). Override any field with '
@@ -29,7 +34,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'on the same workdir continues the run there.')
 _RESTART = flags.DEFINE_bool('restart', False,
                              'Delete the outputs of an earlier run in --workdir and start over.')
-# Multi-host runs (bench/parallel.py): one process per host (or per GPU), all with the
+# Multi-host runs (bench/distributed.py): one process per host (or per GPU), all with the
 # same flags but --process_id, sharing --workdir.
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed', 'auto', ['auto', 'on', 'off'],
@@ -37,12 +42,12 @@ _DISTRIBUTED = flags.DEFINE_enum(
     'launch of several processes is detected; on = always (jax detects the cluster); off.')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'host:port of process 0\'s coordinator service (default: '
-    f'${parallel.ENV["coordinator_address"]}).')
+    f'${distributed.ENV["coordinator_address"]}).')
 _NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', None, f'Number of processes (default: ${parallel.ENV["num_processes"]}).')
+    'num_processes', None, f'Number of processes (default: ${distributed.ENV["num_processes"]}).')
 _PROCESS_ID = flags.DEFINE_integer(
     'process_id', None, f'This process\'s index, 0 to num_processes - 1 (default: '
-    f'${parallel.ENV["process_id"]}).')
+    f'${distributed.ENV["process_id"]}).')
 
 
 def _config_path(argv):
@@ -83,6 +88,33 @@ def parse_flags(argv):
              '; the fields a config has are documented in WORKSPACE.md'))
 
 
+# The project's packages, whose INFO lines are the suite's own output.
+_OWN_PACKAGES = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
+    for package in ('bench', 'models', 'input_pipeline', 'configs'))
+
+
+def _quiet(record):
+  """Default logging: the suite's own lines, and every library's warnings and errors,
+  but not the libraries' INFO chatter (jax's backend probing, orbax's saves, tfds)."""
+  return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OWN_PACKAGES)
+
+
+def configure_logging():
+  """INFO from the suite, WARNING and above from everyone; an explicit --verbosity
+  (absl's flag: 1 = debug, 0 = info, -1 = warning) applies to every library alike."""
+  handler = logging.get_absl_handler()
+  if flags.FLAGS['verbosity'].present:
+    handler.removeFilter(_quiet)
+    return
+  logging.set_verbosity(logging.INFO)
+  if _quiet not in handler.filters:
+    handler.addFilter(_quiet)
+  # TensorFlow's C++ start-up notices (oneDNN, CPU features) are INFO too; its
+  # warnings still show. Read when TensorFlow is imported, so set before that.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+
+
 def main(argv):
   if len(argv) > 1:
     fail(f'unexpected arguments {" ".join(argv[1:])}; use --config=FILE --workdir=DIR')
@@ -90,13 +122,13 @@ def main(argv):
     fail('missing --config; pass --config=configs/quickstart.py or another file in configs/')
   if not _WORKDIR.value:
     fail('missing --workdir; pass --workdir=DIR, where the report will be written')
-  logging.set_verbosity(logging.INFO)
-  # Orbax logs each save in a dozen INFO lines; its warnings and errors still show.
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname)
+  configure_logging()
+  # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
+  from bench import interrupt
+  from bench import runner
   try:
-    parallel.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
-                        _PROCESS_ID.value)
+    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value)
     runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv),
                      restart=_RESTART.value)
   except UserError as e:

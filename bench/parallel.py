@@ -19,79 +19,20 @@ Two strategies (config `parallel`) compute the same step:
   `out_axes=None`): every device holds the same replicated arrays as under jit, so
   checkpoints, evaluation and exports read it the same way.
 
-Multi-host: `initialize` starts `jax.distributed` from flags, environment or a
-cluster jax recognises, before any other JAX call. Each process then reads its
-own part of the data (input_pipeline/pipeline.py) and contributes its slice of
-every global batch; collectives span processes; only process 0 writes reports
-(`is_primary`), while orbax writes checkpoints with every process taking part.
+Multi-host: bench/distributed.py starts `jax.distributed` before any other JAX
+call. Each process then reads its own part of the data
+(input_pipeline/pipeline.py) and contributes its slice of every global batch;
+collectives span processes; only process 0 writes reports (`is_primary`), while
+orbax writes checkpoints with every process taking part.
 """
 
-import os
-
-from absl import logging
 import jax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
-from bench.errors import UserError
-
 STRATEGIES = ('jit', 'pmap')
 AXIS = 'data'
-# Environment variables read when the flags leave a value unset.
-ENV = {'coordinator_address': 'JAX_COORDINATOR_ADDRESS', 'num_processes': 'JAX_NUM_PROCESSES',
-       'process_id': 'JAX_PROCESS_ID'}
-# Launchers whose environment jax.distributed.initialize() reads by itself (Slurm's
-# srun, Open MPI's mpirun), keyed by a variable that holds their process count.
-_CLUSTERS = {'SLURM_NTASKS': 'Slurm', 'OMPI_COMM_WORLD_SIZE': 'Open MPI'}
-_MODES = ('auto', 'on', 'off')
-
-
-def initialize(mode='auto', coordinator_address=None, num_processes=None, process_id=None):
-  """Starts jax.distributed when this is one process of several; returns whether it did.
-
-  `mode` 'off' never starts it; 'on' always does (jax then detects what it can:
-  Slurm, Open MPI, Cloud TPU, Kubernetes); 'auto' does when a coordinator address
-  is given (flag or JAX_COORDINATOR_ADDRESS) or a Slurm or Open MPI launch of more
-  than one process is detected. Unset values come from the ENV variables.
-  Must run before anything touches a JAX device.
-  """
-  if mode not in _MODES:
-    raise UserError(f'--distributed={mode!r} must be one of {", ".join(_MODES)}')
-  given = {'coordinator_address': coordinator_address, 'num_processes': num_processes,
-           'process_id': process_id}
-  for key, variable in ENV.items():
-    if given[key] is None and os.environ.get(variable):
-      given[key] = os.environ[variable]
-  try:
-    for key in ('num_processes', 'process_id'):
-      given[key] = None if given[key] is None else int(given[key])
-  except ValueError:
-    raise UserError(f'num_processes and process_id must be integers, got {given}; set them with '
-                    '--num_processes/--process_id or JAX_NUM_PROCESSES/JAX_PROCESS_ID') from None
-  cluster = next((name for variable, name in _CLUSTERS.items()
-                  if int(os.environ.get(variable, '1') or 1) > 1), None)
-  if mode == 'off' or (mode == 'auto' and not given['coordinator_address'] and not cluster):
-    return False
-  if given['coordinator_address'] and (given['num_processes'] is None
-                                       or given['process_id'] is None) and not cluster:
-    raise UserError(f'coordinator address {given["coordinator_address"]!r} needs the number of '
-                    'processes and this process\'s id too: pass --num_processes=N and '
-                    '--process_id=I (0 on the coordinator), or set JAX_NUM_PROCESSES and '
-                    'JAX_PROCESS_ID')
-  try:
-    jax.distributed.initialize(**given)
-  except (ValueError, RuntimeError) as e:  # nothing detected, coordinator unreachable, timeout
-    first_line = (str(e).splitlines() or [type(e).__name__])[0]
-    raise UserError(f'jax.distributed could not start ({first_line}); check '
-                    '--coordinator_address (host:port of process 0, reachable from every '
-                    'process), --num_processes and --process_id, or pass --distributed=off to '
-                    'run as one process') from None
-  logging.info('jax.distributed: process %d of %d (%s), %d local devices of %d',
-               jax.process_index(), jax.process_count(),
-               given['coordinator_address'] or cluster or 'detected', jax.local_device_count(),
-               jax.device_count())
-  return True
 
 
 def is_primary():

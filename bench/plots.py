@@ -1,11 +1,11 @@
-"""Figures written next to the report (matplotlib, Agg: no display needed)."""
+"""Figures written next to the report (matplotlib, Agg: no display needed).
+
+Figures are made with matplotlib's object API (no pyplot: no global figure state,
+no backend to choose), imported on the first plot: a run that draws none never
+pays for the import.
+"""
 
 import os
-
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from bench.fileio import atomic_open
 
@@ -15,11 +15,17 @@ PROXIES = 'proxies.png'
 ROOFLINE = 'roofline.png'
 
 
+def _subplots(*grid, figsize):
+  """(figure, axes) of a new figure with a `grid` of axes, as pyplot.subplots."""
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  fig = Figure(figsize=figsize)
+  return fig, fig.subplots(*grid)
+
+
 def _save(fig, workdir, name):
   path = os.path.join(workdir, name)
   with atomic_open(path, 'wb') as f:
     fig.savefig(f, format='png', dpi=100)
-  plt.close(fig)
   return path
 
 
@@ -29,7 +35,7 @@ def training_curves(workdir, report):
   cases = [c for c in report['cases'] if c['training']['history']]
   if not cases:
     return None
-  fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+  fig, (loss_ax, acc_ax) = _subplots(1, 2, figsize=(12, 4.5))
   for i, case in enumerate(cases):
     history = case['training']['history']
     epochs = [row['epoch'] for row in history]
@@ -57,7 +63,7 @@ def scaling(workdir, report):
   rows = [row for row in report['scaling'] if row['examples_per_s']]
   if not rows:
     return None
-  fig, (rate_ax, eff_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+  fig, (rate_ax, eff_ax) = _subplots(1, 2, figsize=(12, 4.5))
   groups = sorted({(row['of'], row['mode']) for row in rows})
   for i, (of, mode) in enumerate(groups):
     group = sorted((r for r in rows if (r['of'], r['mode']) == (of, mode)),
@@ -97,7 +103,7 @@ def proxies(workdir, result):
   accessed, log-log, a labelled point per case) and WORKDIR/roofline.png (achieved
   FLOP/s against arithmetic intensity under the measured ceilings) from
   bench.analysis.analyze's `result`. Returns their paths."""
-  fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+  fig, axes = _subplots(1, 3, figsize=(18, 5.5))
   for ax, (key, label) in zip(axes, (('params', 'parameters'), ('flops', 'XLA FLOPs per step'),
                                      ('bytes', 'XLA bytes accessed per step'))):
     cases = [c for c in result['cases'] if c[key]]
@@ -106,13 +112,14 @@ def proxies(workdir, result):
     row = next(r for r in result['proxies'] if r['proxy'] == key)
     r2 = 'n/a' if row['r2_log'] is None else f'{row["r2_log"]:.2f}'
     rho = 'n/a' if row['spearman'] is None else f'{row["spearman"]:.2f}'
+    wrong = ' (points the wrong way)' if row['wrong_way'] else ''
     ax.set(xlabel=label, ylabel='median step time (ms)',
-           title=f'step time vs {label}: R^2 (log-log) {r2}, Spearman {rho}')
+           title=f'step time vs {label}: R^2 (log-log) {r2}, Spearman {rho}{wrong}')
     ax.title.set_fontsize(9)
   fig.tight_layout()
   paths = [_save(fig, workdir, PROXIES)]
 
-  fig, ax = plt.subplots(figsize=(9, 6.5))
+  fig, ax = _subplots(figsize=(9, 6.5))
   cases = [c for c in result['cases'] if c['flops'] and c['bytes']]
   intensity = [c['flops'] / c['bytes'] for c in cases]
   _label_points(ax, intensity, [c['flops'] / c['time'] for c in cases], [c['name'] for c in cases])

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench.errors import UserError
+from bench.errors import UserError, first_line
 
 SCHEMES = ('keras', 'orbax')
 _BATCH_NORM = {'gamma': ('params', 'scale'), 'beta': ('params', 'bias'),
@@ -71,11 +71,16 @@ def layers(variables):
   return out
 
 
+def variable_shapes(model, image_shape):
+  """The variables of `model` as jax.ShapeDtypeStructs, without running or allocating it."""
+  return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *image_shape)))
+
+
 def zeros_like_variables(model, image_shape):
-  """Variables of `model` filled with zeros, without running it: a template for
-  a load that replaces every layer."""
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *image_shape)))
-  return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+  """Variables of `model` filled with zeros: a template for a load that replaces
+  every layer."""
+  return jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype),
+                                variable_shapes(model, image_shape))
 
 
 def _is_top(path):
@@ -87,15 +92,16 @@ def keras_name(path):
 
 
 def _shapes(weights):
-  return {f'{c}/{leaf}': tuple(np.shape(v)) for (c, leaf), v in sorted(weights.items())}
+  return {f'{c}/{leaf}': tuple(v.shape) for (c, leaf), v in sorted(weights.items())}
 
 
 def merge(variables, source, what, name_of):
   """`variables` with each layer replaced by its counterpart in `source`.
 
   `source` maps names (as `name_of(path)` makes them) to {(collection, leaf): array};
-  `what` describes it for messages. Returns (variables, names of the top layers
-  kept as initialised).
+  `what` describes it for messages. `variables` may hold jax.ShapeDtypeStructs
+  (only their shapes and dtypes are read). Returns (variables, names of the top
+  layers kept as initialised).
   """
   ours = layers(variables)
   flat = {c: traverse_util.flatten_dict(variables.get(c, {})) for c in _COLLECTIONS}
@@ -104,7 +110,7 @@ def merge(variables, source, what, name_of):
     name = name_of(path)
     theirs = source.get(name)
     fits = (theirs is not None and set(theirs) == set(weights)
-            and all(np.shape(theirs[k]) == np.shape(v) for k, v in weights.items()))
+            and all(theirs[k].shape == v.shape for k, v in weights.items()))
     if theirs is not None:
       used.add(name)
     if not fits:
@@ -165,8 +171,14 @@ def read_keras_h5(path):
                        for k, v in weights.items()}
       return out
   except (OSError, KeyError) as e:
-    raise UserError(f'cannot read Keras weights file {path} ({e}); it is truncated or not '
-                    'HDF5: download it again') from None
+    if os.path.isdir(path):
+      raise UserError(f'{path} is a directory, not a Keras weights .h5 file; an orbax '
+                      f'checkpoint directory is init_from=orbax:{path}') from None
+    if os.path.getsize(path) == 0:
+      raise UserError(f'Keras weights file {path} is empty (0 bytes); download it '
+                      'again') from None
+    raise UserError(f'cannot read Keras weights file {path} ({first_line(e)}); it is truncated '
+                    'or not HDF5: download it again') from None
 
 
 def _natural_key(name):
@@ -217,20 +229,50 @@ def restore_orbax(directory):
     with ocp.StandardCheckpointer() as checkpointer:
       return checkpointer.restore(os.path.abspath(directory))
   except (FileNotFoundError, ValueError) as e:
-    raise UserError(f'cannot restore orbax checkpoint {directory} ({e}); give the directory of '
-                    "a training run's weights/CASE or of python -m bench.convert_keras "
-                    'output') from None
+    raise UserError(f'cannot restore orbax checkpoint {directory} ({first_line(e)}); give '
+                    "the directory of a training run's weights/CASE or of python -m "
+                    'bench.convert_keras output') from None
+
+
+def _merge_from(spec, variables):
+  scheme, path = parse(spec)
+  if scheme == 'keras':
+    return load_keras_h5(path, variables)
+  source = layers(restore_orbax(path))
+  return merge(variables, {_slash_name(p): w for p, w in source.items()},
+               f'orbax checkpoint {path}', _slash_name)
+
+
+def _read_every_value(directory):
+  """Reads each value an orbax checkpoint (OCDBT) stores, one after another: a
+  truncated or damaged data file is a UserError. Restoring would find it too, but
+  orbax's concurrent reads then print tracebacks from their threads (the event
+  loop they report to is closed), not one line."""
+  import tensorstore as ts  # pylint: disable=g-import-not-at-top  (comes with orbax)
+  try:
+    store = ts.KvStore.open({'driver': 'ocdbt',
+                             'base': f'file://{os.path.abspath(directory)}/'}).result()
+    for key in store.list().result():
+      store.read(key).result()
+  except ValueError as e:
+    raise UserError(f'orbax checkpoint {directory} is damaged ({first_line(e)}); write it '
+                    'again (python -m bench.convert_keras, or the training run)') from None
+
+
+def check(spec, variables):
+  """Reads the weights `spec` names, all of them, and matches them against
+  `variables` (arrays or jax.ShapeDtypeStructs) as `load` would: a UserError naming
+  the file and its first problem (unreadable, truncated, empty, another model's,
+  a layer missing or mis-shaped). Run before anything is written."""
+  scheme, path = parse(spec)
+  if scheme == 'orbax':
+    _read_every_value(path)
+  _merge_from(spec, variables)
 
 
 def load(spec, variables):
   """`variables` initialised from `spec` (see the module docstring)."""
-  scheme, path = parse(spec)
-  if scheme == 'keras':
-    merged, kept = load_keras_h5(path, variables)
-  else:
-    source = layers(restore_orbax(path))
-    merged, kept = merge(variables, {_slash_name(p): w for p, w in source.items()},
-                         f'orbax checkpoint {path}', _slash_name)
+  merged, kept = _merge_from(spec, variables)
   logging.info('initialised from %s; %s', spec,
                f'top layers kept as initialised: {", ".join(kept)}' if kept else 'all layers')
   return merged

@@ -4,8 +4,9 @@ A case that fails (out of memory, say) is recorded as failed with its error and
 the suite goes on. The report is rewritten after every case, marked
 `incomplete` until the last one is done, so a killed run keeps what it measured.
 
-Every case's data is opened and checked before the workdir is touched, so a
-missing dataset or a bad split is one error and nothing written.
+Every case's data and initial weights are opened and checked before the workdir
+is touched, so a missing dataset, a bad split or weights that do not fit the
+model are one error and nothing written.
 
 Each case runs data-parallel on its own mesh (bench/parallel.py: `num_devices`,
 `parallel`). In a multi-process run every process runs the same cases in step,
@@ -181,6 +182,11 @@ def run_suite(config, workdir, config_file=None, restart=False):
   suite = suite_lib.expand(config)
   meshes = {name: parallel.mesh(case.num_devices) for name, case in suite.cases}
   inputs = {name: open_input(name, case, meshes[name]) for name, case in suite.cases}
+  for name, case in suite.cases:  # after open_input: num_classes may come from the data
+    try:
+      build.check_weights(case)
+    except UserError as e:
+      raise UserError(f'case {name!r}: {e}') from None
   workdir_lib.prepare(workdir)
   records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
   kept = set(records)

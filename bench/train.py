@@ -18,14 +18,12 @@ bench.visualize read).
 """
 
 import dataclasses
-import json
 import os
 import shutil
 import time
 from typing import Callable, Optional
 
 from absl import logging
-from clu import metric_writers
 import jax
 import numpy as np
 
@@ -37,10 +35,12 @@ from bench import parallel
 from bench import pretrained
 from bench import report
 from bench import timer
-from bench.fileio import atomic_write_text, replace_dir
+from bench.fileio import replace_dir
 from bench.progress import Progress as ProgressBar
 
 CACHE_MODES = ('none', 'memory', 'disk')
+# The case fields a run's metrics record as its hyperparameters.
+HPARAMS = ('model', 'optimizer', 'learning_rate', 'batch_size', 'transfer', 'dtype')
 MONITORED = ('train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy')
 STOP_REASONS = ('completed', 'early_stopping', 'diverged')
 
@@ -69,48 +69,6 @@ class EarlyStopping:
       self.best, self.best_epoch, self.wait = value, self.epoch, 0
       return True, False
     return False, self.wait >= self.patience and self.epoch > 1
-
-
-class JsonlWriter(metric_writers.MetricWriter):
-  """clu MetricWriter of one JSON object per write: {"step": k, name: value, ...}.
-
-  The whole file is rewritten atomically on flush, so it is always complete.
-  Scalars, texts and hyperparameters are kept; arrays (images, histograms, audio,
-  video) belong in TensorBoard, which the MultiWriter next to this one receives.
-  """
-
-  def __init__(self, path):
-    self._path, self._lines = path, []
-
-  def write_scalars(self, step, scalars):
-    self._lines.append(json.dumps({'step': int(step), **{k: float(v) for k, v in scalars.items()}}))
-
-  def write_texts(self, step, texts):
-    self._lines.append(json.dumps({'step': int(step), **texts}))
-
-  def write_hparams(self, hparams):
-    self._lines.append(json.dumps({'hparams': dict(hparams)}, default=str))
-
-  def write_summaries(self, step, values, metadata=None):
-    del step, values, metadata
-
-  def write_images(self, step, images):
-    del step, images
-
-  def write_videos(self, step, videos):
-    del step, videos
-
-  def write_audios(self, step, audios, *, sample_rate):
-    del step, audios, sample_rate
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    del step, arrays, num_buckets
-
-  def flush(self):
-    atomic_write_text(self._path, ''.join(line + '\n' for line in self._lines))
-
-  def close(self):
-    self.flush()
 
 
 @dataclasses.dataclass
@@ -208,23 +166,6 @@ def _export(workdir, name, variables, metadata):
     replace_dir(fresh, directory)
   parallel.barrier(f'exported {name}')
   return directory
-
-
-def _writer(workdir, name, case, history):
-  """TensorBoard and JSONL writers; a resumed run's JSONL starts with its earlier
-  epochs (TensorBoard's event files already hold them). Only the first process
-  writes: the others' writer discards what it is given."""
-  if not parallel.is_primary():
-    return metric_writers.MultiWriter([])
-  os.makedirs(os.path.join(workdir, 'metrics'), exist_ok=True)
-  jsonl = JsonlWriter(os.path.join(workdir, 'metrics', f'{name}.jsonl'))
-  writer = metric_writers.MultiWriter([
-      metric_writers.SummaryWriter(os.path.join(workdir, 'metrics', name)), jsonl])
-  writer.write_hparams({key: case[key] for key in ('model', 'optimizer', 'learning_rate',
-                                                   'batch_size', 'transfer', 'dtype')})
-  for row in history:
-    jsonl.write_scalars(row['epoch'], _scalars(row))
-  return writer
 
 
 def _scalars(row):
@@ -325,7 +266,12 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
 def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
   """The epoch loop, from `run` on: updates `run` and returns the final state."""
   lr = optimizers.schedule(case, build.total_steps(case, steps_per_epoch))
-  writer = _writer(workdir, name, case, run.history)
+  # Imported here: clu's TensorBoard writer imports TensorFlow (seconds), which no
+  # other kind of case needs.
+  from bench import metric_writers  # pylint: disable=import-outside-toplevel
+  writer = metric_writers.open_writers(
+      workdir, name, {key: case[key] for key in HPARAMS},
+      [(row['epoch'], _scalars(row)) for row in run.history])
   bar = ProgressBar(case.epochs * steps_per_epoch, f'{name} training')
   state = trainer.state
 

@@ -1,14 +1,32 @@
-"""Shared helpers: run the real CLI in a subprocess, build cases in-process.
+"""Shared helpers: run the real CLI in a subprocess or in this process, build cases.
 
 No test may reach the network: tests/offline/sitecustomize.py makes every
 non-local connection raise, in this process (imported below) and in every
 subprocess (PYTHONPATH).
+
+The test session shares one persistent JAX compilation cache (under
+.pytest_cache/), in this process and in every subprocess (the environment
+below is set before jax is imported): the same small programs are compiled by
+many tests and CLI runs, and a program compiled once is read back after that.
+Thresholds at zero, so that small programs are cached too.
 """
 
+import contextlib
+import importlib
+import io
 import itertools
 import os
 import subprocess
 import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.update(
+    JAX_COMPILATION_CACHE_DIR=os.path.join(REPO, '.pytest_cache', 'jax_compilation_cache'),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+
+# pylint: disable=wrong-import-position  (after the cache settings above)
+from absl import flags
 
 from bench import build
 from bench import report as report_lib
@@ -19,7 +37,6 @@ from configs import base
 
 from tests.offline import sitecustomize  # noqa: F401  (guards this process's sockets)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OFFLINE = os.path.join(REPO, 'tests', 'offline')
 
 
@@ -30,6 +47,39 @@ def run_cli(*args, module='bench.main', env=None):
   env['PYTHONPATH'] = os.pathsep.join(p for p in (_OFFLINE, env.get('PYTHONPATH')) if p)
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
                         text=True, timeout=600, check=False, env=env)
+
+
+def call_cli(*args, module='bench.main'):
+  """Runs the CLI `python -m module args` in this process, with what it writes to
+  stdout and stderr captured and its exit status caught; returns a CompletedProcess.
+
+  For the tests of what a command does with its flags and config, where a
+  subprocess would only add seconds of imports; one real subprocess per CLI is
+  tested besides. absl flags are global: every call starts them from their
+  defaults, without the config override flags (config.FIELD) an earlier call
+  defined. config_flags reads the overrides from sys.argv, which is set for the
+  call. bench.analysis and bench.compare parse their arguments with argparse.
+  """
+  cli = importlib.import_module(module)
+  argv = [module, *args]
+  for name in [name for name in flags.FLAGS if name.startswith('config.')]:
+    delattr(flags.FLAGS, name)
+  flags.FLAGS.unparse_flags()
+  stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+  saved_argv, sys.argv = sys.argv, argv
+  try:
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+      if module in ('bench.analysis', 'bench.compare'):
+        cli.main(list(args))
+      else:  # absl: bench.visualize parses its flags itself, the others as bench.main does
+        parse = getattr(cli, '_parse_flags', None) or importlib.import_module(
+            'bench.main').parse_flags
+        cli.main(parse(argv))
+  except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else 1
+  finally:
+    sys.argv = saved_argv
+  return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 def case_config(**fields):

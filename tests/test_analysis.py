@@ -211,3 +211,40 @@ def test_verdict_when_parameters_cannot_be_correlated():
   text = '\n'.join(analysis.markdown(analysis.analyze(report)))
   assert ('\n- **Parameter count** is known for 2 of these cases: too few to correlate with '
           'step time.\n') in text
+
+
+def test_a_proxy_pointing_the_wrong_way_is_named_and_never_the_best():
+  # Parameters fall exactly as time rises (R^2 = 1, slope -1); FLOPs rise with time,
+  # but not exactly (R^2 < 1): FLOPs are the best proxy, parameters point the wrong way.
+  flops = np.geomspace(1e7, 1e10, 5) * np.array([1.0, 1.5, 0.8, 1.2, 1.0])
+  seconds = np.geomspace(1e-3, 1.0, 5)
+  specs = [(f'm{i}', int(1e9 * t**-1 / 1e3), f, 1e6 * (i + 1), t)
+           for i, (f, t) in enumerate(zip(flops, seconds))]
+  result = analysis.analyze(_report(specs))
+  params = _row(result, 'params')
+  assert params['r2_log'] == pytest.approx(1.0) and params['slope'] == pytest.approx(-1.0)
+  assert params['wrong_way'] is True
+  assert _row(result, 'flops')['wrong_way'] is False and _row(result, 'flops')['r2_log'] < 0.999
+  text = '\n'.join(analysis.markdown(analysis.analyze(_report(specs))))
+  assert '| parameters | 5 | **points the wrong way** | -1.000 | ' in text
+  assert '| XLA FLOPs | 5 | more, slower | 1.000 | ' in text
+  assert ('\n- **Parameter count points the wrong way**: here the cases with more parameters '
+          'took less time per step (Spearman rho = -1.000, log-log slope -1.000). Its R^2 = '
+          '1.000 measures that inverse trend; it is not parameters costing time. The log-log '
+          'fit on the other cases, with its negative slope, predicts a case\'s time within a '
+          'median factor of 1.00x.') in text
+  assert 'Parameter count** explains' not in text
+  assert '\n- The best single proxy here is **XLA FLOPs**: R^2 = ' in text
+  assert ('\n- Pointing the wrong way (more of it, less time), so left out of the ranking: '
+          'parameters, trainable parameters.') in text
+  best = text[text.index('The best single proxy'):].splitlines()[0]
+  assert 'parameters' not in best.split('R^2 by proxy:')[1]
+
+
+def test_when_every_proxy_points_the_wrong_way_none_is_best():
+  seconds = np.geomspace(1e-3, 1.0, 4)
+  specs = [(f'm{i}', int(1e6 / t), 1e9 / t, 1e8 / t, t) for i, t in enumerate(seconds)]
+  text = '\n'.join(analysis.markdown(analysis.analyze(_report(specs))))
+  assert 'The best single proxy' not in text
+  assert ('\n- No proxy here points the right way (more of it, more time): none predicts '
+          'these step times.\n') in text

@@ -3,11 +3,13 @@
 import csv
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from bench import report as report_lib
-from tests.conftest import run_cli
+from tests.conftest import REPO, call_cli, run_cli
 
 QUICK = ('--config=configs/quickstart.py', '--config.warmup_steps=1', '--config.timed_steps=3')
 BASE = '--config=configs/base.py'
@@ -90,10 +92,40 @@ def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, mess
   (tmp_path / 'file').write_text('')
   workdir = tmp_path / 'wd'
   args = [a.format(wd=workdir, blocked=tmp_path / 'file') for a in args]
-  result = run_cli(*args)
+  result = call_cli(*args)
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1, result.stderr
   assert re.search(message, errors[0]), errors[0]
   assert 'Traceback' not in result.stderr
   assert sorted(os.listdir(tmp_path)) == ['file']
+
+
+# Imported only by the code paths that use them (seconds each on a small CPU).
+_HEAVY = ('tensorflow', 'tensorflow_datasets', 'clu', 'matplotlib', 'orbax', 'scipy', 'keras')
+
+
+def _modules_after(code):
+  """The top-level packages of _HEAVY and jax that a fresh Python process has
+  imported after running `code`, a SystemExit included."""
+  script = (f'import sys\ntry:\n  exec({code!r})\nexcept SystemExit:\n  pass\n'
+            f'print(sorted({{m.split(".")[0] for m in sys.modules}} & {set(_HEAVY + ("jax",))}))')
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=True)
+  return result.stdout.strip().splitlines()[-1]
+
+
+def test_a_config_mistake_and_help_import_neither_jax_nor_the_heavy_libraries():
+  for argv in (['bench.main', '--config=configs/quickstart.py', '--workdir=/nonexistent/x',
+                '--config.no_such_field=1'], ['bench.main', '--help']):
+    code = (f'import runpy, sys\nsys.argv = {argv!r}\n'
+            'runpy.run_module("bench.main", run_name="__main__")')
+    assert _modules_after(code) == '[]', argv
+
+
+def test_a_synthetic_timing_case_never_imports_tensorflow(tmp_path):
+  code = ('from bench import runner\nfrom configs import base\n'
+          'config = base.get_config()\nconfig.warmup_steps, config.timed_steps = 1, 2\n'
+          f'runner.run_suite(config, {str(tmp_path / "wd")!r})')
+  assert _modules_after(code) == "['jax']"
+  assert report_lib.load(str(tmp_path / 'wd' / 'report.json'))['cases'][0]['status'] == 'ok'

@@ -13,7 +13,7 @@ import sys
 import jax
 import pytest
 
-from bench import parallel
+from bench import distributed
 from bench import report as report_lib
 from bench import suite
 from bench.errors import UserError
@@ -139,14 +139,14 @@ def test_scaling_expands_weak_and_strong_over_default_device_counts(monkeypatch)
 ])
 def test_distributed_settings_are_checked(kwargs, message):
   with pytest.raises(UserError, match=message):
-    parallel.initialize(**kwargs)
+    distributed.initialize(**kwargs)
 
 
 def test_single_process_does_not_start_distributed(monkeypatch):
-  for variable in (*parallel.ENV.values(), 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
+  for variable in (*distributed.ENV.values(), 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'):
     monkeypatch.delenv(variable, raising=False)
   monkeypatch.setenv('SLURM_NTASKS', '1')  # a one-task Slurm job is one process
-  assert parallel.initialize('auto') is False
+  assert distributed.initialize('auto') is False
 
 
 def _free_port():
