@@ -8,7 +8,7 @@ import pytest
 
 from bench import analysis
 from bench import report as report_lib
-from tests.conftest import run_cli
+from tests.conftest import call_cli, run_cli
 from tests.test_report import _ENV, _case
 
 # Peaks of the synthetic device: 100 GFLOP/s, 10 GB/s.
@@ -188,12 +188,12 @@ def test_cli_json_plots_and_errors(tmp_path):
   out = json.loads(result.stdout)
   assert [r['proxy'] for r in out['proxies']] == [key for key, _, _ in analysis.PROXIES]
   assert sorted(os.listdir(tmp_path / 'plots')) == ['proxies.png', 'roofline.png']
-  result = run_cli(str(path), f'--plots={path / "plots"}', module='bench.analysis')
+  result = call_cli(str(path), f'--plots={path / "plots"}', module='bench.analysis')
   assert result.returncode == 2 and result.stdout == ''
   assert result.stderr == (f'error: --plots={path / "plots"}: cannot write the plots there '
                            '(Not a directory); name a writable directory\n')
   path.write_text(json.dumps(report)[:200])
-  result = run_cli(str(path), module='bench.analysis')
+  result = call_cli(str(path), module='bench.analysis')
   assert result.returncode == 2
   line, = result.stderr.strip().splitlines()
   assert line.startswith(f'error: {path}: not valid JSON (')

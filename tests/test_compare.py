@@ -10,7 +10,7 @@ import pytest
 from bench import compare as compare_lib
 from bench import report as report_lib
 from bench.compare import Change, Difference
-from tests.conftest import run_cli
+from tests.conftest import call_cli, run_cli
 from tests.test_report import _report
 
 
@@ -198,7 +198,7 @@ def test_cli_exit_codes_and_advisory_timing(tmp_path):
   gated = run_cli(base, new, module='bench.compare')
   assert gated.returncode == 1, gated.stderr
   assert re.search(r'^\| cnn \| .* \| regression \|$', gated.stdout, re.M), gated.stdout
-  advisory = run_cli(base, new, '--timing=advisory', '--format=text', module='bench.compare')
+  advisory = call_cli(base, new, '--timing=advisory', '--format=text', module='bench.compare')
   assert advisory.returncode == 0, advisory.stderr
   assert advisory.stdout.startswith('Benchmark comparison: 1 regression, 0 deterministic')
   assert re.search(r'^cnn .* regression$', advisory.stdout, re.M), advisory.stdout
@@ -208,7 +208,7 @@ def test_cli_truncated_report_names_the_file(tmp_path):
   base = _write(tmp_path / 'base.json', _timed(0))
   truncated = tmp_path / 'new.json'
   truncated.write_text(json.dumps(_timed(1))[:500])
-  result = run_cli(base, str(truncated), module='bench.compare')
+  result = call_cli(base, str(truncated), module='bench.compare')
   assert result.returncode == 2, result.stderr
   assert result.stdout == '' and len(result.stderr.splitlines()) == 1, result.stderr
   assert result.stderr.startswith(f'error: {truncated}: not valid JSON'), result.stderr

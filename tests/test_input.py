@@ -30,7 +30,7 @@ from input_pipeline import pipeline
 from input_pipeline import preprocess
 from input_pipeline import shapes
 from tests.conftest import case_config
-from tests.conftest import run_cli
+from tests.conftest import call_cli, run_cli
 
 
 @pytest.fixture(scope='module')
@@ -196,9 +196,9 @@ def test_corrupt_image_through_the_cli_exits_2_and_writes_nothing(tmp_path):
   root = _write_images(tmp_path / 'images', {'a': [(10, 10, 'jpg')], 'b': [(10, 10, 'jpg')]})
   (tmp_path / 'images' / 'b' / 'x.png').write_text('oops')
   workdir = tmp_path / 'work'
-  result = run_cli('--config=configs/base.py', f'--workdir={workdir}',
-                   f'--config.dataset=image_folder:{root}', '--config.num_classes=0',
-                   '--config.batch_size=2')
+  result = call_cli('--config=configs/base.py', f'--workdir={workdir}',
+                    f'--config.dataset=image_folder:{root}', '--config.num_classes=0',
+                    '--config.batch_size=2')
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 1 and f'{root}/b/x.png is not an image' in errors[0], result.stderr
@@ -441,8 +441,8 @@ def test_cars196_prepares_from_the_original_files_without_network(tmp_path):
 
 def test_missing_cars196_says_what_to_put_where(tmp_path):
   workdir = tmp_path / 'work'
-  result = run_cli('--config=configs/base.py', f'--workdir={workdir}', '--config.dataset=cars196',
-                   f'--config.data_dir={tmp_path}', '--config.num_classes=0')
+  result = call_cli('--config=configs/base.py', f'--workdir={workdir}', '--config.dataset=cars196',
+                    f'--config.data_dir={tmp_path}', '--config.num_classes=0')
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
   manual = tmp_path / 'downloads' / 'manual'

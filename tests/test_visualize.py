@@ -15,7 +15,7 @@ from bench import pretrained
 from bench import visualize
 from bench.errors import UserError
 from models.layers import without_top
-from tests.conftest import run_cli
+from tests.conftest import call_cli, run_cli
 
 CNN_CONFIG = {'model': 'seed_cnn', 'model_kwargs': {}, 'num_classes': 10,
               'image_shape': [32, 32, 3], 'resize': 'letterbox', 'normalization': 'unit',
@@ -143,8 +143,8 @@ def test_user_errors_found_before_writing(run, tmp_path, image, kwargs, message)
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(run, tmp_path, case, image, message):
   out = tmp_path / 'out'
-  result = run_cli(f'--workdir={run / "wd"}', f'--case={case}', f'--images={run / image}',
-                   f'--out={out}', module='bench.visualize')
+  result = call_cli(f'--workdir={run / "wd"}', f'--case={case}', f'--images={run / image}',
+                    f'--out={out}', module='bench.visualize')
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1 and 'Traceback' not in result.stderr, result.stderr
@@ -156,8 +156,8 @@ def test_missing_checkpoint_says_who_writes_it(run, tmp_path):
   workdir = tmp_path / 'wd'
   workdir.mkdir()
   (workdir / 'report.json').write_text((run / 'wd' / 'report.json').read_text())
-  result = run_cli(f'--workdir={workdir}', '--case=cnn', f'--images={run / "wide.png"}',
-                   f'--out={tmp_path / "out"}', module='bench.visualize')
+  result = call_cli(f'--workdir={workdir}', '--case=cnn', f'--images={run / "wide.png"}',
+                    f'--out={tmp_path / "out"}', module='bench.visualize')
   assert result.returncode == 2, result.stderr
   assert (f"error: no weights for case 'cnn' at {workdir}/weights/cnn: they are written at the "
           "end of runs of benchmark 'train' with checkpoint=True") in result.stderr.splitlines()

@@ -14,7 +14,7 @@ from bench import pretrained
 from bench.errors import UserError
 from models.layers import parse_head
 from bench import report as report_lib
-from tests.conftest import build_case, run_cli
+from tests.conftest import build_case, call_cli, run_cli
 
 
 def _counts(name, num_classes, shape=(32, 32, 3), **kwargs):
@@ -284,7 +284,7 @@ def test_convert_keras_user_errors(keras_refs, tmp_path, args, message):
   truncated.write_bytes(open(weights, 'rb').read()[:4096])
   args = [a.format(weights=weights, truncated=truncated, out=tmp_path / 'out', tmp=tmp_path)
           for a in args]
-  result = run_cli(*args, module='bench.convert_keras')
+  result = call_cli(*args, module='bench.convert_keras')
   assert result.returncode == 2, result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1 and 'Traceback' not in result.stderr, result.stderr
