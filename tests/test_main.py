@@ -1,6 +1,7 @@
 """The real command line: the quickstart end to end, and every user error."""
 
 import csv
+import logging as std_logging
 import os
 import re
 import subprocess
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+from bench import main
 from bench import report as report_lib
 from tests.conftest import REPO, call_cli, run_cli
 
@@ -56,6 +58,12 @@ def test_quickstart_end_to_end(tmp_path):
   assert (workdir / 'proxies.png').stat().st_size > 0 < (workdir / 'roofline.png').stat().st_size
   rows = list(csv.DictReader((workdir / 'report.csv').open()))
   assert [row['name'] for row in rows] == list(cases)
+  # Quiet: the suite's own lines, no library's start-up chatter (jax probing for a TPU).
+  lines = result.stderr.splitlines()
+  assert all(re.match(r'\d\d:\d\d:\d\d ', line) for line in lines), result.stderr
+  assert lines[0].endswith('[1/5] mlp_b32: seed_mlp train_step on synthetic, batch 32 over 1 '
+                           'devices (jit), float32')
+  assert not any('tpu' in line or 'oneDNN' in line for line in lines), result.stderr
 
 
 @pytest.mark.parametrize('args, message', [
@@ -129,3 +137,22 @@ def test_a_synthetic_timing_case_never_imports_tensorflow(tmp_path):
           f'runner.run_suite(config, {str(tmp_path / "wd")!r})')
   assert _modules_after(code) == "['jax']"
   assert report_lib.load(str(tmp_path / 'wd' / 'report.json'))['cases'][0]['status'] == 'ok'
+
+
+def test_default_logging_keeps_the_suites_lines_and_every_warning():
+  def record(name, level, path, message):
+    return std_logging.LogRecord(name, level, path, 1, message, None, None)
+  own = record('absl', std_logging.INFO, os.path.join(REPO, 'bench', 'runner.py'), '[1/5] x')
+  chatter = record('jax._src.xla_bridge', std_logging.INFO, '/venv/jax/_src/xla_bridge.py',
+                   "Unable to initialize backend 'tpu'")
+  fallback = record('jax._src.xla_bridge', std_logging.WARNING, '/venv/jax/_src/xla_bridge.py',
+                    'falling back to cpu')
+  ours = record('absl', std_logging.WARNING, os.path.join(REPO, 'bench', 'suite.py'),
+                'case x: strong scaling skips 3 devices')
+  assert [main._quiet(r) for r in (own, chatter, fallback, ours)] == [True, False, True, True]
+  plain = main._Plain()
+  assert re.fullmatch(r'\d\d:\d\d:\d\d \[1/5\] x', plain.format(own))
+  assert re.fullmatch(r'\d\d:\d\d:\d\d warning \(jax._src.xla_bridge\): falling back to cpu',
+                      plain.format(fallback))
+  assert re.fullmatch(r'\d\d:\d\d:\d\d warning: case x: strong scaling skips 3 devices',
+                      plain.format(ours))
