@@ -20,7 +20,7 @@ from bench import train
 from bench import transfer
 from bench.errors import UserError
 from configs import base
-from tests.conftest import build_case, case_config, run_cli
+from tests.conftest import build_case, call_cli, case_config
 
 
 @pytest.fixture(scope='module')
@@ -362,8 +362,8 @@ EXPECTED = {
 @pytest.mark.parametrize('name', sorted(SEED_CONFIGS))
 def test_seed_config_runs_offline_at_tiny_size(name, tmp_path, data_dir):
   workdir = tmp_path / 'work'
-  result = run_cli(f'--config=configs/{name}.py', f'--workdir={workdir}',
-                   f'--config.data_dir={data_dir}', *SEED_CONFIGS[name])
+  result = call_cli(f'--config=configs/{name}.py', f'--workdir={workdir}',
+                    f'--config.data_dir={data_dir}', *SEED_CONFIGS[name])
   assert result.returncode == 0, result.stderr[-3000:]
   report = report_lib.load(workdir / 'report.json')
   cases = {c['name']: c for c in report['cases']}
