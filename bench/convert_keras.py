@@ -18,6 +18,7 @@ from absl import logging
 import jax.numpy as jnp
 
 import models
+from bench import logs
 from bench import main as cli
 from bench import pretrained
 from bench.errors import UserError
@@ -69,7 +70,7 @@ def main(argv):
     cli.fail(f'--model_kwargs must be a JSON object such as \'{{"alpha": 0.5}}\' ({e})')
   if not os.path.isfile(_WEIGHTS.value):
     cli.fail(f'--weights {_WEIGHTS.value} does not exist; give the path of a Keras .h5 file')
-  logging.set_verbosity(logging.INFO)
+  logs.configure()
   try:
     metadata = convert(_MODEL.value, _WEIGHTS.value, _OUT.value, kwargs)
   except UserError as e:

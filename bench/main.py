@@ -4,11 +4,10 @@ Thin on purpose: flags in, one call to bench.runner.run_suite. Everything else
 lives in importable modules that tests and notebooks call directly. A mistake
 the user can fix ends with one line on stderr and exit status 2.
 
-The log shows the suite's own lines and every library's warnings; `--verbosity=1`
-(or 0) brings back the libraries' start-up and progress messages too.
+The log shows the suite's own lines and every library's warnings (bench/logs.py);
+`--verbosity=1` (or 0) brings back the libraries' start-up and progress messages.
 """
 
-import logging as std_logging
 import os
 import re
 import sys
@@ -19,6 +18,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from bench import distributed
+from bench import logs
 from bench.errors import UserError, fail
 
 # Only what parsing the flags and reading the config need is imported above: a
@@ -88,56 +88,6 @@ def parse_flags(argv):
              '; the fields a config has are documented in WORKSPACE.md'))
 
 
-# The project's packages, whose INFO lines are the suite's own output.
-_OWN_PACKAGES = tuple(
-    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package) + os.sep
-    for package in ('bench', 'models', 'input_pipeline', 'configs'))
-
-
-def _own(record):
-  return record.pathname.startswith(_OWN_PACKAGES)
-
-
-def _quiet(record):
-  """Default logging: the suite's own lines, and every library's warnings and errors,
-  but not the libraries' INFO chatter (jax's backend probing, orbax's saves, tfds)."""
-  return record.levelno >= std_logging.WARNING or _own(record)
-
-
-class _Plain(std_logging.Formatter):
-  """Default log lines: `HH:MM:SS message`; a warning or an error says so, and names
-  the library it comes from when that is not the suite."""
-
-  def __init__(self):
-    super().__init__('%(asctime)s %(message)s', datefmt='%H:%M:%S')
-
-  def format(self, record):
-    line = super().format(record)
-    if record.levelno < std_logging.WARNING:
-      return line
-    clock, message = line.split(' ', 1)
-    source = '' if _own(record) else f' ({record.name})'
-    return f'{clock} {record.levelname.lower()}{source}: {message}'
-
-
-def configure_logging():
-  """INFO from the suite, WARNING and above from everyone, as plain lines; an explicit
-  --verbosity (absl's flag: 1 = debug, 0 = info, -1 = warning) applies to every
-  library alike, in absl's own format."""
-  handler = logging.get_absl_handler()
-  if flags.FLAGS['verbosity'].present:
-    handler.removeFilter(_quiet)
-    handler.setFormatter(logging.PythonFormatter())
-    return
-  logging.set_verbosity(logging.INFO)
-  if _quiet not in handler.filters:
-    handler.addFilter(_quiet)
-  handler.setFormatter(_Plain())
-  # TensorFlow's C++ start-up notices (oneDNN, CPU features) are INFO too; its
-  # warnings still show. Read when TensorFlow is imported, so set before that.
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
-
-
 def main(argv):
   if len(argv) > 1:
     fail(f'unexpected arguments {" ".join(argv[1:])}; use --config=FILE --workdir=DIR')
@@ -145,7 +95,7 @@ def main(argv):
     fail('missing --config; pass --config=configs/quickstart.py or another file in configs/')
   if not _WORKDIR.value:
     fail('missing --workdir; pass --workdir=DIR, where the report will be written')
-  configure_logging()
+  logs.configure()
   # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
   from bench import interrupt
   from bench import runner

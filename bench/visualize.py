@@ -38,6 +38,7 @@ import numpy as np
 
 import models
 from bench import fileio
+from bench import logs
 from bench import pretrained
 from bench.errors import UserError, fail
 from models.layers import Classifier, DepthwiseConv2D, without_top
@@ -368,7 +369,7 @@ def main(argv):
     if not flag.value:
       fail(f'missing --{flag.name}; usage: python -m bench.visualize --workdir=DIR --case=NAME '
             '--images=a.jpg,b.png --out=OUTDIR')
-  logging.set_verbosity(logging.INFO)
+  logs.configure()
   try:
     paths = visualize(_WORKDIR.value, _CASE.value, _IMAGES.value, _OUT.value,
                       layer=_LAYER.value, class_index=_CLASS_INDEX.value)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import main
+from bench import logs
 from bench import report as report_lib
 from tests.conftest import REPO, call_cli, run_cli
 
@@ -149,8 +149,8 @@ def test_default_logging_keeps_the_suites_lines_and_every_warning():
                     'falling back to cpu')
   ours = record('absl', std_logging.WARNING, os.path.join(REPO, 'bench', 'suite.py'),
                 'case x: strong scaling skips 3 devices')
-  assert [main._quiet(r) for r in (own, chatter, fallback, ours)] == [True, False, True, True]
-  plain = main._Plain()
+  assert [logs._quiet(r) for r in (own, chatter, fallback, ours)] == [True, False, True, True]
+  plain = logs._Plain()
   assert re.fullmatch(r'\d\d:\d\d:\d\d \[1/5\] x', plain.format(own))
   assert re.fullmatch(r'\d\d:\d\d:\d\d warning \(jax._src.xla_bridge\): falling back to cpu',
                       plain.format(fallback))
