@@ -49,6 +49,29 @@ def run_cli(*args, module='bench.main', env=None):
                         text=True, timeout=600, check=False, env=env)
 
 
+# The CLIs built on absl flags, with the modules whose flags they parse besides their own.
+_ABSL_CLIS = {'bench.main': (), 'bench.convert_keras': ('bench.main',),
+              'bench.overhead': ('bench.main',), 'bench.visualize': ()}
+
+
+def _absl_cli(module):
+  """`module` imported with its absl flags defined, and no other CLI's: they share
+  absl's global FLAGS, where some of their names clash (bench.main's and
+  bench.visualize's --workdir, convert_keras's and visualize's --out). The other
+  CLIs' flags are removed; a module whose flags were removed is imported again."""
+  chain = (*_ABSL_CLIS[module], module)
+  for other, defined in flags.FLAGS.flags_by_module_dict().items():
+    if other in _ABSL_CLIS and other not in chain:
+      for flag in list(defined):
+        delattr(flags.FLAGS, flag.name)
+  for name in chain:
+    if name in sys.modules and not flags.FLAGS.flags_by_module_dict().get(name):
+      importlib.reload(sys.modules[name])
+    else:
+      importlib.import_module(name)
+  return sys.modules[module]
+
+
 def call_cli(*args, module='bench.main'):
   """Runs the CLI `python -m module args` in this process, with what it writes to
   stdout and stderr captured and its exit status caught; returns a CompletedProcess.
@@ -60,7 +83,7 @@ def call_cli(*args, module='bench.main'):
   defined. config_flags reads the overrides from sys.argv, which is set for the
   call. bench.analysis and bench.compare parse their arguments with argparse.
   """
-  cli = importlib.import_module(module)
+  cli = importlib.import_module(module) if module not in _ABSL_CLIS else _absl_cli(module)
   argv = [module, *args]
   for name in [name for name in flags.FLAGS if name.startswith('config.')]:
     delattr(flags.FLAGS, name)

@@ -18,7 +18,7 @@ from bench import report as report_lib
 from bench import runner
 from bench.errors import UserError
 from configs import base
-from tests.conftest import REPO, build_case, run_cli
+from tests.conftest import REPO, build_case, call_cli, run_cli
 
 
 def _host(tree):
@@ -198,8 +198,10 @@ def get_config():
 
 
 def _run(config, workdir, fault=None):
-  return run_cli(f'--config={config}', f'--workdir={workdir}',
-                 env={interrupt.FAULT_ENV: fault} if fault else None)
+  """A run killed or interrupted at `fault` in a process of its own; otherwise here."""
+  if fault:
+    return run_cli(f'--config={config}', f'--workdir={workdir}', env={interrupt.FAULT_ENV: fault})
+  return call_cli(f'--config={config}', f'--workdir={workdir}')
 
 
 def test_killed_and_preempted_runs_resume_to_the_same_bits(tmp_path):

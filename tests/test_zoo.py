@@ -293,8 +293,8 @@ def test_convert_keras_user_errors(keras_refs, tmp_path, args, message):
 
 
 def test_model_zoo_config_is_compile_only(tmp_path):
-  result = run_cli('--config=configs/model_zoo.py', f'--workdir={tmp_path}',
-                   '--config.select=seed_cifar,width_unet,resnet50_dense512_24')
+  result = call_cli('--config=configs/model_zoo.py', f'--workdir={tmp_path}',
+                    '--config.select=seed_cifar,width_unet,resnet50_dense512_24')
   assert result.returncode == 0, result.stderr
   report = report_lib.load(str(tmp_path / 'report.json'))
   cases = {case['name']: case for case in report['cases']}
