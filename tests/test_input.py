@@ -29,8 +29,8 @@ from input_pipeline import folder
 from input_pipeline import pipeline
 from input_pipeline import preprocess
 from input_pipeline import shapes
-from tests.conftest import case_config
-from tests.conftest import call_cli, run_cli
+from input_pipeline import synthetic
+from tests.conftest import call_cli, case_config, run_cli
 
 
 @pytest.fixture(scope='module')
@@ -503,3 +503,25 @@ def test_input_pipeline_config_on_two_devices(data_dir, tmp_path):
   markdown = open(tmp_path / 'report.md').read()
   assert '## Input pipeline only' in markdown and '| seed_cnn32 | shapes | train[331:] | 29 |' \
       in markdown
+
+
+def test_synthetic_batches_are_fixed_by_the_key_in_range_and_placed():
+  sharding = parallel.batch_sharding(parallel.mesh())
+  kwargs = dict(num_batches=2, batch_size=4, image_shape=(3, 5, 2), num_classes=3,
+                sharding=sharding)
+  first, again, other = (jax.device_get(synthetic.make_batches(jax.random.key(seed), **kwargs))
+                         for seed in (7, 7, 8))
+  for batch in first:
+    assert batch['image'].shape == (4, 3, 5, 2) and batch['image'].dtype == np.float32
+    assert batch['label'].shape == (4,) and batch['label'].dtype == np.int32
+    assert 0 <= batch['image'].min() and batch['image'].max() < 1
+    assert set(batch['label']) <= {0, 1, 2}
+  assert not np.array_equal(first[0]['image'], first[1]['image'])  # distinct batches rotate
+  jax.tree.map(np.testing.assert_array_equal, first, again)
+  assert not np.array_equal(first[0]['image'], other[0]['image'])
+  placed = synthetic.make_batches(jax.random.key(7), **kwargs)
+  assert all(x.sharding == sharding for batch in placed for x in batch.values())
+  # pmap's layout: the same values, with a leading device axis.
+  per_device = synthetic.make_batches(jax.random.key(7), **kwargs,
+                                      layout=lambda x: x.reshape(1, *x.shape))
+  np.testing.assert_array_equal(np.asarray(per_device[1]['image'])[0], first[1]['image'])
