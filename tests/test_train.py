@@ -15,7 +15,9 @@ import models
 from bench import optimizers
 from bench import pretrained
 from bench import report as report_lib
+from bench import parallel
 from bench import runner
+from bench import steps
 from bench import train
 from bench import transfer
 from bench.errors import UserError
@@ -33,6 +35,18 @@ def _optimizer_case(**fields):
   config = base.get_config()
   config.update(fields)
   return config
+
+
+def test_initial_state_compiled_for_one_run_is_bitwise_the_optimised_programs():
+  model = models.create('width_resnet', num_classes=10, dtype=jnp.float32, nf=4)  # BatchNorm too
+  tx, rng, replicated = optax.adam(1e-3), jax.random.key(3), parallel.replicated(parallel.mesh())
+  state = steps.create_train_state(model, tx, rng, (8, 8, 3), replicated)
+  init_rng, _ = jax.random.split(rng)
+  variables = jax.jit(model.init, static_argnames='train')(  # XLA's default optimisations
+      init_rng, jnp.zeros((1, 8, 8, 3)), train=False)
+  assert jax.tree.leaves(state.batch_stats)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(variables),
+               jax.device_get({'params': state.params, 'batch_stats': state.batch_stats}))
 
 
 # ----------------------------------------------------------------- optimizers
