@@ -2,7 +2,7 @@
 
 The encoder-decoder of models/width.py at NF = 16, 32, 48, 64, 80, 96, 128
 filters (kernel 3), trained 30 epochs each; then NF 32 with U-Net skip
-connections and with residual blocks (25 epochs, as the seeds). The seeds' 30
+connections (30 epochs) and with residual blocks (25 epochs, as the seeds). The seeds' 30
 epochs took 457 s at NF 16 up to 2,373 s at NF 128, while validation accuracy
 saturated at 45-46%; the U-Net variant took 692 s for 56.4%, the residual one
 4,349 s for 70.5%.
@@ -10,7 +10,8 @@ saturated at 45-46%; the U-Net variant took 692 s for 56.4%, the residual one
 Needs cifar10 prepared in data_dir. Offline at tiny size: --config.dataset=shapes
 --config.num_classes=0 --config.train_split='train[:80%]'
 --config.eval_split='train[80%:]' --config.epochs=1 --config.steps_per_epoch=1
---config.batch_size=4 (and --config.select to run a few cases)
+--config.batch_size=4 --config.cases.resnet_nf32.epochs=1 (a case's own field
+is overridden through its path) and --config.select to run a few cases
 """
 
 from configs import base
