@@ -83,17 +83,14 @@ def initial_state(case, mesh, model, tx, frozen, resume=None):
   """
   replicated = parallel.replicated(mesh)
   state_rng = jax.random.split(jax.random.key(case.seed))[0]
-
-  def create():
-    return steps.create_train_state(model, tx, state_rng, tuple(case.image_shape), replicated,
-                                    frozen)
+  init = steps.train_state_init(model, tx, tuple(case.image_shape), replicated, frozen)
   if resume is not None:
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                          jax.eval_shape(create))
+                          jax.eval_shape(init, state_rng))
     restored = resume(target)
     if restored is not None:
       return restored
-  state = create()
+  state = steps.run_once(init, state_rng)
   if case.init_from:
     variables = pretrained.load(case.init_from, jax.device_get(
         {'params': state.params, 'batch_stats': state.batch_stats}))

@@ -33,11 +33,10 @@ class TrainState:
   rng: jax.Array  # base key; step k uses fold_in(rng, k) for dropout
 
 
-def create_train_state(model, tx, rng, image_shape, sharding, frozen=frozenset()):
-  """Initialises parameters and optimizer state directly with `sharding` (no host copy).
-
-  The optimizer state covers only the layers not in `frozen` (bench/transfer.py).
-  """
+def train_state_init(model, tx, image_shape, sharding, frozen=frozenset()):
+  """The jitted `rng -> TrainState`: parameters and optimizer state created directly
+  with `sharding` (no host copy); the optimizer state covers only the layers not
+  in `frozen` (bench/transfer.py). jax.eval_shape of it gives the state's shapes."""
   def init(rng):
     init_rng, state_rng = jax.random.split(rng)
     variables = model.init(init_rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
@@ -45,7 +44,7 @@ def create_train_state(model, tx, rng, image_shape, sharding, frozen=frozenset()
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get('batch_stats', {}),
                       opt_state=tx.init(transfer.split(params, frozen)[0]), rng=state_rng)
-  return run_once(jax.jit(init, out_shardings=sharding), rng)
+  return jax.jit(init, out_shardings=sharding)
 
 
 # XLA options for a program that runs once (initialisation) on a CPU: LLVM's

@@ -40,7 +40,7 @@ def _optimizer_case(**fields):
 def test_initial_state_compiled_for_one_run_is_bitwise_the_optimised_programs():
   model = models.create('seed_cifar', num_classes=10, dtype=jnp.float32, batchnorm_first=True)
   tx, rng, replicated = optax.adam(1e-3), jax.random.key(3), parallel.replicated(parallel.mesh())
-  state = steps.create_train_state(model, tx, rng, (32, 32, 3), replicated)
+  state = steps.run_once(steps.train_state_init(model, tx, (32, 32, 3), replicated), rng)
   init_rng, _ = jax.random.split(rng)
   variables = jax.jit(model.init, static_argnames='train')(  # XLA's default optimisations
       init_rng, jnp.zeros((1, 32, 32, 3)), train=False)
