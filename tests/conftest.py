@@ -81,9 +81,9 @@ def call_cli(*args, module='bench.main'):
   tested besides. absl flags are global: every call starts them from their
   defaults, without the config override flags (config.FIELD) an earlier call
   defined. config_flags reads the overrides from sys.argv, which is set for the
-  call. bench.analysis and bench.compare parse their arguments with argparse.
+  call. The other CLIs (bench.analysis, bench.compare) parse their arguments with
+  argparse.
   """
-  cli = importlib.import_module(module) if module not in _ABSL_CLIS else _absl_cli(module)
   argv = [module, *args]
   for name in [name for name in flags.FLAGS if name.startswith('config.')]:
     delattr(flags.FLAGS, name)
@@ -92,12 +92,12 @@ def call_cli(*args, module='bench.main'):
   saved_argv, sys.argv = sys.argv, argv
   try:
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-      if module in ('bench.analysis', 'bench.compare'):
-        cli.main(list(args))
-      else:  # absl: bench.visualize parses its flags itself, the others as bench.main does
-        parse = getattr(cli, '_parse_flags', None) or importlib.import_module(
-            'bench.main').parse_flags
+      if module in _ABSL_CLIS:  # bench.visualize parses its flags itself, the others as main
+        cli = _absl_cli(module)
+        parse = getattr(cli, '_parse_flags', None) or sys.modules['bench.main'].parse_flags
         cli.main(parse(argv))
+      else:
+        importlib.import_module(module).main(list(args))
   except SystemExit as e:
     code = e.code if isinstance(e.code, int) else 1
   finally:
