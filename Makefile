@@ -9,7 +9,7 @@ WORKDIR ?= workdirs/quickstart
 CI_WORKDIR ?= workdirs/ci-cpu
 BASELINE := benchmarks/baseline-cpu.json
 
-.PHONY: demo test lock bench-ci baseline ci-suite
+.PHONY: demo test lock bench-ci baseline ci-suite ab-ci
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,22 @@ test: $(STAMP)
 # differences are printed but never fail on this shared, noisy machine.
 bench-ci: ci-suite
 	$(PY) -m bench.compare $(BASELINE) $(CI_WORKDIR)/report.json --timing=advisory --format=text
+
+# The CI timing gate: bench.ab of HEAD against its first parent, interleaved in fresh
+# processes on this machine; exit 1 on a regression verdict. Deterministic figures are
+# printed, not gated here: bench-ci diffs them against the baseline, which an intended
+# change refreshes. Without a parent (a shallow or one-commit clone) there is nothing to
+# compare.
+AB_WORKDIR ?= workdirs/ab-ci
+AB_BASE ?= HEAD^
+AB_ARGS ?= --rounds=8 --look_every=4 --max_rounds=16 --max_minutes=8 \
+	--config=configs/param_vs_runtime.py --config.timed_steps=20 \
+	--config.select=seed_mlp,seed_cnn,mlp_1024x2,cifar_base,cifar_batchnorm_first
+ab-ci: $(STAMP)
+	@if git rev-parse -q --verify '$(AB_BASE)^{commit}' >/dev/null; then \
+	  env -u XLA_FLAGS JAX_PLATFORMS=cpu $(PY) -m bench.ab --base='$(AB_BASE)' --new=HEAD \
+	    --workdir=$(AB_WORKDIR) --changes=advisory $(AB_ARGS); \
+	else echo 'timing A/B skipped: $(AB_BASE) is not in this clone'; fi
 
 # Refresh the baseline after an intended change to a model or to XLA; commit the file.
 baseline: ci-suite

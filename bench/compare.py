@@ -227,7 +227,7 @@ def render(result, fmt='md'):
 
 # --------------------------------------------------------------------- Command line
 
-def _number(valid, hint):
+def number(valid, hint):
   """An argparse type: a number, or a percentage with '%', that `valid` accepts."""
   def parse(text):
     try:
@@ -240,13 +240,15 @@ def _number(valid, hint):
   return parse
 
 
+# --threshold of compare and bench.ab.
+THRESHOLD = number(lambda v: 0 <= v < math.inf, 'a fraction >= 0: give e.g. 10% or 0.1')
+
+
 def main(argv=None):
   parser = ArgumentParser(prog='bench.compare', description=__doc__.split('\n')[0])
   parser.add_argument('base', metavar='BASE.json', help='the report to compare against')
   parser.add_argument('new', metavar='NEW.json', help='the report under test')
-  parser.add_argument('--threshold', default=0.1,
-                      type=_number(lambda v: 0 <= v < math.inf,
-                                   'a fraction >= 0: give e.g. 10% or 0.1'),
+  parser.add_argument('--threshold', default=0.1, type=THRESHOLD,
                       help='median step time change that can count as a regression or a '
                       'speed-up: "10%%" or "0.1" (default 10%%)')
   parser.add_argument('--format', choices=('md', 'text'), default='md',
@@ -255,7 +257,7 @@ def main(argv=None):
                       help='gate: a timing regression gives exit status 1; advisory: it is '
                       'only printed (deterministic changes still give 1)')
   parser.add_argument('--alpha', default=0.01,
-                      type=_number(lambda v: 0 < v < 1,
+                      type=number(lambda v: 0 < v < 1,
                                    'a probability between 0 and 1: give e.g. 0.01'),
                       help='significance level of the Mann-Whitney U test (default 0.01)')
   args = parser.parse_args(argv)

@@ -13,6 +13,7 @@ TRAINING_CURVES = 'training_curves.png'
 SCALING = 'scaling.png'
 PROXIES = 'proxies.png'
 ROOFLINE = 'roofline.png'
+AB = 'ab.png'
 
 
 def _subplots(*grid, figsize):
@@ -140,3 +141,33 @@ def proxies(workdir, result):
   fig.tight_layout()
   paths.append(_save(fig, workdir, ROOFLINE))
   return paths
+
+
+def ab_rounds(workdir, result):
+  """WORKDIR/ab.png: each round's new/base ratio of every case of a bench.ab result,
+  with the estimate, its interval and the threshold's bounds (log scale)."""
+  cases = result['cases']
+  fig, ax = _subplots(figsize=(max(7.5, 1.1 * len(cases) + 2), 4.5))
+  bound = 1 + result['threshold']
+  for i, case in enumerate(cases):
+    ratios = case['round_ratios']
+    # Rounds spread sideways in order, so a drift over the run shows as a slope.
+    offsets = [(j / max(len(ratios) - 1, 1) - 0.5) * 0.5 for j in range(len(ratios))]
+    ax.scatter([i + o for o in offsets], ratios, s=12, color='C0', alpha=0.7)
+    if case['ci_low'] is not None:
+      ax.plot([i, i], [case['ci_low'], case['ci_high']], color='k', linewidth=2)
+    ax.plot(i, case['ratio'], marker='D', color='C3')
+  for y, style in ((1, '-'), (bound, '--'), (1 / bound, '--')):
+    ax.axhline(y, color='grey', linestyle=style, linewidth=0.8)
+  from matplotlib import ticker  # pylint: disable=import-outside-toplevel
+  ax.set_yscale('log')
+  for axis_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+    axis_formatter(ticker.FormatStrFormatter('%.2f'))
+  ax.set_xticks(range(len(cases)),
+                [f'{c["name"]}\n{c["verdict"]}' for c in cases], fontsize='small')
+  ax.set_ylabel('new / base median step time')
+  ax.set_title(f'{result["base"]["commit"][:10]} -> {result["new"]["commit"][:10]}\nrounds '
+               '(dots, in order), estimate (diamond), interval (bar), threshold (dashed)',
+               fontsize='medium')
+  fig.tight_layout()
+  return _save(fig, workdir, AB)

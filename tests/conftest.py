@@ -95,9 +95,9 @@ def call_cli(*args, module='bench.main'):
       if module in _ABSL_CLIS:  # bench.visualize parses its flags itself, the others as main
         cli = _absl_cli(module)
         parse = getattr(cli, '_parse_flags', None) or sys.modules['bench.main'].parse_flags
-        cli.main(parse(argv))
-      else:
-        importlib.import_module(module).main(list(args))
+        code = cli.main(parse(argv)) or 0
+      else:  # main's return value is the exit status, as sys.exit(main()) makes it
+        code = importlib.import_module(module).main(list(args)) or 0
   except SystemExit as e:
     code = e.code if isinstance(e.code, int) else 1
   finally:
