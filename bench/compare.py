@@ -12,6 +12,17 @@ Timing compares the step time samples of each case timed in both: the ratio of
 the medians new/base and a two-sided Mann-Whitney U test on the raw samples. A
 case is a 'regression' when the ratio exceeds 1 + threshold and p < alpha,
 'faster' when it is below 1 / (1 + threshold) and p < alpha, else 'noise'.
+
+Two reports are two runs, possibly on two machines, or on one machine doing
+other work the second time. Each run measures the device's peaks after its
+last case (environment.peaks), so the comparison knows when the machine
+changed: when a peak moved beyond its own run-to-run noise (PEAK_NOISE) or the
+hardware differs (_MACHINE_KEYS), every timing verdict is 'inconclusive: the
+machine changed (matmul peak 0.43x)' instead of a regression; rerun both on one
+machine, or interleaved with bench.ab. The ratio normalised by the peak that
+bounds the case (its roofline: FLOPs or bytes) is shown beside the raw one, for
+reading: a peak is measured in seconds, after the cases, and moves by its own
+noise, so verdicts stay on the raw ratio of an unchanged machine.
 Consecutive step times are not independent (clocks, caches and the host drift
 together), so p is a screen that flags what to rerun, not a proof. With fewer
 than 5 samples in either report nothing can be significant at small alpha: such
@@ -47,11 +58,19 @@ _EXACT = (('params', report_lib.CASE_BLOCKS['params']), ('xla', report_lib.XLA_K
           ('memory', tuple(k for k in report_lib.CASE_BLOCKS['memory']
                            if k not in _MEASURED_MEMORY)))
 
+# The environment keys that say which machine ran: when one differs, the two runs'
+# step times measure two machines, not two versions of the code.
+_MACHINE_KEYS = ('backend', 'device_kind', 'device_count', 'process_count', 'cpu_model',
+                 'cpu_count', 'xla_flags')
+# How far a measured peak moves between runs of unchanged code on an unchanged
+# machine: PEAK_NOISE_MEASURED in WORKSPACE.md. Beyond it, the machine changed.
+PEAK_NOISE = 0.15
+
 Difference = collections.namedtuple('Difference', 'key base new')
 Peak = collections.namedtuple('Peak', 'key base new ratio')
 Change = collections.namedtuple('Change', 'case figure base new')
 Timing = collections.namedtuple(
-    'Timing', 'case base_median new_median ratio p n_base n_new verdict note')
+    'Timing', 'case base_median new_median ratio normalised bound p n_base n_new verdict note')
 
 
 def _environment(base, new):
@@ -87,23 +106,64 @@ def _changes(base, new):
           for block, keys in _EXACT for key in keys if base[block][key] != new[block][key]]
 
 
-def _timing(name, base, new, threshold, alpha):
+def _peak_name(key):
+  """'matmul float32 peak' for peaks.matmul_flops_per_s.float32, 'copy bandwidth'."""
+  if key.startswith('peaks.matmul_flops_per_s.'):
+    return f'matmul {key.rsplit(".", 1)[1]} peak'
+  return 'copy bandwidth'
+
+
+def machine_change(environment, peaks):
+  """What says the machine changed between two runs ('' if nothing): a hardware
+  difference, or a peak that moved beyond PEAK_NOISE."""
+  reasons = [f'{d.key} {_value(d.base)} -> {_value(d.new)}' for d in environment
+             if d.key in _MACHINE_KEYS]
+  bound = math.log1p(PEAK_NOISE)
+  reasons += [f'{_peak_name(p.key)} {p.ratio:.2f}x' for p in peaks
+              if p.ratio and abs(math.log(p.ratio)) > bound]
+  return '; '.join(reasons)
+
+
+def _normaliser(case, base_peaks, new_peaks):
+  """(new/base ratio of the peak that bounds `case` on its roofline, 'compute' or
+  'memory'), or (None, None) without peaks or costs."""
+  from bench import analysis  # pylint: disable=import-outside-toplevel  (import cycle)
+  row = {'flops': case['xla']['flops'], 'bytes': case['xla']['bytes_accessed'],
+         'dtype': case['config'].get('dtype', 'float32')}
+  _, bound = analysis.roofline(row, base_peaks or {})
+  if bound is None or not new_peaks:
+    return None, None
+  if bound == 'compute':
+    ratio = (new_peaks['matmul_flops_per_s'] or {}).get(row['dtype'])
+    ratio = ratio and ratio / base_peaks['matmul_flops_per_s'][row['dtype']]
+  else:
+    ratio = new_peaks['copy_bytes_per_s'] / base_peaks['copy_bytes_per_s']
+  return (ratio, bound) if ratio else (None, None)
+
+
+def _timing(name, base, new, threshold, alpha, peaks=(None, None), machine=''):
   a, b = base['step_time_s']['samples'], new['step_time_s']['samples']
   if not a or not b:
     return None
   base_median, new_median = float(np.median(a)), float(np.median(b))
   ratio = new_median / base_median
+  # A machine with peaks x times the base's does the same work in 1/x the time.
+  scale, bound = _normaliser(base, *peaks)
+  normalised = ratio * scale if scale else None
+  figures = (name, base_median, new_median, ratio, normalised, bound)
   if min(len(a), len(b)) < MIN_SAMPLES:
-    return Timing(name, base_median, new_median, ratio, None, len(a), len(b), 'noise',
-                  'too few samples')
+    return Timing(*figures, None, len(a), len(b), 'noise', 'too few samples')
   from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
   p = float(stats.mannwhitneyu(a, b, alternative='two-sided').pvalue)
+  if machine:
+    return Timing(*figures, p, len(a), len(b), 'inconclusive',
+                  f'the machine changed: {machine}')
   verdict = 'noise'
   if p < alpha and ratio > 1 + threshold:
     verdict = 'regression'
   elif p < alpha and ratio < 1 / (1 + threshold):
     verdict = 'faster'
-  return Timing(name, base_median, new_median, ratio, p, len(a), len(b), verdict, '')
+  return Timing(*figures, p, len(a), len(b), verdict, '')
 
 
 def compare(base, new, threshold=0.1, alpha=0.01):
@@ -111,13 +171,17 @@ def compare(base, new, threshold=0.1, alpha=0.01):
   base_cases = {case['name']: case for case in base['cases']}
   new_cases = {case['name']: case for case in new['cases']}
   matched = [name for name in base_cases if name in new_cases]
-  timings = (_timing(n, base_cases[n], new_cases[n], threshold, alpha) for n in matched)
+  environment = _environment(base['environment'], new['environment'])
+  peak_pair = base['environment']['peaks'], new['environment']['peaks']
+  peaks = _peaks(*peak_pair)
+  machine = machine_change(environment, peaks)
+  timings = (_timing(n, base_cases[n], new_cases[n], threshold, alpha, peak_pair, machine)
+             for n in matched)
   return {
       'threshold': threshold, 'alpha': alpha, 'compared': len(matched),
       'context': [(r['environment']['git_commit'], r['environment']['git_dirty'],
                    r['environment']['hostname']) for r in (base, new)],
-      'environment': _environment(base['environment'], new['environment']),
-      'peaks': _peaks(base['environment']['peaks'], new['environment']['peaks']),
+      'environment': environment, 'peaks': peaks, 'machine': machine,
       'changes': [c for n in matched for c in _changes(base_cases[n], new_cases[n])],
       'timing': [t for t in timings if t],
       'missing': [name for name in base_cases if name not in new_cases],
@@ -154,7 +218,7 @@ def _summary(result):
   """(the headline counts, the rest): md sets the first in bold."""
   verdicts = collections.Counter(t.verdict for t in result['timing'])
   rest = [f'{result["compared"]} cases compared', f'{verdicts["noise"]} noise']
-  rest += [f'{verdicts["faster"]} faster'] if verdicts['faster'] else []
+  rest += [f'{verdicts[v]} {v}' for v in ('faster', 'inconclusive') if verdicts[v]]
   rest += [f'{len(result[key])} {key}' for key in ('missing', 'new') if result[key]]
   return (f'{_plural(verdicts["regression"], "regression")}, '
           f'{_plural(len(result["changes"]), "deterministic change")}', ', ' + ', '.join(rest))
@@ -168,21 +232,28 @@ def _environment_blocks(result):
                                           for d in result['environment']])
   peaks = (('peak', 'base', 'new', 'new/base'), [
       [p.key, _figure(p.base), _figure(p.new), _ratio(p.ratio)] for p in result['peaks']])
+  machine = (f'The machine changed: {result["machine"]}. Timing verdicts are inconclusive.'
+             if result['machine'] else
+             f'The machine is the same within the peaks\' noise ({PEAK_NOISE:.0%}).')
   return [context, differences if result['environment'] else 'Differences: none.',
-          'Measured peaks (reported, never compared):', peaks]
+          'Measured peaks (each run\'s, after its last case):', peaks, machine]
 
 
 def _timing_blocks(result):
   threshold, alpha = result['threshold'], result['alpha']
-  note = (f'new/base: ratio of median step times; p: two-sided Mann-Whitney U test on the '
-          f'samples, a screen (consecutive steps are not independent). Regression: new/base > '
-          f'{1 + threshold:.3f} and p < {alpha:g}; faster: new/base < '
-          f'{1 / (1 + threshold):.3f} and p < {alpha:g}; anything else is noise.')
+  note = (f'new/base: ratio of median step times; normalised: times the new/base ratio of '
+          f'the peak that bounds the case on its roofline (for reading: verdicts use the raw '
+          f'ratio); p: two-sided Mann-Whitney U test on the samples, a screen (consecutive '
+          f'steps are not independent). Regression: new/base > {1 + threshold:.3f} and p < '
+          f'{alpha:g}; faster: new/base < {1 / (1 + threshold):.3f} and p < {alpha:g}; '
+          f'inconclusive: the machine changed; anything else is noise.')
   if not result['timing']:
     return [note, 'No case has step time samples in both reports.']
-  return [note, (('case', 'base ms', 'new ms', 'new/base', 'p', 'n base/new', 'verdict'), [
+  return [note, (('case', 'base ms', 'new ms', 'new/base', 'normalised', 'p', 'n base/new',
+                   'verdict'), [
       [t.case, report_lib.fmt(t.base_median, 1e3), report_lib.fmt(t.new_median, 1e3),
-       _ratio(t.ratio), 'n/a' if t.p is None else f'{t.p:.2g}', f'{t.n_base}/{t.n_new}',
+       _ratio(t.ratio), f'{_ratio(t.normalised)} ({t.bound})' if t.bound else 'n/a',
+       'n/a' if t.p is None else f'{t.p:.2g}', f'{t.n_base}/{t.n_new}',
        f'{t.verdict} ({t.note})' if t.note else t.verdict] for t in result['timing']])]
 
 

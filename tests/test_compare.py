@@ -88,7 +88,8 @@ def test_too_few_samples_and_untimed_cases():
   assert (cnn.verdict, cnn.note, cnn.p, cnn.n_base) == ('noise', 'too few samples', None, 4)
   assert cnn.ratio == pytest.approx(2.0, rel=0.1)
   assert compare_lib.exit_status(result) == 0
-  assert f'| {cnn.ratio:.3f} | n/a | 4/4 | noise (too few samples) |' in compare_lib.render(result)
+  assert (f'| {cnn.ratio:.3f} | {cnn.ratio:.3f} (memory) | n/a | 4/4 | noise (too few samples) |'
+          in compare_lib.render(result))
 
 
 def test_changed_parameter_count_is_listed():
@@ -147,6 +148,41 @@ def test_environment_differences_come_first():
   assert '| peaks.copy_bytes_per_s | 1e+10 | 1.5e+10 | 1.500 |' in md
 
 
+def test_a_changed_machine_makes_timing_inconclusive():
+  # The second run on a busy machine: every step 2x slower, the matmul peak 0.43x.
+  base, new = _timed(0), _timed(1, {'cnn': 2.0, 'mlp': 2.0})
+  new['environment']['peaks']['matmul_flops_per_s']['float32'] *= 0.43
+  result = compare_lib.compare(base, new)
+  assert result['machine'] == 'matmul float32 peak 0.43x'
+  timing = _timing(result)
+  assert {t.verdict for t in timing.values()} == {'inconclusive'}
+  assert timing['cnn'].note == 'the machine changed: matmul float32 peak 0.43x'
+  assert compare_lib.exit_status(result) == 0
+  md = compare_lib.render(result)
+  assert ('**0 regressions, 0 deterministic changes**, 3 cases compared, 0 noise, '
+          '2 inconclusive') in md
+  assert 'The machine changed: matmul float32 peak 0.43x. Timing verdicts are inconclusive.' in md
+  # Another CPU model: the same, whatever the peaks say.
+  new = _timed(1, {'cnn': 2.0})
+  new['environment']['cpu_model'] = 'other cpu'
+  result = compare_lib.compare(base, new)
+  assert result['machine'] == 'cpu_model test cpu -> other cpu'
+  assert _timing(result)['cnn'].verdict == 'inconclusive'
+
+
+def test_peaks_within_their_noise_keep_the_verdict_and_normalise_the_ratio():
+  # The test cases are memory-bound on the test peaks: bandwidth 1.1x (within noise).
+  base, new = _timed(0), _timed(1, {'cnn': 2.0})
+  new['environment']['peaks']['copy_bytes_per_s'] *= 1.1
+  result = compare_lib.compare(base, new)
+  assert result['machine'] == ''
+  cnn = _timing(result)['cnn']
+  assert cnn.verdict == 'regression' and cnn.bound == 'memory'
+  assert cnn.normalised == pytest.approx(cnn.ratio * 1.1)
+  new['environment']['peaks']['copy_bytes_per_s'] *= 1.1  # 1.21x: beyond
+  assert _timing(compare_lib.compare(base, new))['cnn'].verdict == 'inconclusive'
+
+
 def test_a_run_that_did_not_finish_has_no_peaks():
   base = _timed(0)
   new = copy.deepcopy(base)
@@ -182,13 +218,14 @@ def test_markdown_and_text_render_the_same_table():
   assert cells == ['50.4', '101', '2.001']
   md = compare_lib.render(result, 'md')
   assert md.startswith('## Benchmark comparison\n\n**1 regression, 0 deterministic changes**')
-  assert '| case | base ms | new ms | new/base | p | n base/new | verdict |\n|---|---|' in md
-  assert f'| cnn | {" | ".join(cells)} | 3.6e-21 | 60/60 | regression |' in md
+  assert ('| case | base ms | new ms | new/base | normalised | p | n base/new | verdict |\n'
+          '|---|---|') in md
+  assert f'| cnn | {" | ".join(cells)} | 2.001 (memory) | 3.6e-21 | 60/60 | regression |' in md
   text = compare_lib.render(result, 'text').splitlines()
   header = next(line for line in text if line.startswith('case  base ms'))
   row = next(line for line in text if line.startswith('cnn '))
   assert row.index('regression') == header.index('verdict')
-  assert row.split() == ['cnn'] + cells + ['3.6e-21', '60/60', 'regression']
+  assert row.split() == ['cnn'] + cells + ['2.001', '(memory)', '3.6e-21', '60/60', 'regression']
   assert not any(line.startswith('|') for line in text)
 
 
