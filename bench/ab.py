@@ -13,9 +13,9 @@ the machine out of the comparison instead:
     with this Python and its installed packages: only the repository's code
     differs between the sides.
   * A round runs the config once per side, each in a fresh `python -m
-    bench.main` process, in an order drawn at random for every round (the seed
-    is recorded): a neighbour's job that starts mid-round, or the second
-    process of a round being warmer, favours neither side on average.
+    bench.main` process. Rounds come in pairs, ABBA or BAAB, drawn per pair
+    (the seed is recorded): each side runs first as often as second, and a
+    neighbour's job that starts mid-round favours neither side on average.
   * A case's value in one process is its median step time. Steps within a
     process are not independent samples (they share the process's memory
     layout, clocks and neighbours), so the unit of evidence is the round: one
@@ -235,16 +235,21 @@ def run_side(side, round_index, worktree, config, overrides, workdir):
   return report, seconds
 
 
-def _order(rng):
-  order = list(SIDES)
-  rng.shuffle(order)
-  return order
-
-
 def orders(seed, rounds):
-  """The order of the sides in each of `rounds` rounds drawn with `seed`."""
+  """The order of the sides in each of `rounds` rounds drawn with `seed`: rounds come
+  in pairs, the second the first reversed (ABBA or BAAB, drawn per pair), so each
+  side runs first equally often and an effect of running second (a warmer or
+  colder machine) cancels within a pair instead of tilting a run that drew one
+  order more often."""
   rng = random.Random(seed)
-  return [_order(rng) for _ in range(rounds)]
+  out = []
+  for index in range(rounds):
+    if index % 2:
+      out.append(out[-1][::-1])
+    else:
+      out.append(list(SIDES))
+      rng.shuffle(out[-1])
+  return out
 
 
 def looks(args):
@@ -286,7 +291,7 @@ class AB:
 
   def __init__(self, args, commits, config, overrides, seed):
     self.args, self.commits, self.config, self.overrides = args, commits, config, overrides
-    self.seed, self.rng = seed, random.Random(seed)  # the round orders: `orders`
+    self.seed, self.orders = seed, orders(seed, args.max_rounds)
     self.rounds, self.times = [], {side: {} for side in SIDES}
     self.first = {}  # side -> its first report, for the deterministic diff
     self.started = time.time()
@@ -294,7 +299,7 @@ class AB:
 
   def run_round(self, worktrees, workdir):
     index = len(self.rounds) + 1
-    order = _order(self.rng)
+    order = self.orders[index - 1]
     record = {'round': index, 'order': order, 'seconds': {}, 'matmul_peak': {}}
     for side in order:
       report, record['seconds'][side] = run_side(side, index, worktrees[side], self.config,
@@ -460,6 +465,9 @@ def _prepare(args):
 def run(args, overrides, out=sys.stdout):
   """The A/B, as main runs it; returns the result dict."""
   repo, commits, config = _prepare(args)
+  if _git(repo, 'status', '--porcelain', '--untracked-files=no').stdout.strip():
+    print(f'note: the uncommitted changes in {repo} are in neither side (each side is a '
+          'commit): commit them to time them', file=sys.stderr)
   workdir = os.path.abspath(args.workdir)
   created = not os.path.exists(workdir)
   for sub in ('runs', 'logs'):
@@ -509,6 +517,10 @@ def main(argv=None):
       fail(e)  # the side's own one-line user error (a bad config field, missing data)
     print(f'error: {e}', file=sys.stderr)
     return 1
+  except KeyboardInterrupt:
+    print(f'interrupted: {os.path.join(args.workdir, AB_JSON)} has the rounds finished so far',
+          file=sys.stderr)
+    return 130
   sys.stdout.write(markdown(result))
   return exit_status(result, changes_gate=args.changes == 'gate')
 
