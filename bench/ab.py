@@ -227,11 +227,18 @@ def run_side(side, round_index, worktree, config, overrides, workdir):
   shutil.rmtree(run_dir)
   with open(kept, encoding='utf-8') as f:
     report = json.load(f)
-  if report.get('schema_version') != report_lib.SCHEMA_VERSION:
-    raise UserError(f'the {side} revision writes report schema '
-                    f'{report.get("schema_version")}, this bench.ab reads schema '
-                    f'{report_lib.SCHEMA_VERSION}: A/B revisions of the same schema')
-  report_lib.validate(report)
+  if report.get('schema_version') == report_lib.SCHEMA_VERSION:
+    report_lib.validate(report)
+  else:
+    # Another revision's schema (a commit that changed the report): only what timing
+    # reads is needed from it, and the deterministic diff is left out (result()).
+    try:
+      _medians(report)
+      _matmul_peak(report)
+    except (KeyError, TypeError, AttributeError):
+      raise UserError(f'the {side} revision\'s report (schema '
+                      f'{report.get("schema_version")}) has no cases[].step_time_s.median '
+                      f'and environment.peaks that bench.ab can read: {kept}') from None
   return report, seconds
 
 
@@ -327,7 +334,16 @@ class AB:
     return out
 
   def result(self, final):
-    diff = compare.compare(self.first['base'], self.first['new']) if len(self.first) == 2 else None
+    diff, note = None, None
+    if len(self.first) == 2:
+      schemas = [self.first[side]['schema_version'] for side in SIDES]
+      if schemas == [report_lib.SCHEMA_VERSION] * 2:
+        diff = compare.compare(self.first['base'], self.first['new'])
+      else:
+        note = (f'not compared: the base revision writes report schema {schemas[0]}, the '
+                f'new one schema {schemas[1]}')
+    names = {side: [c['name'] for c in self.first.get(side, {}).get('cases', ())]
+             for side in SIDES}
     return {
         'schema_version': SCHEMA_VERSION,
         'status': 'complete' if final else 'incomplete',
@@ -341,7 +357,9 @@ class AB:
         'rounds': self.rounds,
         'cases': self.cases(final) if len(self.rounds) else [],
         'changes': [c._asdict() for c in diff['changes']] if diff else [],
-        'missing': diff['missing'] if diff else [], 'new_cases': diff['new'] if diff else [],
+        'deterministic_note': note,
+        'missing': [n for n in names['base'] if n not in names['new']],
+        'new_cases': [n for n in names['new'] if n not in names['base']],
         'environment': [d._asdict() for d in diff['environment']] if diff else [],
     }
 
@@ -388,7 +406,7 @@ def markdown(result):
   lines += ['', '### Deterministic changes', '']
   lines += report_lib.table(('case', 'figure', 'base', 'new'), [
       [c['case'], c['figure'], str(c['base']), str(c['new'])] for c in result['changes']]
-  ) if result['changes'] else ['None.']
+  ) if result['changes'] else [f'{result["deterministic_note"] or "None"}.']
   for key, label in (('missing', 'Missing in new'), ('new_cases', 'New cases')):
     if result[key]:
       lines += ['', f'{label}: {", ".join(result[key])}']

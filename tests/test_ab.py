@@ -1,5 +1,6 @@
 """bench.ab: the statistics pinned on synthetic rounds, and the real CLI end to end."""
 
+import copy
 import json
 import math
 import os
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import ab
+from tests import test_report
 from tests.conftest import REPO, call_cli, run_cli
 
 
@@ -141,6 +143,25 @@ def test_stop_reason():
   # 100 s for 5 rounds: a sixth would end at 120 s, within 2 minutes; 101 s: past them.
   assert ab.stop_reason(5, None, 100, args) is None
   assert ab.stop_reason(5, None, 101, args).startswith('--max_minutes=2')
+
+
+def test_reports_of_another_schema_are_timed_but_not_diffed():
+  # A commit that changes the report schema: CI's A/B of it against its parent still
+  # times both sides; the deterministic figures are left to the stored baseline.
+  base = copy.deepcopy(test_report._report())
+  new = copy.deepcopy(base)
+  base['schema_version'] -= 1
+  new['cases'][0]['name'] = 'renamed'
+  args = types.SimpleNamespace(**_DEFAULTS, base='HEAD^', new='HEAD')
+  state = ab.AB(args, {'base': 'a' * 40, 'new': 'b' * 40}, 'configs/x.py', [], seed=1)
+  state.first = {'base': base, 'new': new}
+  result = state.result(final=False)
+  assert result['changes'] == [] and result['environment'] == []
+  assert result['deterministic_note'] == (
+      f'not compared: the base revision writes report schema {new["schema_version"] - 1}, '
+      f'the new one schema {new["schema_version"]}')
+  assert (result['missing'], result['new_cases']) == (['mlp'], ['renamed'])
+  assert f'{result["deterministic_note"]}.' in ab.markdown(result)
 
 
 # ------------------------------------------------------------------- the command line
