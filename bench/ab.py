@@ -377,6 +377,16 @@ def _interval(case):
   return 'unbounded' if low is None else f'{low:.3f}-{high:.3f}'
 
 
+def _machine_line(rounds):
+  """' The machine: ...' from each process's float32 matmul peak, so a reader sees
+  how much the machine itself moved during the run ('' without peaks)."""
+  peaks = [p for r in rounds for p in r['matmul_peak'].values() if p]
+  if not peaks:
+    return ''
+  return (f' The machine: float32 matmul peak per process {min(peaks) * 1e-9:.3g}-'
+          f'{max(peaks) * 1e-9:.3g} GFLOP/s (median {np.median(peaks) * 1e-9:.3g}).')
+
+
 def markdown(result):
   """ab.md: the verdicts, how they were reached, and the deterministic diff."""
   counts = {v: sum(c['verdict'] == v for c in result['cases'])
@@ -389,7 +399,7 @@ def markdown(result):
            + (f' {" ".join(result["overrides"])}' if result['overrides'] else '') + '.',
            f'{len(result["rounds"])} rounds in {result["minutes"]:.1f} min (stopped: '
            f'{result["stopped"]}), each side in a fresh process per round, order drawn with '
-           f'seed {result["seed"]}.', '',
+           f'seed {result["seed"]}.{_machine_line(result["rounds"])}', '',
            f'new/base: Hodges-Lehmann estimate of the ratio of median step times over '
            f'rounds; interval: exact Wilcoxon signed-rank at {result["look_confidence"]:.2%} '
            f'per look (looks after {", ".join(map(str, result["looks"]))} rounds: '

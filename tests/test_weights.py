@@ -14,11 +14,13 @@ import pytest
 
 import models
 from bench import pretrained
+from bench import steps
 from tests.conftest import call_cli
 
 def _variables(name, **kwargs):
   model = models.create(name, num_classes=10, dtype=jnp.float32, **kwargs)
-  return jax.device_get(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  return jax.device_get(steps.run_once(jax.jit(model.init), jax.random.key(0),
+                                       jnp.zeros((1, 32, 32, 3))))
 
 
 def write_keras_h5(path, variables):
