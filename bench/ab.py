@@ -498,8 +498,9 @@ def run(args, overrides, out=sys.stdout):
           'commit): commit them to time them', file=sys.stderr)
   workdir = os.path.abspath(args.workdir)
   created = not os.path.exists(workdir)
-  for sub in ('runs', 'logs'):
-    os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+  for sub in ('runs', 'logs'):  # an earlier A/B's here would mix with this one's
+    shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
+    os.makedirs(os.path.join(workdir, sub))
   worktrees = {side: os.path.join(workdir, 'worktrees', side) for side in SIDES}
   seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
   ab = AB(args, commits, config, overrides, seed)
