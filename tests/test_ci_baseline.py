@@ -47,4 +47,14 @@ def test_make_bench_ci_diffs_against_the_baseline_with_advisory_timing():
           '--timing=advisory --format=text' in commands)
   with open(os.path.join(REPO, '.ci', 'run'), encoding='utf-8') as f:
     steps = [line.strip() for line in f if line.startswith('make ')]
-  assert steps == ['make test', 'make bench-ci']
+  assert steps == ['make test', 'make bench-ci', 'make ab-ci']
+
+
+def test_make_ab_ci_gates_timing_of_head_against_its_parent():
+  commands = subprocess.run(['make', '-n', 'ab-ci'], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+  assert "git rev-parse -q --verify 'HEAD^^{commit}'" in commands
+  assert ("env -u XLA_FLAGS JAX_PLATFORMS=cpu .venv/bin/python -m bench.ab --base='HEAD^' "
+          '--new=HEAD' in commands)
+  # Deterministic figures are gated by bench-ci against the baseline, not here.
+  assert '--workdir=workdirs/ab-ci --changes=advisory' in commands
