@@ -38,7 +38,7 @@ AB_WORKDIR ?= workdirs/ab-ci
 AB_BASE ?= HEAD^
 AB_ARGS ?= --rounds=8 --look_every=4 --max_rounds=16 --max_minutes=8 \
 	--config=configs/param_vs_runtime.py --config.timed_steps=20 \
-	--config.select=seed_mlp,seed_cnn,mlp_1024x2,cifar_base,cifar_batchnorm_first
+	--config.select=seed_cnn,mlp_1024x2,cifar_base,cifar_batchnorm_first
 ab-ci: $(STAMP)
 	@if git rev-parse -q --verify '$(AB_BASE)^{commit}' >/dev/null; then \
 	  env -u XLA_FLAGS JAX_PLATFORMS=cpu $(PY) -m bench.ab --base='$(AB_BASE)' --new=HEAD \
