@@ -70,7 +70,7 @@ from bench.errors import ArgumentParser, UserError, fail
 from bench.fileio import atomic_write_text
 
 SIDES = ('base', 'new')
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 AB_JSON, AB_MD = 'ab.json', 'ab.md'
 # The compilation cache the sides share: a round after the first reads its programs
 # back instead of compiling them (compilation is not what is timed), and both sides
@@ -301,6 +301,8 @@ class AB:
     self.seed, self.orders = seed, orders(seed, args.max_rounds)
     self.rounds, self.times = [], {side: {} for side in SIDES}
     self.first = {}  # side -> its first report, for the deterministic diff
+    # side -> case -> [compare.profile_times of each round] of the profiled cases
+    self.profiles = {side: {} for side in SIDES}
     self.started = time.time()
     self.stopped = None
 
@@ -315,6 +317,9 @@ class AB:
       record['matmul_peak'][side] = _matmul_peak(report)
       for name, median in _medians(report).items():
         self.times[side].setdefault(name, {})[index] = median
+      for case in report['cases']:
+        if times := compare.profile_times(case):
+          self.profiles[side].setdefault(case['name'], []).append(times)
     self.rounds.append(record)
 
   def cases(self, final):
@@ -361,6 +366,9 @@ class AB:
         'missing': [n for n in names['base'] if n not in names['new']],
         'new_cases': [n for n in names['new'] if n not in names['base']],
         'environment': [d._asdict() for d in diff['environment']] if diff else [],
+        'profiles': [c._asdict() for name, base in self.profiles['base'].items()
+                     if name in self.profiles['new']
+                     for c in compare.profile_changes(name, base, self.profiles['new'][name])],
     }
 
 
@@ -417,6 +425,13 @@ def markdown(result):
   lines += report_lib.table(('case', 'figure', 'base', 'new'), [
       [c['case'], c['figure'], str(c['base']), str(c['new'])] for c in result['changes']]
   ) if result['changes'] else [f'{result["deterministic_note"] or "None"}.']
+  if result['profiles']:
+    lines += ['', '### Where the time went', '',
+              'Profiled cases: median over the rounds of the time per profiled step of each '
+              f'op category (idle: no op running), then the {compare.PROFILE_LAYERS} layers '
+              'that moved most.', '']
+    lines += report_lib.table(*compare.profile_table(
+        [compare.ProfileChange(**c) for c in result['profiles']]))
   for key, label in (('missing', 'Missing in new'), ('new_cases', 'New cases')):
     if result[key]:
       lines += ['', f'{label}: {", ".join(result[key])}']

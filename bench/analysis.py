@@ -58,10 +58,36 @@ def points(report):
     time = case['step_time_s']['median']
     if case['status'] != 'ok' or not time or case['config'].get('benchmark') == 'input':
       continue
-    row = {'name': case['name'], 'dtype': case['config'].get('dtype'), 'time': time}
+    row = {'name': case['name'], 'dtype': case['config'].get('dtype'), 'time': time,
+           'dominant': dominant(case)}
     row.update({key: get(case) for key, _, get in PROXIES})
     rows.append(row)
   return rows
+
+
+def dominant(case):
+  """The category of a profiled case's step that took the most time (idle included):
+  {category, share, flops_per_s, bytes_per_s}; None without a profile."""
+  p = case.get('profile') or {}
+  if not p.get('steps') or not p['step_s']:
+    return None
+  top = max(p['categories'], key=lambda row: row['time_s'])
+  t = top['time_s']
+  return {'category': top['category'], 'share': t / p['step_s'],
+          'flops_per_s': top['flops'] / t if t else None,
+          'bytes_per_s': top['bytes'] / t if t else None}
+
+
+def _dominant_text(row):
+  """'; 61% of its profiled step in pooling (...) at 2.1 GB/s and 0.5 GFLOP/s' ('' without a profile)."""
+  top = row.get('dominant')
+  if not top:
+    return ''
+  text = f'; {top["share"]:.0%} of its profiled step in {top["category"]}'
+  if top['bytes_per_s']:
+    text += (f' at {_fmt(top["bytes_per_s"], 1e-9)} GB/s and {_fmt(top["flops_per_s"], 1e-9)} '
+             'GFLOP/s')
+  return text
 
 
 def fold_error(predicted, measured):
@@ -138,12 +164,9 @@ def _proxy_row(key, rows):
 def roofline(row, peaks):
   """(predicted seconds, 'compute' or 'memory') of a case, or (None, None) without
   its FLOPs, bytes or a peak for its dtype."""
-  peak_flops = (peaks.get('matmul_flops_per_s') or {}).get(row['dtype'])
-  bandwidth = peaks.get('copy_bytes_per_s')
-  if not (row['flops'] and row['bytes'] and peak_flops and bandwidth):
+  if not (row['flops'] and row['bytes']):
     return None, None
-  compute, memory = row['flops'] / peak_flops, row['bytes'] / bandwidth
-  return max(compute, memory), 'compute' if compute >= memory else 'memory'
+  return report_lib.roofline(row['flops'], row['bytes'], row['dtype'], peaks)
 
 
 def _two_term_fit(x, t):
@@ -348,7 +371,8 @@ def _verdict(result):
                  'count by the log-log fit on the other cases):')
     lines += [f'  - {c["name"]}: {_count(c["params"])} parameters predict '
               f'{_fmt(c["params_fit_s"], 1e3)} ms; it takes {_fmt(c["time"], 1e3)} ms, '
-              f'{_slower(c["params_fit_s"], c["time"])}.' for c in mislead[:_NAMED]]
+              f'{_slower(c["params_fit_s"], c["time"])}{_dominant_text(c)}.'
+              for c in mislead[:_NAMED]]
   for pair in result['inverted_pairs']:
     lines.append(f'- {pair["case"]} has {_times(pair["params_ratio"])} the parameters of '
                  f'{pair["other"]} and takes {_times(pair["time_ratio"])} its time per step.')

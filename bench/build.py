@@ -119,10 +119,11 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
   """Model, state, batches and the compiled timed function of `case`.
 
   Fills the params, xla, memory and compile fields of `record` (and xla_forward
-  for a compile case), and returns (step, state, batches) where
+  for a compile case), and returns (step, state, batches, compiled) where
   `step(state, batch) -> (state, out)` calls the compiled function exactly once
   and `batches` is an endless iterator of device batches (from `data`, the
-  case's pipeline.Input, or synthetic). A training case's layers are frozen as
+  case's pipeline.Input, or synthetic), and `compiled` the executable `step`
+  calls (its HLO names the ops of a profile). A training case's layers are frozen as
   its `transfer` mode says; `steps_per_epoch` sizes a train case's schedule.
   `resume` may restore the state (see `initial_state`); the batches then start
   after the state's last step.
@@ -163,7 +164,7 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
     record['xla_forward'] = xla_costs(forward, case, mesh)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if training else (lambda s, b: (s, compiled(s, b)))
-  return step, state, batch_iter
+  return step, state, batch_iter, compiled
 
 
 def evaluator(case, data, model=None):

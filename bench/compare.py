@@ -74,6 +74,11 @@ Peak = collections.namedtuple('Peak', 'key base new ratio')
 Change = collections.namedtuple('Change', 'case figure base new')
 Timing = collections.namedtuple(
     'Timing', 'case base_median new_median ratio normalised bound p n_base n_new verdict note')
+# A category's or a layer's time per profiled step (kind 'category' or 'layer').
+ProfileChange = collections.namedtuple('ProfileChange', 'case kind name base new ratio')
+# Layers listed per case in a profile comparison, the biggest moves first (every
+# category is listed).
+PROFILE_LAYERS = 8
 
 
 def _environment(base, new):
@@ -169,6 +174,41 @@ def _timing(name, base, new, threshold, alpha, peaks=(None, None), machine=''):
   return Timing(*figures, p, len(a), len(b), verdict, '')
 
 
+def profile_times(case):
+  """{(kind, name): seconds per step} of a profiled case's categories and layers; {}
+  for a case that was not profiled."""
+  p = case.get('profile')  # absent from a report of an older schema (bench.ab reads those)
+  if not p or not p['steps']:
+    return {}
+  times = {('category', row['category']): row['time_s'] for row in p['categories']}
+  times.update({('layer', row['layer']): row['time_s'] for row in p['layers']})
+  return times
+
+
+def profile_changes(name, base, new):
+  """ProfileChanges of case `name` from its profile_times in BASE and NEW runs (one
+  each for two reports, one per round for an A/B): the median over the runs of
+  each category, then of the PROFILE_LAYERS layers that moved most. A category or
+  layer absent from a run took no time there."""
+  keys = dict.fromkeys(key for times in base + new for key in times)
+  rows = []
+  for kind, label in keys:
+    b = float(np.median([times.get((kind, label), 0.0) for times in base]))
+    n = float(np.median([times.get((kind, label), 0.0) for times in new]))
+    rows.append(ProfileChange(name, kind, label, b, n, n / b if b else None))
+  moved = sorted((r for r in rows if r.kind == 'layer'), key=lambda r: -abs(r.new - r.base))
+  categories = sorted((r for r in rows if r.kind == 'category'), key=lambda r: -r.base)
+  return categories + moved[:PROFILE_LAYERS]
+
+
+def profile_table(changes):
+  """(columns, rows) of ProfileChanges, for both formats."""
+  return (('case', 'category or layer', 'base ms', 'new ms', 'new/base'), [
+      [c.case, c.name if c.kind == 'category' else f'layer {c.name}',
+       report_lib.fmt(c.base, 1e3), report_lib.fmt(c.new, 1e3), _ratio(c.ratio)]
+      for c in changes])
+
+
 def compare(base, new, threshold=0.1, alpha=0.01):
   """The comparison of two loaded reports, as a dict of plain values and namedtuples."""
   base_cases = {case['name']: case for case in base['cases']}
@@ -187,6 +227,10 @@ def compare(base, new, threshold=0.1, alpha=0.01):
       'environment': environment, 'peaks': peaks, 'machine': machine,
       'changes': [c for n in matched for c in _changes(base_cases[n], new_cases[n])],
       'timing': [t for t in timings if t],
+      'profiles': [c for n in matched
+                   if profile_times(base_cases[n]) and profile_times(new_cases[n])
+                   for c in profile_changes(n, [profile_times(base_cases[n])],
+                                            [profile_times(new_cases[n])])],
       'missing': [name for name in base_cases if name not in new_cases],
       'new': [name for name in new_cases if name not in base_cases],
   }
@@ -267,9 +311,16 @@ def _sections(result):
       [c.case, c.figure, _value(c.base), _value(c.new)] for c in result['changes']])
   cases = [f'{label}: {", ".join(result[key]) or "none"}'
            for key, label in (('missing', 'Missing (only in BASE)'), ('new', 'New (only in NEW)'))]
-  return [('Environment', _environment_blocks(result)),
-          ('Deterministic changes', [changes if result['changes'] else 'None.']),
-          ('Timing', _timing_blocks(result)), ('Missing/new cases', cases)]
+  sections = [('Environment', _environment_blocks(result)),
+              ('Deterministic changes', [changes if result['changes'] else 'None.']),
+              ('Timing', _timing_blocks(result))]
+  if result['profiles']:
+    sections.append(('Where the time went', [
+        'Cases profiled in both runs: time per profiled step of each op category (idle: '
+        f'no op running), then the {PROFILE_LAYERS} layers that moved most. One profile per '
+        'run: read it beside the timing verdict, which has the samples.',
+        profile_table(result['profiles'])]))
+  return sections + [('Missing/new cases', cases)]
 
 
 def _markdown_table(columns, rows):

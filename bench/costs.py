@@ -7,6 +7,8 @@ import sys
 import jax
 import numpy as np
 
+from bench import hlo
+
 # cost_analysis() keys we report; the rest are per-operand breakdowns
 # ('bytes accessed0{}', 'utilization3{}', ...).
 _XLA_KEYS = {'flops': 'flops', 'bytes accessed': 'bytes_accessed',
@@ -57,9 +59,6 @@ _COLLECTIVE = re.compile(
     r'(all-reduce|all-gather|reduce-scatter|all-to-all|ragged-all-to-all|collective-permute|'
     r'collective-broadcast)(-done)?\(')
 _COMMENT = re.compile(r'/\*.*?\*/')
-# An array type: element type (its first number is the bit width: f32, bf16,
-# f8e4m3fn; pred has none) and dimensions.
-_ARRAY = re.compile(r'\b([a-z]+)(\d*)[a-z0-9]*\[([\d,]*)\]')
 
 
 def collectives(compiled):
@@ -80,9 +79,7 @@ def collectives(compiled):
     if not found:
       continue
     ops += 1
-    for _, bits, dims in _ARRAY.findall(found.group(1)):
-      size = max(int(bits) // 8, 1) if bits else 1  # pred (no width) is a byte
-      total += size * int(np.prod([int(d) for d in dims.split(',') if d], dtype=np.int64))
+    total += hlo.nbytes(found.group(1))
   return {'collective_bytes': total, 'collective_ops': ops}
 
 

@@ -44,7 +44,7 @@ def bare_loop(step, state, batch, steps):
 def measure(case, repeats, steps):
   """Per-repeat suite medians, suite means and bare-loop times, in seconds."""
   mesh = parallel.mesh(case.num_devices)
-  step, state, batches = build.build(case, mesh, report_lib.new_case('overhead', {}),
+  step, state, batches, _ = build.build(case, mesh, report_lib.new_case('overhead', {}),
                                      runner.open_input('overhead', case, mesh))
   one_batch = next(batches)
   suite_medians, suite_means, bare = [], [], []

@@ -14,6 +14,7 @@ SCALING = 'scaling.png'
 PROXIES = 'proxies.png'
 ROOFLINE = 'roofline.png'
 AB = 'ab.png'
+PROFILE = 'profile.png'
 
 
 def _subplots(*grid, figsize):
@@ -171,3 +172,34 @@ def ab_rounds(workdir, result):
                fontsize='medium')
   fig.tight_layout()
   return _save(fig, workdir, AB)
+
+
+def profile(workdir, report):
+  """WORKDIR/profile.png: per profiled case, a bar of its profiled step split into
+  categories of ops (and idle), in milliseconds, with each bar's shares. Returns its
+  path, or None without a profiled case."""
+  cases = [c for c in report['cases'] if c['profile']['steps']]
+  if not cases:
+    return None
+  categories = list(dict.fromkeys(row['category'] for c in cases
+                                  for row in c['profile']['categories']))
+  fig, ax = _subplots(1, 1, figsize=(max(6.0, 1.3 * len(cases) + 4), 5))
+  bottoms = [0.0] * len(cases)
+  names = [c['name'] for c in cases]
+  for i, category in enumerate(categories):
+    heights = [next((r['time_s'] * 1e3 for r in c['profile']['categories']
+                     if r['category'] == category), 0.0) for c in cases]
+    # Idle is grey: time no op ran, not an op category.
+    color = '0.8' if category.startswith('idle') else f'C{i % 10}'
+    bars = ax.bar(names, heights, bottom=bottoms, color=color, label=category)
+    for bar, height, bottom, case in zip(bars, heights, bottoms, cases):
+      share = height / (case['profile']['step_s'] * 1e3)
+      if share >= 0.08:  # label the slices tall enough to hold it
+        ax.text(bar.get_x() + bar.get_width() / 2, bottom + height / 2, f'{share:.0%}',
+                ha='center', va='center', fontsize=9)
+    bottoms = [b + h for b, h in zip(bottoms, heights)]
+  ax.set(ylabel='ms per profiled step', title='Where the time goes (share of each step)')
+  ax.tick_params(axis='x', labelrotation=30)
+  ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0))
+  fig.tight_layout()
+  return _save(fig, workdir, PROFILE)

@@ -15,7 +15,7 @@ import os
 from bench.errors import UserError
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -69,6 +69,23 @@ CASE_BLOCKS = {
     'checkpoint': ('directory', 'every_steps', 'every_epochs', 'keep', 'asynchronous',
                    'resumed_from_step', 'resumes', 'saves', 'blocking_s', 'total_s',
                    'blocking_share', 'export'),
+    # Where the time goes (config profile, bench/profiling.py); null otherwise. Per
+    # profiled step: step_s = op_s (at least one HLO op running) + idle_s (none);
+    # profiled_median_s: the median of the profiled steps' own timings; coverage:
+    # step_s over the timed median step time; wall_s: what profiling cost, tracing
+    # and reading included. directory and trace are relative to the workdir. ops,
+    # layers and categories are rows (PROFILE_ROWS), most time first; phases:
+    # {forward, backward, update: seconds per step}.
+    'profile': ('directory', 'trace', 'steps', 'step_s', 'op_s', 'idle_s',
+                'profiled_median_s', 'coverage', 'wall_s', 'ops', 'layers', 'categories',
+                'phases'),
+}
+# Rows of a profile, per step: time_s (wall time shared among the ops running at once),
+# flops and bytes (bench/hlo.py), count (executions), ops (distinct ops in the row).
+PROFILE_ROWS = {
+    'ops': ('op', 'category', 'layer', 'phase', 'time_s', 'count', 'flops', 'bytes'),
+    'layers': ('layer', 'time_s', 'flops', 'bytes', 'ops'),
+    'categories': ('category', 'time_s', 'flops', 'bytes', 'ops'),
 }
 HISTORY_KEYS = ('epoch', 'steps', 'train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy',
                 'train_s', 'eval_s', 'data_wait_s', 'step_time_median_s', 'learning_rate')
@@ -214,6 +231,9 @@ def validate(report):
       _check_keys(f'case {case["name"]!r} training history row', row, HISTORY_KEYS)
     for row in case['checkpoint']['saves'] or ():
       _check_keys(f'case {case["name"]!r} checkpoint save', row, SAVE_KEYS)
+    for table_name, keys in PROFILE_ROWS.items():
+      for row in case['profile'][table_name] or ():
+        _check_keys(f'case {case["name"]!r} profile {table_name} row', row, keys)
   for row in report['ratios']:
     _check_keys('ratio', row, RATIO_KEYS)
   for row in report['scaling']:
@@ -268,7 +288,8 @@ def _csv_columns():
   columns[2:2] = ['model', 'batch_size', 'dtype']
   for block, keys in CASE_BLOCKS.items():
     columns += [f'{block}.{key}' for key in keys
-                if key not in ('samples', 'history', 'saves', 'device_peak_bytes_per_device')]
+                if key not in ('samples', 'history', 'saves', 'device_peak_bytes_per_device',
+                               *PROFILE_ROWS, 'phases')]
   return columns
 
 
@@ -480,6 +501,84 @@ def _curves(case):
   return lines
 
 
+# Rows each profile table shows (report.json keeps them all).
+_TOP_OPS, _TOP_LAYERS = 10, 12
+# A profile whose steps ran outside this ratio of the timed median describes them loosely.
+COVERAGE_RANGE = (0.9, 1.1)
+_PROFILE_COLUMNS = ('ms/step', 'share', 'GFLOP', 'MB', 'GFLOP/s', 'GB/s', 'bound',
+                    'over roofline')
+
+
+def roofline(flops, nbytes, dtype, peaks):
+  """(seconds, 'compute' or 'memory') at the run's measured peaks, or (None, None)
+  without them (or with nothing to do)."""
+  peaks = peaks or {}
+  peak = (peaks.get('matmul_flops_per_s') or {}).get(dtype)
+  bandwidth = peaks.get('copy_bytes_per_s')
+  if not (peak and bandwidth) or not (flops or nbytes):
+    return None, None
+  compute, memory = (flops or 0) / peak, (nbytes or 0) / bandwidth
+  return max(compute, memory), 'compute' if compute >= memory else 'memory'
+
+
+def _profile_cells(row, step_s, dtype, peaks):
+  """ms/step, share of the step, GFLOP, MB, achieved GFLOP/s and GB/s, roofline bound
+  and measured time over the roofline time of one profile row."""
+  t = row['time_s']
+  roof, bound = roofline(row['flops'], row['bytes'], dtype, peaks)
+  rate = (lambda amount: None if not t else amount / t)
+  return [fmt(t, 1e3), percent(t / step_s if step_s else None), fmt(row['flops'], 1e-9),
+          fmt(row['bytes'], 1e-6), fmt(rate(row['flops']), 1e-9), fmt(rate(row['bytes']), 1e-9),
+          bound or 'n/a', times(roof and t / roof)]
+
+
+def profile_summary(case):
+  """One line: what a profile covers, and how its time splits."""
+  p, median = case['profile'], case['step_time_s']['median']
+  line = (f'**{case["name"]}**: {p["steps"]} profiled steps (trace: `{p["directory"]}`); a '
+          f'profiled step took {fmt(p["step_s"], 1e3)} ms against a timed median of '
+          f'{fmt(median, 1e3)} ms (coverage {percent(p["coverage"])}). HLO ops ran for '
+          f'{percent(p["op_s"] / p["step_s"] if p["step_s"] else None)} of it; '
+          + ', '.join(f'{phase} {fmt(s, 1e3)} ms' for phase, s in p['phases'].items()) + '.')
+  low, high = COVERAGE_RANGE
+  if p['coverage'] is not None and not low <= p['coverage'] <= high:
+    line += (f' The profiled steps took {times(p["coverage"])} the timed ones, so they '
+             'describe them loosely: read the shares, not the milliseconds.')
+  return line
+
+
+def _profile_section(case, peaks):
+  p, dtype = case['profile'], case['config'].get('dtype')
+
+  def cells(row):
+    return _profile_cells(row, p['step_s'], dtype, peaks)
+
+  lines = ['', profile_summary(case), '']
+  lines += table(('category',) + _PROFILE_COLUMNS,
+                 [[row['category']] + cells(row) for row in p['categories']])
+  lines += ['', f'Top {_TOP_OPS} ops:', '']
+  lines += table(('op', 'category', 'layer', 'phase') + _PROFILE_COLUMNS,
+                 [[row['op'], row['category'], row['layer'], row['phase'] or 'n/a'] + cells(row)
+                  for row in p['ops'][:_TOP_OPS]])
+  lines += ['', f'Layers (top {_TOP_LAYERS} of {len(p["layers"])}):', '']
+  lines += table(('layer', 'ops') + _PROFILE_COLUMNS,
+                 [[row['layer'], row['ops']] + cells(row) for row in p['layers'][:_TOP_LAYERS]])
+  return lines
+
+
+def _profiles(cases, peaks):
+  lines = ['', '## Where the time goes', '',
+           'Profiled cases: extra steps after the timed ones, traced with jax.profiler; wall '
+           'time shared among the HLO ops running at each instant, joined with the compiled '
+           'HLO for category, layer (Flax module path), phase, FLOPs and bytes. idle: no op '
+           'of the step was running. Roofline at the peaks measured in this run; GFLOP and '
+           'MB per step. Plot: profile.png. Open a trace with `tensorboard --logdir '
+           'WORKDIR/profiles/CASE` (the profile plugin, from the xprof package).']
+  for case in cases:
+    lines += _profile_section(case, peaks)
+  return lines
+
+
 def to_markdown(report, sections=()):
   lines = [f'# Benchmark report: {report["suite"]["name"]}', '',
            _environment_line(report['environment'])]
@@ -528,6 +627,9 @@ def to_markdown(report, sections=()):
               'devices; efficiency: speed-up over the device ratio. Collective MB: results of '
               'the cross-device collectives in one device\'s compiled step. Plot: '
               'scaling.png.', ''] + _scaling_table(report['scaling'])
+  profiled = [c for c in report['cases'] if c['profile']['steps'] is not None]
+  if profiled:
+    lines += _profiles(profiled, report['environment']['peaks'])
   if report['ratios']:
     lines += ['', '## Parameters vs FLOPs vs time', '']
     lines += table(('ratio', 'params', 'XLA FLOPs', 'bytes accessed', 'median step time',

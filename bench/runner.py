@@ -29,6 +29,7 @@ from bench import interrupt
 from bench import parallel
 from bench import peaks
 from bench import plots
+from bench import profiling
 from bench import report as report_lib
 from bench import suite as suite_lib
 from bench import timer
@@ -104,7 +105,7 @@ def _measure(name, case, mesh, record, data, workdir):
     _time(name, case, mesh, record, lambda carry, batch: (carry, batch), None,
           build.batches(case, mesh, None, data))
     return 'ok'
-  step, state, batches = build.build(case, mesh, record, data)
+  step, state, batches, compiled = build.build(case, mesh, record, data)
   if case.benchmark != 'compile':
     state, out = _time(name, case, mesh, record, step, state, batches)
     if isinstance(out, dict):
@@ -113,6 +114,12 @@ def _measure(name, case, mesh, record, data, workdir):
       _evaluate(case, state, data, record)
   record['fingerprint'] = checkpoints.fingerprint(
       {'params': state.params, 'batch_stats': state.batch_stats})
+  if case.profile:  # last: its extra steps change neither the timings nor the fingerprint
+    logging.info('%s: profiling %d more steps', name, case.profile_steps)
+    _, record['profile'] = profiling.profile(
+        step, state, batches, hlo_text=compiled.as_text(), params=state.params,
+        steps=case.profile_steps, sync=case.sync, workdir=workdir, name=name,
+        timed_median=record['step_time_s']['median'])
   return 'ok'
 
 
@@ -233,6 +240,8 @@ def run_suite(config, workdir, config_file=None, restart=False):
   result = analysis.analyze(report)
   if result and parallel.is_primary():
     plots.proxies(workdir, result)
+  if parallel.is_primary():
+    plots.profile(workdir, report)
   failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
   logging.info('%d/%d cases ok%s; report in %s', len(names) - len(failed), len(names),
                f' (failed: {", ".join(failed)}; a rerun runs them again)' if failed else '',

@@ -33,6 +33,8 @@ from input_pipeline import options
 # 'train' is a whole training run: epochs with an exact evaluation after each
 # (bench/train.py).
 BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input', 'train')
+# Benchmarks whose timed step can be profiled (bench/profiling.py).
+PROFILED = ('train_step', 'eval_step', 'forward')
 DTYPES = ('float32', 'bfloat16', 'float16')
 # Fields of the suite itself, not of a case.
 SUITE_FIELDS = ('name', 'notes', 'cases', 'select', 'ratios', 'scaling')
@@ -151,6 +153,8 @@ CASE_FIELDS = {
     'warmup_steps': _int_at_least(1),
     'timed_steps': _int_at_least(1),
     'sync': _one_of(timer.SYNC_MODES),
+    'profile': _boolean,
+    'profile_steps': _int_at_least(1),
     'num_batches': _int_at_least(1),
     'seed': _int_at_least(0),
     'init_from': _init_from,
@@ -286,6 +290,10 @@ def validate_case(name, case):
     raise UserError(f'case {name!r}: include_top=False makes {case.model!r} return features, '
                     f'not logits, so benchmark {case.benchmark!r} has no loss; use '
                     "benchmark='forward' or give the model a top")
+  if case.profile and case.benchmark not in PROFILED:
+    raise UserError(f'case {name!r}: profile=True traces extra timed steps, and benchmark '
+                    f'{case.benchmark!r} has none; profile a {", ".join(PROFILED)} case, or '
+                    'set profile=False')
   _validate_data(name, case)
   _validate_training(name, case)
   problem = parallel.check(case.num_devices, case.batch_size)

@@ -87,7 +87,7 @@ class Trainer:
 
 def image_trainer(case, mesh, record, data, steps_per_epoch, resume):
   """A Trainer over the case's images (or synthetic batches)."""
-  step, state, batches = build.build(case, mesh, record, data, steps_per_epoch, resume)
+  step, state, batches, _ = build.build(case, mesh, record, data, steps_per_epoch, resume)
   evaluate = build.evaluator(case, data) if case.eval_split else None
   return Trainer(step, state, batches, evaluate,
                  lambda s: {'params': s.params, 'batch_stats': s.batch_stats})

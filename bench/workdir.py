@@ -21,8 +21,8 @@ from bench.fileio import atomic_write_text
 
 MANIFEST = 'run.json'
 OUTPUTS = (MANIFEST, 'report.json', 'report.md', 'report.csv', 'training_curves.png',
-           'scaling.png', 'proxies.png', 'roofline.png', 'checkpoints', 'weights', 'metrics',
-           'feature_cache')
+           'scaling.png', 'proxies.png', 'roofline.png', 'profile.png', 'checkpoints', 'weights',
+           'metrics', 'feature_cache', 'profiles')
 KEPT_STATUSES = ('ok', 'diverged')
 _FIX = ('rerun with the same config to continue it, pass --restart to delete its outputs and '
         'start over, or use another --workdir')

@@ -85,6 +85,11 @@ def get_config():
   config.warmup_steps = 5
   config.timed_steps = 50
   config.sync = 'pipelined'  # pipelined | every_step (see bench/timer.py)
+  # After the timed steps, trace profile_steps more under jax.profiler and attribute
+  # their time to HLO ops and layers (bench/profiling.py); the trace is kept in
+  # WORKDIR/profiles/CASE/.
+  config.profile = False
+  config.profile_steps = 5
   config.seed = 0
 
   # The suite: named cases over this base, a subset to run, ratios to report.

@@ -118,5 +118,5 @@ def build_case(**fields):
   `batches` is a list of the case's first num_batches batches."""
   record = report_lib.new_case('test', {})
   case, mesh = case_config(**fields), parallel.mesh()
-  step, state, batches = build.build(case, mesh, record, runner.open_input('test', case, mesh))
+  step, state, batches, _ = build.build(case, mesh, record, runner.open_input('test', case, mesh))
   return record, step, state, list(itertools.islice(batches, case.num_batches))

@@ -21,7 +21,7 @@ def train(fields, parallel_, num_devices, steps):
   case = case_config(**fields, parallel=parallel_, num_devices=num_devices)
   record = report_lib.new_case('check', {})
   mesh = parallel.mesh(num_devices)
-  step, state, batches = build.build(case, mesh, record)
+  step, state, batches, _ = build.build(case, mesh, record)
   losses = []
   for batch in itertools.islice(batches, steps):
     state, metrics = step(state, batch)
