@@ -373,9 +373,11 @@ def _verdict(result):
               f'{_fmt(c["params_fit_s"], 1e3)} ms; it takes {_fmt(c["time"], 1e3)} ms, '
               f'{_slower(c["params_fit_s"], c["time"])}{_dominant_text(c)}.'
               for c in mislead[:_NAMED]]
+  by_name = {c['name']: c for c in result['cases']}
   for pair in result['inverted_pairs']:
     lines.append(f'- {pair["case"]} has {_times(pair["params_ratio"])} the parameters of '
-                 f'{pair["other"]} and takes {_times(pair["time_ratio"])} its time per step.')
+                 f'{pair["other"]} and takes {_times(pair["time_ratio"])} its time per step'
+                 f'{_dominant_text(by_name[pair["case"]])}.')
   return lines
 
 

@@ -44,6 +44,8 @@ DATA_MOVEMENT = 'copy / transpose / pad / concatenate'
 COLLECTIVE = 'collective'
 HOST_TRANSFER = 'host transfer'
 OTHER = 'other'
+# Not an op's category: the time of a profiled step in which no op ran (bench/profiling.py).
+IDLE = 'idle (no op running)'
 CATEGORIES = (CONV_FORWARD, CONV_INPUT_GRAD, CONV_KERNEL_GRAD, DOT, POOLING, GATHER_SCATTER,
               REDUCTION, ELEMENTWISE, DATA_MOVEMENT, COLLECTIVE, HOST_TRANSFER, OTHER)
 

@@ -7,6 +7,7 @@ pays for the import.
 
 import os
 
+from bench import hlo
 from bench.fileio import atomic_open
 
 TRAINING_CURVES = 'training_curves.png'
@@ -174,31 +175,45 @@ def ab_rounds(workdir, result):
   return _save(fig, workdir, AB)
 
 
+# One colour per op category, in hlo.CATEGORIES order (tab20's, no greys: idle is grey).
+_CATEGORY_COLORS = ('#1f77b4', '#aec7e8', '#ff7f0e', '#d62728', '#9467bd', '#8c564b',
+                    '#e377c2', '#2ca02c', '#bcbd22', '#17becf', '#ffbb78', '#98df8a')
+
+
+def _category_color(category):
+  """A category keeps its colour from plot to plot; idle is grey: no op ran."""
+  if category == hlo.IDLE:
+    return '0.8'
+  return (_CATEGORY_COLORS[hlo.CATEGORIES.index(category) % len(_CATEGORY_COLORS)]
+          if category in hlo.CATEGORIES else None)
+
+
 def profile(workdir, report):
   """WORKDIR/profile.png: per profiled case, a bar of its profiled step split into
-  categories of ops (and idle), in milliseconds, with each bar's shares. Returns its
-  path, or None without a profiled case."""
+  op categories (and idle) as shares of the step, with the step's milliseconds
+  above it. Returns its path, or None without a profiled case."""
   cases = [c for c in report['cases'] if c['profile']['steps']]
   if not cases:
     return None
-  categories = list(dict.fromkeys(row['category'] for c in cases
-                                  for row in c['profile']['categories']))
-  fig, ax = _subplots(1, 1, figsize=(max(6.0, 1.3 * len(cases) + 4), 5))
-  bottoms = [0.0] * len(cases)
+  present = {row['category'] for c in cases for row in c['profile']['categories']}
+  categories = [c for c in (*hlo.CATEGORIES, hlo.IDLE) if c in present]
+  categories += sorted(present - set(categories))
+  fig, ax = _subplots(1, 1, figsize=(max(6.0, 0.9 * len(cases) + 5), 5))
   names = [c['name'] for c in cases]
-  for i, category in enumerate(categories):
-    heights = [next((r['time_s'] * 1e3 for r in c['profile']['categories']
-                     if r['category'] == category), 0.0) for c in cases]
-    # Idle is grey: time no op ran, not an op category.
-    color = '0.8' if category.startswith('idle') else f'C{i % 10}'
-    bars = ax.bar(names, heights, bottom=bottoms, color=color, label=category)
-    for bar, height, bottom, case in zip(bars, heights, bottoms, cases):
-      share = height / (case['profile']['step_s'] * 1e3)
-      if share >= 0.08:  # label the slices tall enough to hold it
-        ax.text(bar.get_x() + bar.get_width() / 2, bottom + height / 2, f'{share:.0%}',
-                ha='center', va='center', fontsize=9)
-    bottoms = [b + h for b, h in zip(bottoms, heights)]
-  ax.set(ylabel='ms per profiled step', title='Where the time goes (share of each step)')
+  bottoms = [0.0] * len(cases)
+  for category in categories:
+    shares = [sum(r['time_s'] for r in c['profile']['categories'] if r['category'] == category)
+              / c['profile']['step_s'] * 100 for c in cases]
+    ax.bar(names, shares, bottom=bottoms, color=_category_color(category), label=category)
+    for x, (share, bottom) in enumerate(zip(shares, bottoms)):
+      if share >= 8:  # label the slices tall enough to hold it
+        ax.text(x, bottom + share / 2, f'{share:.0f}%', ha='center', va='center', fontsize=9)
+    bottoms = [b + h for b, h in zip(bottoms, shares)]
+  for x, case in enumerate(cases):
+    ax.text(x, 101, f'{case["profile"]["step_s"] * 1e3:.3g} ms', ha='center', va='bottom',
+            fontsize=9)
+  ax.set(ylabel='% of a profiled step', ylim=(0, 110),
+         title='Where the time goes (ms per profiled step above each bar)')
   ax.tick_params(axis='x', labelrotation=30)
   ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()

@@ -46,8 +46,6 @@ HOST_ASYNC = ('dot', 'convolution')
 # Name of the annotation around the profiled steps: the window attributed.
 WINDOW = 'bench profiled steps'
 STEP = 'bench profiled step'
-# Category of the time no op of the step was running.
-IDLE = 'idle (no op running)'
 PROFILES = 'profiles'
 
 
@@ -242,7 +240,7 @@ def summarize(ops, times, counts, idle_ns, steps, profiled_samples, timed_median
                        key=lambda r: -r['time_s']),
       'categories': sorted(({'category': key, **row} for key, row in categories.items()),
                            key=lambda r: -r['time_s'])
-                    + [{'category': IDLE, 'time_s': idle_s, 'flops': 0.0, 'bytes': 0.0,
+                    + [{'category': hlo.IDLE, 'time_s': idle_s, 'flops': 0.0, 'bytes': 0.0,
                         'ops': 0}],
       'phases': {key: row['time_s'] for key, row in sorted(phases.items())},
   }

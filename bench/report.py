@@ -560,7 +560,9 @@ def _profile_section(case, peaks):
   lines += table(('op', 'category', 'layer', 'phase') + _PROFILE_COLUMNS,
                  [[row['op'], row['category'], row['layer'], row['phase'] or 'n/a'] + cells(row)
                   for row in p['ops'][:_TOP_OPS]])
-  lines += ['', f'Layers (top {_TOP_LAYERS} of {len(p["layers"])}):', '']
+  shown = (f'top {_TOP_LAYERS} of {len(p["layers"])}' if len(p['layers']) > _TOP_LAYERS
+           else f'all {len(p["layers"])}')
+  lines += ['', f'Layers ({shown}, most time first):', '']
   lines += table(('layer', 'ops') + _PROFILE_COLUMNS,
                  [[row['layer'], row['ops']] + cells(row) for row in p['layers'][:_TOP_LAYERS]])
   return lines

@@ -305,7 +305,7 @@ def _profiled_case(name, layers, idle=0.001):
       directory=f'profiles/{name}', layers=rows,
       categories=[{'category': hlo.CONV_FORWARD, 'time_s': op_s, 'flops': 2e9 * len(rows),
                    'bytes': 1e8 * len(rows), 'ops': len(rows)},
-                  {'category': profiling.IDLE, 'time_s': idle, 'flops': 0.0, 'bytes': 0.0,
+                  {'category': hlo.IDLE, 'time_s': idle, 'flops': 0.0, 'bytes': 0.0,
                    'ops': 0}],
       phases={hlo.FORWARD: op_s})
   return case
@@ -320,7 +320,7 @@ def test_profile_changes_name_the_layer_that_got_slower():
   layers = [c for c in changes if c.kind == 'layer']
   assert (layers[0].name, layers[0].base, layers[0].new, layers[0].ratio) == (
       'conv2', 0.020, 0.040, 2.0)
-  assert [c.name for c in changes if c.kind == 'category'] == [hlo.CONV_FORWARD, profiling.IDLE]
+  assert [c.name for c in changes if c.kind == 'category'] == [hlo.CONV_FORWARD, hlo.IDLE]
   # Medians over rounds (bench.ab): one slow round does not move them.
   rounds = [compare.profile_times(base)] * 2 + [compare.profile_times(new)]
   (same,) = [c for c in compare.profile_changes('c', rounds, rounds) if c.name == 'conv2']
