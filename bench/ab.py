@@ -39,6 +39,9 @@ the machine out of the comparison instead:
     most 1 - --confidence (Bonferroni, whatever the looks' correlation).
   * Deterministic figures (parameter counts, XLA FLOPs and bytes, compiled
     memory) and case statuses are diffed exactly as bench.compare does.
+  * Cases profiled on both sides (`--config.profile=True`): the median over the
+    rounds of each op category's and layer's time per profiled step, which says
+    where a regression sits.
 
 Writes D/ab.json (after every round; `status` is `complete` at the end, schema in
 WORKSPACE.md), D/ab.md (a pull-request comment) and D/ab.png (every round's ratio

@@ -28,6 +28,11 @@ together), so p is a screen that flags what to rerun, not a proof. With fewer
 than 5 samples in either report nothing can be significant at small alpha: such
 a case is noise, marked "too few samples".
 
+Cases profiled in both reports (config `profile`) also get "Where the time
+went": each op category's time per profiled step in both, and the layers whose
+time moved most. One profile a side: it says which layer to look at, and the
+timing verdict, which has the samples, says whether the step got slower.
+
 Exit status: 0 without changes, missing cases or regressions; 1 with any
 (--timing=advisory still prints regressions, but only changes and missing cases
 give 1: for noisy shared machines); new cases are listed and never fail;

@@ -164,6 +164,31 @@ def test_reports_of_another_schema_are_timed_but_not_diffed():
   assert f'{result["deterministic_note"]}.' in ab.markdown(result)
 
 
+def test_profiled_cases_show_where_the_time_went_over_the_rounds(monkeypatch):
+  from tests.test_profile import _profiled_case  # pylint: disable=import-outside-toplevel
+  layers = {'base': {'conv1': 0.010, 'conv2': 0.020}, 'new': {'conv1': 0.010, 'conv2': 0.030}}
+
+  def run_side(side, round_index, *unused):
+    case = _profiled_case('cnn', layers[side])
+    case.update(status='ok')
+    case['step_time_s']['median'] = case['profile']['step_s']
+    report = test_report._report()
+    return {**report, 'cases': [case]}, 1.0
+
+  monkeypatch.setattr(ab, 'run_side', run_side)
+  args = types.SimpleNamespace(**_DEFAULTS, base='HEAD^', new='HEAD')
+  state = ab.AB(args, {'base': 'a' * 40, 'new': 'b' * 40}, 'configs/x.py', [], seed=1)
+  for _ in range(3):
+    state.run_round({'base': None, 'new': None}, None)
+  result = state.result(final=True)
+  conv2 = next(p for p in result['profiles'] if p['name'] == 'conv2')
+  assert (conv2['kind'], conv2['base'], conv2['new']) == ('layer', 0.020, 0.030)
+  assert conv2['ratio'] == pytest.approx(1.5)
+  assert result['profiles'][-2]['name'] == 'conv2'  # the layer that moved most comes first
+  md = ab.markdown(result)
+  assert '### Where the time went' in md and '| cnn | layer conv2 | 20.0 | 30.0 | 1.500 |' in md
+
+
 # ------------------------------------------------------------------- the command line
 
 _TINY = ['--config=configs/quickstart.py', '--config.select=mlp_b32', '--config.warmup_steps=2',
