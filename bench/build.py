@@ -16,10 +16,12 @@ import models
 from bench import costs
 from bench import optimizers
 from bench import parallel
+from bench import peaks
 from bench import pretrained
 from bench import steps
 from bench import timer
 from bench import transfer
+from input_pipeline import options
 from input_pipeline import synthetic
 
 TRAINING = ('train_step', 'compile', 'train')
@@ -60,7 +62,8 @@ def batches(case, mesh, rng, data, start=0):
         rng, num_batches=num_batches, batch_size=case.batch_size,
         image_shape=tuple(case.image_shape), num_classes=case.num_classes,
         sharding=parallel.batch_sharding(mesh),
-        layout=lambda x: parallel.layout(case, mesh.size, x))), start % num_batches, None)
+        layout=lambda x: parallel.layout(case, mesh.size, x), uint8=case.device_normalize)),
+        start % num_batches, None)
   return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'),
                      start=start)
 
@@ -104,14 +107,38 @@ def count_params(record, state, frozen):
   record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
 
 
+def model_flops(case, mesh, fn, state, first):
+  """Analytic FLOPs of one step over the global batch (costs.model_flops); a pmap
+  step is traced for one device's share and counted on every device."""
+  if parallel.axis_name(case):
+    share = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), first)
+    return mesh.size * costs.model_flops(fn, state, share,
+                                         axis_env=[(parallel.AXIS, mesh.size)])
+  return costs.model_flops(fn, state, first)
+
+
+def utilization(case, mesh, fn, state, first, xla):
+  """The report's utilization block, all but mfu and hfu (record_timing's)."""
+  kind = mesh.devices.flat[0].device_kind
+  peak, source = peaks.datasheet(kind, case.dtype)
+  images = first['image']
+  normalize = (math.prod(images.shape) * options.NORMALIZE_FLOPS[case.normalization]
+               if images.dtype == jnp.uint8 else 0)
+  return {'device_kind': kind, 'dtype': case.dtype, 'peak_flops_per_s': peak,
+          'peak_source': source, 'model_flops': model_flops(case, mesh, fn, state, first),
+          'hardware_flops': None if xla['flops'] is None else xla['flops'] * mesh.size,
+          'normalize_flops': normalize, 'mfu': None, 'hfu': None}
+
+
 def compile_into(record, case, mesh, fn, state, first, donate, out_axes=None):
   """`fn` compiled with the case's strategy (bench/parallel.py) for the shapes of
   `state` and `first` (`state` donated or not); fills the compile times, xla,
-  collective and memory fields of `record`."""
-  compiled, record['lower_s'], record['compile_s'] = timer.compile_timed(
+  collective, memory and utilization fields of `record`."""
+  compiled, record['lower_s'], record['compile_s'], record['compile_cache'] = timer.compile_timed(
       parallel.function(case, mesh, fn, donate, out_axes), state, first)
   record['xla'] = xla_costs(compiled, case, mesh)
   record['memory'].update(costs.compiled_memory(compiled))
+  record['utilization'] = utilization(case, mesh, fn, state, first, record['xla'])
   return compiled
 
 
@@ -135,15 +162,15 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
   out_axes = None  # what a pmap step returns is averaged over the devices ...
   if training:
     tx = optimizers.create(case, total_steps(case, steps_per_epoch))
-    fn = steps.make_train_step(model, tx, frozen, case.loss, axis_name)
+    fn = steps.make_train_step(model, tx, frozen, case.loss, axis_name, case.normalization)
   else:
     # Only a train step reads optimizer state: eval and forward cases do not hold
     # one in device memory (Adam's moments would double a large model's footprint).
     tx = optax.identity()
     if case.benchmark == 'eval_step':
-      fn = steps.make_eval_step(model, case.loss, axis_name)
-    else:
-      fn, out_axes = steps.make_forward(model), 0  # ... but logits stay per device
+      fn = steps.make_eval_step(model, case.loss, axis_name, case.normalization)
+    else:  # ... but logits stay per device
+      fn, out_axes = steps.make_forward(model, case.normalization), 0
   state = initial_state(case, mesh, model, tx, frozen, resume)
   count_params(record, state, frozen)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -159,8 +186,9 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
 
   compiled = compile_into(record, case, mesh, fn, state, first, training, out_axes)
   if case.benchmark == 'compile':
-    forward, _, _ = timer.compile_timed(
-        parallel.function(case, mesh, steps.make_forward(model), False, 0), state, first)
+    forward, *_ = timer.compile_timed(
+        parallel.function(case, mesh, steps.make_forward(model, case.normalization), False, 0),
+        state, first)
     record['xla_forward'] = xla_costs(forward, case, mesh)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if training else (lambda s, b: (s, compiled(s, b)))
@@ -170,7 +198,8 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
 def evaluator(case, data, model=None):
   """`evaluate(state)` -> exact {'loss', 'accuracy', 'num_examples'} of `model` (the
   case's by default) over case.eval_split, compiled once."""
-  eval_sums = jax.jit(steps.make_eval_sums(model or model_of(case), case.loss))
+  eval_sums = jax.jit(steps.make_eval_sums(model or model_of(case), case.loss,
+                                           case.normalization))
 
   def evaluate(state):
     batches, num_examples = data.evaluation(case.eval_split)
@@ -194,6 +223,11 @@ def record_timing(record, case, mesh, samples, waits, total_s):
   record['step_time_s'] = stats
   record['data_wait_s'] = timer.summarize_waits(waits, samples)
   flops = record['xla']['flops']
+  use = record['utilization']
+  if use['peak_flops_per_s']:  # of what the devices' datasheets promise, over the median step
+    available = use['peak_flops_per_s'] * mesh.size * stats['median']
+    use['mfu'] = use['model_flops'] / available
+    use['hfu'] = None if use['hardware_flops'] is None else use['hardware_flops'] / available
   record['throughput'] = {
       'examples_per_s': case.batch_size / stats['median'],
       'examples_per_s_per_device': case.batch_size / mesh.size / stats['median'],

@@ -83,6 +83,47 @@ def collectives(compiled):
   return {'collective_bytes': total, 'collective_ops': ops}
 
 
+def model_flops(fn, *args, axis_env=None):
+  """Analytic FLOPs of one call of `fn(*args)` (arrays or ShapeDtypeStructs): two per
+  multiply-add of every matrix product and convolution in its jaxpr, the
+  convention of MFU (PaLM, MLPerf). The jaxpr is what the code asks for, before
+  XLA: no rematerialisation, fusion or layout work is counted, nor elementwise
+  ops; convolution taps over padding count (XLA's own figure skips them). A pmap
+  step is traced per device with `axis_env` [(axis, devices)]. Tracing only.
+  """
+  return _jaxpr_flops(jax.make_jaxpr(fn, axis_env=axis_env)(*args).jaxpr)
+
+
+def _jaxpr_flops(jaxpr):
+  total = 0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name in ('dot_general', 'conv_general_dilated'):
+      out = int(np.prod(eqn.outvars[0].aval.shape, dtype=np.int64))
+      operand = eqn.invars[0 if name == 'dot_general' else 1].aval.shape
+      if name == 'dot_general':
+        (contracting, _), _ = eqn.params['dimension_numbers']
+      else:  # every output sums the kernel's input features x its taps, whatever the grouping
+        contracting = eqn.params['dimension_numbers'].rhs_spec[1:]
+      total += 2 * out * int(np.prod([operand[d] for d in contracting], dtype=np.int64))
+      continue
+    inner = [_jaxpr_flops(j) for j in _subjaxprs(eqn.params)]
+    if name == 'cond':  # one branch runs: the costliest bounds it
+      total += max(inner, default=0)
+    else:  # a scan body runs `length` times; a while body's trips are unknown: once
+      total += sum(inner) * eqn.params.get('length', 1) if name == 'scan' else sum(inner)
+  return total
+
+
+def _subjaxprs(params):
+  for value in params.values():
+    for v in value if isinstance(value, (tuple, list)) else (value,):
+      if hasattr(v, 'eqns'):
+        yield v
+      elif hasattr(getattr(v, 'jaxpr', None), 'eqns'):  # a ClosedJaxpr
+        yield v.jaxpr
+
+
 def activation_bytes(model, variables, images):
   """Bytes of the outputs of `model`'s leaf layers (Flax modules that call no other
   module: Dense, Conv, BatchNorm, Dropout...) in one inference forward pass on

@@ -10,6 +10,8 @@ import sys
 
 import jax
 
+from bench import compile_cache
+
 _PACKAGES = {
     'jax': ('jax',), 'jaxlib': ('jaxlib',), 'flax': ('flax',), 'optax': ('optax',),
     'orbax': ('orbax-checkpoint',), 'tensorflow': ('tensorflow-cpu', 'tensorflow'),
@@ -68,6 +70,7 @@ def collect():
       'cpu_model': _cpu_model(),
       'cpu_count': os.cpu_count(),
       'xla_flags': os.environ.get('XLA_FLAGS'),
+      'compile_cache': compile_cache.current(),
       'git_commit': commit,
       'git_dirty': None if status is None else bool(status),
       'hostname': socket.gethostname(),

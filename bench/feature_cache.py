@@ -88,8 +88,8 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume):
 
   t0 = time.perf_counter()
   extract = jax.jit(lambda state, batch: backbone.apply(
-      without_top({'params': state.params, 'batch_stats': state.batch_stats}), batch['image'],
-      train=False))
+      without_top({'params': state.params, 'batch_stats': state.batch_stats}),
+      steps.model_input(batch['image'], case.normalization), train=False))
   batches, _ = data.evaluation(case.train_split)
   features, labels = _features(extract, state, batches)
   ids = data.example_ids(case.train_split)

@@ -97,11 +97,15 @@ def main(argv):
     fail('missing --workdir; pass --workdir=DIR, where the report will be written')
   logs.configure()
   # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
+  from bench import compile_cache
   from bench import interrupt
   from bench import runner
   try:
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                            _PROCESS_ID.value)
+    # Before anything compiles: jax sets the cache up at the first compilation.
+    compile_cache.configure(CONFIG.value.get('compile_cache', compile_cache.AUTO),
+                            _WORKDIR.value)
     runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv),
                      restart=_RESTART.value)
   except UserError as e:

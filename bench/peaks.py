@@ -18,6 +18,7 @@ ceiling is what the device reached, and slower timings are interference.
 
 import functools
 import math
+import re
 import time
 
 import jax
@@ -31,6 +32,51 @@ _MATMUL_SIZES = (256, 8192)
 # cache of common CPUs and GPUs (H100/H200 L2: 50 MB), so the copy streams from
 # memory rather than from cache.
 _COPY_BYTES = (64 << 20, 1 << 30)
+
+_T = 1e12
+# Dense (no structured sparsity) peak FLOP/s of one device, per computation dtype, from
+# the vendors' datasheets: (pattern matched against jax's device_kind, the device
+# and its source, {dtype: FLOP/s}). The first match wins. float32 on NVIDIA Ampere and
+# newer is the TF32 tensor-core rate, what XLA uses for float32 matmuls and
+# convolutions there by default; V100 has no bfloat16 and TPUs list bfloat16 only: a
+# dtype missing from its row has no peak, and no MFU. A jax device on TPU v2/v3 is one
+# core, half a chip.
+DATASHEET = (
+    (r'H200 NVL', 'NVIDIA H200 NVL (H200 datasheet, 2024)',
+     {'bfloat16': 835 * _T, 'float16': 835 * _T, 'float32': 418 * _T}),
+    (r'H200', 'NVIDIA H200 SXM (H200 datasheet, 2024)',
+     {'bfloat16': 989 * _T, 'float16': 989 * _T, 'float32': 494 * _T}),
+    (r'H100.*PCIe', 'NVIDIA H100 PCIe (H100 datasheet, 2023)',
+     {'bfloat16': 756 * _T, 'float16': 756 * _T, 'float32': 378 * _T}),
+    (r'H100', 'NVIDIA H100 SXM (H100 datasheet, 2023)',
+     {'bfloat16': 989 * _T, 'float16': 989 * _T, 'float32': 494 * _T}),
+    # 40 and 80 GB, SXM4 and PCIe: the same rates.
+    (r'A100', 'NVIDIA A100 (A100 datasheet, 2021)',
+     {'bfloat16': 312 * _T, 'float16': 312 * _T, 'float32': 156 * _T}),
+    (r'\bL4\b', 'NVIDIA L4 (L4 datasheet, 2023)',
+     {'bfloat16': 121 * _T, 'float16': 121 * _T, 'float32': 60 * _T}),
+    (r'V100.*PCIE', 'NVIDIA V100 PCIe (V100 datasheet, 2020)',
+     {'float16': 112 * _T, 'float32': 14 * _T}),
+    (r'V100', 'NVIDIA V100 SXM2 (V100 datasheet, 2020)',
+     {'float16': 125 * _T, 'float32': 15.7 * _T}),
+    (r'TPU v6 lite', 'TPU v6e (Google Cloud TPU docs)', {'bfloat16': 918 * _T}),
+    (r'TPU v5 lite', 'TPU v5e (Google Cloud TPU docs)', {'bfloat16': 197 * _T}),
+    (r'TPU v5', 'TPU v5p (Google Cloud TPU docs)', {'bfloat16': 459 * _T}),
+    (r'TPU v4', 'TPU v4 (Google Cloud TPU docs)', {'bfloat16': 275 * _T}),
+    (r'TPU v3', 'TPU v3, one core (Google Cloud TPU docs: 123 per chip)',
+     {'bfloat16': 61.5 * _T}),
+)
+
+
+def datasheet(device_kind, dtype):
+  """(dense peak FLOP/s of one `device_kind` device in `dtype`, where the figure comes
+  from), or (None, why there is none): never a guess for a device not in DATASHEET."""
+  for pattern, source, peaks in DATASHEET:
+    if re.search(pattern, device_kind or ''):
+      if dtype in peaks:
+        return peaks[dtype], source
+      return None, f'{source} lists no {dtype} rate'
+  return None, f'unknown device {device_kind!r}: no datasheet peak'
 
 
 def _seconds_per_call(call, calls):

@@ -15,7 +15,7 @@ import os
 from bench.errors import UserError
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -38,6 +38,17 @@ CASE_BLOCKS = {
     'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
                'generated_code_bytes', 'activation_bytes', 'device_peak_bytes',
                'device_peak_bytes_per_device', 'host_peak_rss_bytes'),
+    # How much of the devices' datasheet peak the step used (bench/build.py). Per step
+    # over the global batch: model_flops, the matrix products and convolutions the
+    # code asks for (costs.model_flops: no rematerialisation, no elementwise);
+    # hardware_flops, XLA's count on every device (everything it runs);
+    # normalize_flops, normalising the uint8 images (device_normalize) once: XLA's
+    # count of a train step holds it twice (input_pipeline/options.py).
+    # peak_flops_per_s: one device's dense peak in `dtype` (bench/peaks.py DATASHEET),
+    # null with the reason in peak_source for a device or dtype without one. mfu and
+    # hfu: model_flops and hardware_flops over (median step time x peak x devices).
+    'utilization': ('device_kind', 'dtype', 'peak_flops_per_s', 'peak_source', 'model_flops',
+                    'hardware_flops', 'normalize_flops', 'mfu', 'hfu'),
     'step_time_s': ('median', 'mean', 'min', 'max', 'p10', 'p90', 'iqr', 'iqr_over_median',
                     'n', 'samples'),
     # Time each timed step waited for its batch (part of its step time), and the
@@ -48,9 +59,11 @@ CASE_BLOCKS = {
                    'flops_per_s'),
     'final_metrics': ('loss', 'accuracy'),
     # What was read: examples in the splits over all processes, files an image folder
-    # ignored (no image extension); location and counts are null for synthetic data.
+    # ignored (no image extension), tf.data's private thread pool (threads) and the
+    # batches transferred to the devices ahead of the step (prefetch); location, counts
+    # and depths are null for synthetic data.
     'dataset': ('name', 'location', 'num_classes', 'train_examples', 'eval_examples',
-                'ignored_files'),
+                'ignored_files', 'threads', 'prefetch'),
     # Exact metrics over config.eval_split after timing; wall_s includes compiling.
     'eval': ('split', 'num_examples', 'loss', 'accuracy', 'wall_s'),
     # A training run (benchmark 'train', bench/train.py); null otherwise. `eval`
@@ -93,8 +106,11 @@ SAVE_KEYS = ('step', 'epoch', 'reason', 'blocking_s', 'total_s')
 # fingerprint: sha256 of the final parameters and statistics (bench/checkpoints.py);
 # equal in two reports means bitwise equal weights.
 # num_devices: devices the batch was split over; per_device_batch: batch_size / num_devices.
+# compile_cache: whether the timed step's executable came from the persistent
+# compilation cache ('hit': compile_s is a read, not a compile), was compiled and
+# stored ('miss'), or the cache was off ('off'); bench/timer.py.
 CASE_SCALARS = ('name', 'status', 'error', 'config', 'num_devices', 'per_device_batch', 'lower_s',
-                'compile_s', 'fingerprint')
+                'compile_s', 'compile_cache', 'fingerprint')
 STATUSES = ('ok', 'failed', 'diverged')
 REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios', 'scaling')
 # A scaling study's rows (config `scaling`), one per case run: `case` is the run, `of`
@@ -106,7 +122,7 @@ SCALING_MODES = ('weak', 'strong')
 # bench/environment.py's block: what produced the numbers.
 ENVIRONMENT_KEYS = ('python', 'versions', 'backend', 'device_kind', 'device_count',
                     'local_device_count', 'process_count', 'devices_per_process', 'cpu_model',
-                    'cpu_count', 'xla_flags', 'git_commit', 'git_dirty', 'hostname', 'command',
+                    'cpu_count', 'xla_flags', 'compile_cache', 'git_commit', 'git_dirty', 'hostname', 'command',
                     'peaks', 'timestamp_utc')
 # environment.peaks (bench/peaks.py; null until the cases are done): the device the
 # peaks were measured on, best matmul FLOP/s and its square size per dtype of the
@@ -382,13 +398,40 @@ def _timed_table(cases):
         case['name'], case['status'], cfg.get('model'), cfg.get('benchmark'),
         case['dataset']['name'] or cfg.get('dataset'), cfg.get('batch_size'), cfg.get('dtype'),
         case['params']['total'] or 'n/a', case['params']['trainable'] or 'n/a',
-        fmt(xla['flops'], 1e-9), fmt(xla['bytes_accessed'], 1e-6), fmt(case['compile_s']),
+        fmt(xla['flops'], 1e-9), fmt(xla['bytes_accessed'], 1e-6), compile_cell(case),
         fmt(st['median'], 1e3), _spread_ms(st), fmt(st['iqr_over_median']),
         percent(case['data_wait_s']['share']), fmt(case['throughput']['examples_per_s']),
         fmt(case['throughput']['flops_per_s'], 1e-9)])
   return table(('case', 'status', 'model', 'benchmark', 'data', 'batch', 'dtype', 'params',
                  'trainable', 'GFLOP/step', 'MB accessed', 'compile s', 'median ms',
                  'p10-p90 ms', 'IQR/median', 'data wait', 'examples/s', 'GFLOP/s'), rows)
+
+
+def compile_cell(case):
+  """compile_s, marked when the executable was read from the compilation cache: that
+  is the time to read it, not to compile it."""
+  cell = fmt(case['compile_s'])
+  return f'{cell} (cached)' if case.get('compile_cache') == 'hit' else cell
+
+
+def _utilization_table(cases, peaks):
+  """MFU and HFU against each device's datasheet peak, and MFU against the matmul
+  peak measured in this run."""
+  measured = (peaks or {}).get('matmul_flops_per_s') or {}
+  rows = []
+  for case in cases:
+    use, median = case['utilization'], case['step_time_s']['median']
+    rate = use['model_flops'] / median if median and use['model_flops'] is not None else None
+    peak = measured.get(use['dtype'])
+    rows.append([
+        case['name'], use['device_kind'], use['dtype'], fmt(use['model_flops'], 1e-9),
+        fmt(use['hardware_flops'], 1e-9), fmt(use['normalize_flops'], 1e-9),
+        fmt(rate, 1e-12), fmt(use['peak_flops_per_s'], 1e-12), percent(use['mfu']),
+        percent(use['hfu']), fmt(peak, 1e-12),
+        percent(rate / (peak * case['num_devices']) if rate and peak else None)])
+  return table(('case', 'device', 'dtype', 'model GFLOP/step', 'XLA GFLOP/step',
+                 'normalise GFLOP', 'model TFLOP/s', 'datasheet TFLOP/s/device', 'MFU', 'HFU',
+                 'measured TFLOP/s/device', 'MFU of measured'), rows)
 
 
 def _input_table(cases):
@@ -429,7 +472,7 @@ def _compile_table(cases):
         'n/a' if params['non_trainable'] is None else params['non_trainable'],
         fmt(fwd, 1e-9), fmt(train, 1e-9), times(_ratio(train, fwd)),
         fmt(case['xla']['bytes_accessed'], 1e-6), fmt(mem['temp_bytes'], 1e-6),
-        fmt(mem['argument_bytes'], 1e-6), fmt(case['compile_s'])])
+        fmt(mem['argument_bytes'], 1e-6), compile_cell(case)])
   return table(('case', 'status', 'model', 'input', 'batch', 'params', 'trainable',
                  'non-trainable', 'fwd GFLOP/ex', 'train GFLOP/ex', 'train/fwd',
                  'train MB accessed', 'temp MB', 'argument MB', 'compile s'), rows)
@@ -595,7 +638,21 @@ def to_markdown(report, sections=()):
   if timed:
     lines += [''] + _timed_table(timed)
     lines += ['', 'data wait: share of the timed step time the device idled waiting for its '
-              'next batch.']
+              'next batch. compile s "(cached)": read from the compilation cache, not compiled.']
+    measured = [c for c in timed if c['utilization']['model_flops'] is not None
+                and c['step_time_s']['median']]
+    if measured:
+      unknown = sorted({c['utilization']['peak_source'] for c in measured
+                        if c['utilization']['peak_flops_per_s'] is None})
+      lines += ['', '## Utilisation', '', 'Model FLOPs: the matrix products and convolutions '
+                'the step asks for, over the global batch (analytic, from its jaxpr: no '
+                'rematerialisation, no elementwise work). XLA FLOPs: what the compiled program '
+                'runs on all devices, rematerialisation, elementwise work and the uint8 '
+                "normalisation (its share apart) included. MFU = model FLOP/s over the devices' "
+                'datasheet peak, HFU the same with XLA FLOPs; MFU of measured: against the '
+                'matmul peak measured in this run.'
+                + (f' No datasheet peak: {"; ".join(unknown)}.' if unknown else ''), '']
+      lines += _utilization_table(measured, report['environment']['peaks'])
   trained = [c for c in report['cases'] if c['training']['epochs_run'] is not None]
   if trained:
     lines += ['', '## Training', '', 'Per case: losses and accuracy over the epochs run (val = '

@@ -127,7 +127,8 @@ def _dataset_block(case, data):
   if data is not None:
     return data.describe()
   return {'name': 'synthetic', 'location': None, 'num_classes': case.num_classes,
-          'train_examples': None, 'eval_examples': None, 'ignored_files': None}
+          'train_examples': None, 'eval_examples': None, 'ignored_files': None, 'threads': None,
+          'prefetch': None}
 
 
 def run_case(name, case, mesh, data=None, workdir=None):

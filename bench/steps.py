@@ -13,6 +13,7 @@ from jax import lax
 import optax
 
 from bench import transfer
+from input_pipeline import options
 from models.layers import cross_device_batch_norm
 
 # Per-example losses by config name: softmax cross-entropy, or the multiclass hinge
@@ -71,8 +72,20 @@ def with_variables(state, tx, variables, sharding, frozen=frozenset()):
   return jax.jit(replace, out_shardings=sharding)(state, variables)
 
 
-def _apply(model, state, params, images, train, rng=None):
+def model_input(images, normalization):
+  """The model's float input: uint8 images (config device_normalize) are normalised
+  here, inside the step, with the case's `normalization`; float images arrive
+  normalised by the host pipeline."""
+  if images.dtype != jnp.uint8:
+    return images
+  if normalization is None:
+    raise ValueError('uint8 images need the normalization the step applies')
+  return options.normalize(images.astype(jnp.float32), normalization)
+
+
+def _apply(model, state, params, images, train, rng=None, normalization=None):
   """Logits, plus the updated batch_stats when training a model that has them."""
+  images = model_input(images, normalization)
   variables = {'params': params}
   if state.batch_stats:
     variables['batch_stats'] = state.batch_stats
@@ -101,7 +114,8 @@ def _mean_over(axis_name, tree):
   return lax.pmean(tree, axis_name) if axis_name else tree
 
 
-def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy', axis_name=None):
+def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy', axis_name=None,
+                    normalization=None):
   """The train step; layers in `frozen` neither train nor update their BatchNorm
   statistics, and no gradient is computed for them (see bench/transfer.py).
 
@@ -111,6 +125,7 @@ def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy', axis_na
   device ends the step with the same state, the one a jit step computes.
   Dropout keys differ per device (folded with the device's index): the masks
   then differ from a jit step's, which draws one mask for the global batch.
+  Every step normalises uint8 images with `normalization` (model_input).
   """
   def train_step(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -121,7 +136,7 @@ def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy', axis_na
     def loss_fn(trainable):
       with transfer.frozen_batchnorm(frozen), cross_device_batch_norm(axis_name):
         logits, batch_stats = _apply(model, state, {**fixed, **trainable}, batch['image'], True,
-                                     rng)
+                                     rng, normalization)
       metrics = _metrics(logits, batch['label'], loss)
       return metrics['loss'], (metrics, batch_stats)
 
@@ -140,25 +155,28 @@ def make_train_step(model, tx, frozen=frozenset(), loss='cross_entropy', axis_na
   return train_step
 
 
-def make_eval_step(model, loss='cross_entropy', axis_name=None):
+def make_eval_step(model, loss='cross_entropy', axis_name=None, normalization=None):
   def eval_step(state, batch):
-    logits, _ = _apply(model, state, state.params, batch['image'], False)
+    logits, _ = _apply(model, state, state.params, batch['image'], False,
+                       normalization=normalization)
     return _mean_over(axis_name, _metrics(logits, batch['label'], loss))
   return eval_step
 
 
-def make_forward(model):
+def make_forward(model, normalization=None):
   def forward(state, batch):
-    logits, _ = _apply(model, state, state.params, batch['image'], False)
+    logits, _ = _apply(model, state, state.params, batch['image'], False,
+                       normalization=normalization)
     return logits
   return forward
 
 
-def make_eval_sums(model, loss='cross_entropy'):
+def make_eval_sums(model, loss='cross_entropy', normalization=None):
   """Sums of loss and correct predictions over the examples of a batch whose 'mask' is
   set, and their count: padded examples count for nothing."""
   def eval_sums(state, batch):
-    logits, _ = _apply(model, state, state.params, batch['image'], False)
+    logits, _ = _apply(model, state, state.params, batch['image'], False,
+                       normalization=normalization)
     losses, correct = _per_example(logits, batch['label'], loss)
     mask = batch['mask'].astype(jnp.float32)
     return {'loss': (losses * mask).sum(), 'correct': (correct * mask).sum(), 'count': mask.sum()}

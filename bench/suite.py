@@ -37,7 +37,7 @@ BENCHMARKS = ('train_step', 'eval_step', 'forward', 'compile', 'input', 'train')
 PROFILED = ('train_step', 'eval_step', 'forward')
 DTYPES = ('float32', 'bfloat16', 'float16')
 # Fields of the suite itself, not of a case.
-SUITE_FIELDS = ('name', 'notes', 'cases', 'select', 'ratios', 'scaling')
+SUITE_FIELDS = ('name', 'notes', 'cases', 'select', 'ratios', 'scaling', 'compile_cache')
 
 
 def _int_at_least(minimum):
@@ -121,6 +121,8 @@ CASE_FIELDS = {
     'normalization': _one_of(('auto',) + options.NORMALIZATIONS),
     'shuffle_buffer': _int_at_least(1),
     'prefetch': _int_at_least(1),
+    'data_threads': _int_at_least(0),
+    'device_normalize': _boolean,
     'dtype': _one_of(DTYPES),
     'optimizer': _one_of(tuple(optimizers.OPTIMIZERS)),
     'learning_rate': _positive_number,

@@ -39,14 +39,35 @@ SYNC_MODES = ('pipelined', 'every_step')
 _LAG = {'pipelined': 1, 'every_step': 0}
 
 
+# jax's persistent compilation cache reports each lookup (a compile that may use the
+# cache) and each hit as a monitoring event; counted here, per thread.
+_CACHE_EVENTS = {'/jax/compilation_cache/compile_requests_use_cache': 'lookups',
+                 '/jax/compilation_cache/cache_hits': 'hits'}
+_cache_counts = threading.local()
+
+
+def _count_cache_event(event, **_):
+  if event in _CACHE_EVENTS:
+    key = _CACHE_EVENTS[event]
+    setattr(_cache_counts, key, getattr(_cache_counts, key, 0) + 1)
+
+
+jax.monitoring.register_event_listener(_count_cache_event)
+
+
 def compile_timed(jitted, *args):
-  """Lowers and compiles `jitted` for `args`: (compiled, lower_s, compile_s)."""
+  """Lowers and compiles `jitted` for `args`: (compiled, lower_s, compile_s, cache),
+  `cache` saying where the executable came from: 'hit' (read back from the
+  persistent compilation cache, so compile_s timed a read), 'miss' (compiled, and
+  stored) or 'off' (no cache)."""
   t0 = time.perf_counter()
   lowered = jitted.lower(*args)
+  before = {key: getattr(_cache_counts, key, 0) for key in _CACHE_EVENTS.values()}
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2 = time.perf_counter()
-  return compiled, t1 - t0, t2 - t1
+  lookups, hits = (getattr(_cache_counts, key, 0) - before[key] for key in ('lookups', 'hits'))
+  return compiled, t1 - t0, t2 - t1, 'hit' if hits else 'miss' if lookups else 'off'
 
 
 class _CompletionWatcher:

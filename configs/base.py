@@ -41,6 +41,10 @@ def get_config():
   config.normalization = 'auto'  # auto (the model's) | caffe | tf | torch | unit
   config.shuffle_buffer = 1024  # examples
   config.prefetch = 2  # batches transferred to the devices ahead of the step
+  config.data_threads = 0  # tf.data's private thread pool; 0 = one per host core
+  # uint8 images to the device, normalised inside the step: a quarter of the bytes
+  # a float32 batch copies (the normalisation's FLOPs are reported apart).
+  config.device_normalize = False
 
   # Optimizer of the train step (bench/optimizers.py).
   config.optimizer = 'adam'  # sgd | adam | adamw | rmsprop
@@ -96,6 +100,9 @@ def get_config():
   config.cases = cases()
   config.select = ''  # comma-separated case names; empty runs all
   config.ratios = ()  # (numerator, denominator) case-name pairs for report.md
+  # Compiled programs kept across runs (bench/compile_cache.py): 'auto' (.jax_cache/
+  # beside the workdir, or $JAX_COMPILATION_CACHE_DIR), a directory, or '' (off).
+  config.compile_cache = 'auto'
   # A scaling study: each case run on every device count (default 1, 2, 4, ... and
   # all), with the batch per device fixed ('weak': batch_size is the 1-device batch)
   # or the global batch fixed ('strong'). No modes: no study.

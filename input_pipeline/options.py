@@ -6,6 +6,8 @@ synthetic data never pays for importing TF (several seconds).
 
 import os
 
+import numpy as np
+
 from bench.errors import UserError
 
 # See datasets.py for what each is.
@@ -20,6 +22,32 @@ AUGMENTATIONS = ('none', 'flip', 'crop_flip')
 # torch: [0, 1], then ImageNet mean/std (torchvision); unit: [0, 1] (the seed nets).
 NORMALIZATIONS = ('caffe', 'tf', 'torch', 'unit')
 RGB_ONLY = ('caffe', 'torch')
+_CAFFE_MEAN_BGR = np.array((103.939, 116.779, 123.68), np.float32)
+_TORCH_MEAN = np.array((0.485, 0.456, 0.406), np.float32)
+_TORCH_STD = np.array((0.229, 0.224, 0.225), np.float32)
+# FLOPs per pixel value of `normalize` on uint8 input, as XLA counts them: the
+# convert to float32, then each arithmetic op (the channel flip moves data). XLA may
+# compute it more than once: a train step fuses it into both the first layer's
+# forward and its kernel gradient, and counts it twice.
+NORMALIZE_FLOPS = {'caffe': 2, 'tf': 3, 'torch': 4, 'unit': 2}
+
+
+def normalize(image, mode):
+  """float32 pixels in [0, 255] -> the input range of a model trained with `mode`.
+
+  The same arithmetic on a tf.Tensor (the host pipeline) and on a jax array
+  (a step that receives uint8 images, config device_normalize), so the two
+  paths agree to float32 rounding.
+  """
+  if mode == 'caffe':
+    return image[..., ::-1] - _CAFFE_MEAN_BGR
+  if mode == 'tf':
+    return image / 127.5 - 1.0
+  if mode == 'torch':
+    return (image / 255.0 - _TORCH_MEAN) / _TORCH_STD
+  if mode == 'unit':
+    return image / 255.0
+  raise ValueError(f'unknown normalization {mode!r}')
 
 
 def parse_dataset(spec):

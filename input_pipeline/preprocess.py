@@ -22,12 +22,11 @@ so the same seed gives the same batches whatever tf.data's parallelism.
 
 import tensorflow as tf
 
+from input_pipeline import options
+
 CENTER_CROP_FRACTION = 0.875
 CROP_AREA = (0.25, 1.0)
 CROP_ASPECT = (3 / 4, 4 / 3)
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
 
 
 def decode_window(encoded, channels, window_fn):
@@ -90,23 +89,12 @@ def letterbox(image, target_hw):
                                    [before[1], pad[1] - before[1]], [0, 0]]))
 
 
-def normalize(image, mode):
-  """float32 pixels in [0, 255] -> the input range of a model trained with `mode`."""
-  if mode == 'caffe':
-    return image[..., ::-1] - tf.constant(_CAFFE_MEAN_BGR)
-  if mode == 'tf':
-    return image / 127.5 - 1.0
-  if mode == 'torch':
-    return (image / 255.0 - tf.constant(_TORCH_MEAN)) / tf.constant(_TORCH_STD)
-  if mode == 'unit':
-    return image / 255.0
-  raise ValueError(f'unknown normalization {mode!r}')
-
-
-def make(image_shape, *, resize, augment, normalization, training):
+def make(image_shape, *, resize, augment, normalization, training, on_device=False):
   """f(encoded, seed) -> float32 image of `image_shape`; `seed` is an int32/int64 pair.
 
-  Augmentation happens only when `training`.
+  Augmentation happens only when `training`. `on_device`: uint8 pixels (rounded)
+  instead, left for the step to normalise (options.normalize): a quarter of the
+  bytes to copy to the device.
   """
   target_hw, channels = tuple(image_shape[:2]), image_shape[2]
   augment = augment if training else 'none'
@@ -126,5 +114,8 @@ def make(image_shape, *, resize, augment, normalization, training):
       image = tf.image.resize(image, target_hw)
     if augment in ('flip', 'crop_flip'):
       image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    return tf.ensure_shape(normalize(image, normalization), image_shape)
+    if on_device:
+      return tf.ensure_shape(tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
+                             image_shape)
+    return tf.ensure_shape(options.normalize(image, normalization), image_shape)
   return fn

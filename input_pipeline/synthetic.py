@@ -17,8 +17,10 @@ import numpy as np
 
 
 def make_batches(rng, *, num_batches, batch_size, image_shape, num_classes, sharding,
-                 layout=lambda x: x):
-  """Returns `num_batches` dicts {'image': float32 [B, *image_shape] in [0, 1), 'label': int32 [B]}.
+                 layout=lambda x: x, uint8=False):
+  """Returns `num_batches` dicts {'image': float32 [B, *image_shape] in [0, 1), 'label': int32 [B]}
+  (`uint8`: images of uint8 pixels in [0, 255], as a pipeline that leaves normalising
+  to the step delivers them).
 
   `rng` is a jax key that fixes the values. `batch_size` is the global batch;
   `sharding` splits its leading axis over devices. `layout` reshapes each array
@@ -31,7 +33,13 @@ def make_batches(rng, *, num_batches, batch_size, image_shape, num_classes, shar
     x = layout(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
-  batches = [{'image': place(generator.random((batch_size, *image_shape), np.float32)),
+  def images():
+    shape = (batch_size, *image_shape)
+    if uint8:
+      return generator.integers(0, 256, shape, np.uint8)
+    return generator.random(shape, np.float32)
+
+  batches = [{'image': place(images()),
               'label': place(generator.integers(0, num_classes, (batch_size,), np.int32))}
              for _ in range(num_batches)]
   jax.block_until_ready(batches)

@@ -282,7 +282,7 @@ def _text_sample(report):
 
 # File contents (None: no file) and the error expected after the file's name.
 @pytest.mark.parametrize('text, message', [
-    (_schema(lambda report: None, version=5), r'schema_version 5 is not 8.*rerun the benchmark'),
+    (_schema(lambda report: None, version=5), r'schema_version 5 is not 9.*rerun the benchmark'),
     ('[1, 2]', r'not a benchmark report \(no schema_version\)'),
     ('{}', r'not a benchmark report \(no schema_version\)'),
     (_schema(_drop_flops), r"case 'mlp' xla keys differ .*missing \['flops'\]"),

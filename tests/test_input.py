@@ -26,6 +26,7 @@ from configs import base
 from input_pipeline import cars
 from input_pipeline import datasets
 from input_pipeline import folder
+from input_pipeline import options
 from input_pipeline import pipeline
 from input_pipeline import preprocess
 from input_pipeline import shapes
@@ -106,11 +107,11 @@ def test_center_crop_decodes_the_window_in_either_format(fmt):
 
 def test_normalizations_match_keras_preprocess_input():
   pixel = tf.constant([[[255.0, 0.0, 127.5]]])
-  np.testing.assert_allclose(preprocess.normalize(pixel, 'caffe')[0, 0],
+  np.testing.assert_allclose(options.normalize(pixel, 'caffe')[0, 0],
                              [127.5 - 103.939, 0 - 116.779, 255 - 123.68], rtol=1e-6)
-  np.testing.assert_allclose(preprocess.normalize(pixel, 'tf')[0, 0], [1, -1, 0])
-  np.testing.assert_allclose(preprocess.normalize(pixel, 'unit')[0, 0], [1, 0, 0.5])
-  np.testing.assert_allclose(preprocess.normalize(pixel, 'torch')[0, 0],
+  np.testing.assert_allclose(options.normalize(pixel, 'tf')[0, 0], [1, -1, 0])
+  np.testing.assert_allclose(options.normalize(pixel, 'unit')[0, 0], [1, 0, 0.5])
+  np.testing.assert_allclose(options.normalize(pixel, 'torch')[0, 0],
                              [(1 - 0.485) / 0.229, -0.456 / 0.224, (0.5 - 0.406) / 0.225],
                              rtol=1e-6)
 
@@ -525,3 +526,31 @@ def test_synthetic_batches_are_fixed_by_the_key_in_range_and_placed():
   per_device = synthetic.make_batches(jax.random.key(7), **kwargs,
                                       layout=lambda x: x.reshape(1, *x.shape))
   np.testing.assert_array_equal(np.asarray(per_device[1]['image'])[0], first[1]['image'])
+
+
+def test_uint8_images_normalised_in_the_step_match_the_hosts_normalisation(data_dir):
+  """device_normalize: the pipeline hands over uint8 pixels (a quarter of the bytes) and
+  the step normalises them; the model sees what host normalisation of the same pixels
+  gives, to float32 rounding, for every normalisation. The dataset block records the
+  tf.data threads and the prefetch depth."""
+  case, data = _input(data_dir, image_shape=(24, 24, 3), batch_size=8, device_normalize=True,
+                      data_threads=3, prefetch=4)
+  batch = next(data.stream('train[:80%]', training=False))
+  assert batch['image'].dtype == np.uint8 and batch['image'].shape == (8, 24, 24, 3)
+  assert data.describe()['threads'] == 3 and data.describe()['prefetch'] == 4
+  pixels = np.asarray(batch['image'])
+  for mode in options.NORMALIZATIONS:
+    on_host = options.normalize(tf.cast(pixels, tf.float32), mode).numpy()
+    in_step = jax.jit(lambda x, mode=mode: steps.model_input(x, mode))(pixels)
+    np.testing.assert_allclose(in_step, on_host, rtol=1e-6, atol=1e-6)
+  model = models.create('seed_cnn', num_classes=case.num_classes, dtype=np.float32)
+  variables = model.init(jax.random.key(0), np.zeros((1, 24, 24, 3), np.float32), train=False)
+  state = steps.TrainState(step=0, params=variables['params'], batch_stats={}, opt_state=(),
+                           rng=jax.random.key(0))
+  forward = jax.jit(steps.make_forward(model, case.normalization))
+  np.testing.assert_allclose(
+      forward(state, batch), forward(state, {'image': options.normalize(
+          tf.cast(pixels, tf.float32), case.normalization).numpy()}), rtol=1e-6, atol=1e-6)
+  _, float_data = _input(data_dir, image_shape=(24, 24, 3), batch_size=8)
+  assert next(float_data.stream('train[:80%]', training=False))['image'].dtype == np.float32
+  assert float_data.describe()['threads'] == len(os.sched_getaffinity(0))

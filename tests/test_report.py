@@ -13,7 +13,7 @@ from bench import report as report_lib
 _ENV = {'python': '3.11', 'versions': {'jax': '0.10.2', 'flax': '0.12.8', 'optax': '0.2.8'},
         'backend': 'cpu', 'device_kind': 'cpu', 'device_count': 1, 'local_device_count': 1,
         'process_count': 1, 'devices_per_process': [1], 'cpu_model': 'test cpu',
-        'cpu_count': 2, 'xla_flags': None,
+        'cpu_count': 2, 'xla_flags': None, 'compile_cache': None,
         'git_commit': 'abcdef0123456789', 'git_dirty': True, 'hostname': 'h',
         'command': 'x', 'timestamp_utc': '2026-01-01T00:00:00+00:00',
         'peaks': {'device': 'cpu:0 cpu', 'matmul_flops_per_s': {'float32': 1e11},

@@ -135,8 +135,9 @@ def test_real_compiled_step_excludes_compilation():
 
 
 def test_compile_timed_returns_an_executable_and_positive_times():
-  compiled, lower_s, compile_s = timer.compile_timed(jax.jit(lambda x: x * 2), np.ones(3))
+  compiled, lower_s, compile_s, cache = timer.compile_timed(jax.jit(lambda x: x * 2), np.ones(3))
   assert lower_s > 0 and compile_s > 0
+  assert cache in ('miss', 'hit')  # tests/conftest.py turns the compilation cache on
   np.testing.assert_array_equal(compiled(np.ones(3)), 2 * np.ones(3))
 
 
