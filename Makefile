@@ -9,7 +9,7 @@ WORKDIR ?= workdirs/quickstart
 CI_WORKDIR ?= workdirs/ci-cpu
 BASELINE := benchmarks/baseline-cpu.json
 
-.PHONY: demo test lock bench-ci baseline ci-suite ab-ci
+.PHONY: demo test lock bench-ci baseline ci-suite ab-ci gpu-check
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,19 @@ ab-ci: $(STAMP)
 	  env -u XLA_FLAGS JAX_PLATFORMS=cpu $(PY) -m bench.ab --base='$(AB_BASE)' --new=HEAD \
 	    --workdir=$(AB_WORKDIR) --changes=advisory $(AB_ARGS); \
 	else echo 'timing A/B skipped: $(AB_BASE) is not in this clone'; fi
+
+# On a fresh GPU machine: its own virtual environment with jax's CUDA 12 wheels, then
+# bench/gpu_check.py (ResNet-50 throughput, MFU, data wait, scaling, the seed study;
+# one table, within about 8 minutes). Exit 2 without a GPU: it never falls back to the CPU.
+GPU_VENV ?= .venv-gpu
+GPU_STAMP := $(GPU_VENV)/.installed
+$(GPU_STAMP): pyproject.toml requirements.lock
+	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GPU_VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[cuda12]'
+	touch $(GPU_STAMP)
+gpu-check: $(GPU_STAMP)
+	$(GPU_VENV)/bin/python -m bench.gpu_check --workdir=workdirs/gpu-check
 
 # Refresh the baseline after an intended change to a model or to XLA; commit the file.
 baseline: ci-suite

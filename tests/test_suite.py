@@ -120,7 +120,8 @@ def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
 def test_every_config_in_configs_expands():
   """Each config file's cases are all valid here (init_from files, which only the
   seeds' users have, set aside), so a test that runs a few of them leaves none unchecked."""
-  expected = {'cifar_ablation': 17, 'width_sweep': 9, 'scaling': 2 * 2 * 1, 'quickstart': 5}
+  expected = {'cifar_ablation': 17, 'width_sweep': 9, 'scaling': 2 * 2 * 1, 'quickstart': 5,
+              'gpu_resnet50': 6}
   for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
     name = os.path.basename(path)[:-3]
     if name == '__init__':

@@ -16,6 +16,7 @@ from bench import costs
 from bench import gpu_check
 from bench import peaks
 from bench import report as report_lib
+from bench import suite
 from input_pipeline import options
 from tests.conftest import build_case, call_cli
 
@@ -158,3 +159,22 @@ def test_gpu_check_summary_table():
       in text
   assert 'scaling: skipped (one device: no scaling point)' in text
   assert 'resnet50: measured peaks matmul bfloat16 700 TFLOP/s, copy 4000 GB/s' in text
+
+
+def test_gpu_check_parts():
+  """What make gpu-check runs: ResNet-50 b256 (and the real pipeline where tensorflow
+  is), the scaling point only with more than one device, the seeds' four train steps."""
+  parts = gpu_check.configs(device_count=1, with_tensorflow=True)
+  assert [(part, skipped) for part, _, skipped in parts] == [
+      ('resnet50', None), ('scaling', 'one device: no scaling point'), ('seeds', None)]
+  resnet, seeds = suite.expand(parts[0][1]), suite.expand(parts[2][1])
+  assert [name for name, _ in resnet.cases] == ['b256', 'b256_real']
+  b256 = resnet.cases[0][1]
+  assert (b256.model, b256.model_kwargs.to_dict(), b256.dtype, b256.batch_size,
+          b256.image_shape, b256.device_normalize) == (
+              'resnet50', {'variant': 'v1_5'}, 'bfloat16', 256, (224, 224, 3), True)
+  assert [name for name, _ in seeds.cases] == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256']
+  scaling = gpu_check.configs(device_count=8, with_tensorflow=False)
+  assert scaling[0][1].select == 'b256'
+  assert (tuple(scaling[1][1].scaling.modes), tuple(scaling[1][1].scaling.device_counts)) == (
+      ('weak',), (1, 8))
