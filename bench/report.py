@@ -651,7 +651,7 @@ def to_markdown(report, sections=()):
                 "normalisation (its share apart) included. MFU = model FLOP/s over the devices' "
                 'datasheet peak, HFU the same with XLA FLOPs; MFU of measured: against the '
                 'matmul peak measured in this run.'
-                + (f' No datasheet peak: {"; ".join(unknown)}.' if unknown else ''), '']
+                + (f' No MFU: {"; ".join(unknown)}.' if unknown else ''), '']
       lines += _utilization_table(measured, report['environment']['peaks'])
   trained = [c for c in report['cases'] if c['training']['epochs_run'] is not None]
   if trained:

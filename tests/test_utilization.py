@@ -122,7 +122,7 @@ def test_compile_cache_keeps_cold_and_cached_compiles_apart(tmp_path):
   assert cold['environment']['compile_cache'] == cache and os.listdir(cache)
   assert off['environment']['compile_cache'] is None
   assert ' (cached) |' in warm_md and ' (cached) |' not in cold_md
-  assert '## Utilisation' in cold_md and "No datasheet peak: unknown device 'cpu'" in cold_md
+  assert '## Utilisation' in cold_md and "No MFU: unknown device 'cpu': no datasheet peak." in cold_md
 
 
 def test_compile_cache_directory(monkeypatch):
