@@ -6,9 +6,12 @@
                    multiclass hinge loss and L2 weight decay, on features computed once
   finetune         every layer trains from the ImageNet weights (better than feature
                    extraction after 5 epochs, in the seeds)
-Images resized to 224x224 with torchvision's normalisation, as the seeds' PyTorch
-loaders did; the weights are Keras's ResNet50 ImageNet file (the suite imports
-Keras .h5 weights, not torch state dicts), so the layout is Keras's. The seeds
+Images resized to 224x224. The seeds' PyTorch loaders normalised them as torchvision
+does, for torchvision's weights; the weights here are Keras's ResNet50 ImageNet file
+(the suite imports Keras .h5 weights, not torch state dicts), trained on caffe-style
+input (BGR, ImageNet mean subtracted, no scaling), so the images are normalised the
+way those weights expect (normalization 'auto': the model's, caffe). Torchvision's
+normalisation would feed these weights inputs about 60x smaller than they saw. The seeds
 saved model and optimizer every 5 epochs and resumed by hand: here every case
 checkpoints every 5 epochs (checkpoint_every_epochs), and rerunning the same
 command on the same workdir resumes it exactly (bench/checkpoints.py).
@@ -33,7 +36,7 @@ def get_config():
   config.train_split = 'train'
   config.eval_split = 'test'
   config.image_shape = (224, 224, 3)
-  config.normalization = 'torch'
+  config.normalization = 'auto'  # the Keras weights' own: caffe (see above)
   config.batch_size = 32
   config.epochs = 5
   config.checkpoint_every_epochs = 5

@@ -133,3 +133,12 @@ def test_every_config_in_configs_expands():
         case.init_from = ''
     cases = suite.expand(config).cases
     assert len(cases) == expected.get(name, len(cases)), name
+
+
+def test_cars_resnet50_normalises_as_its_keras_weights_were_trained():
+  """Keras's ResNet50 ImageNet weights saw caffe-style input (BGR, mean subtracted);
+  torchvision's normalisation would give them inputs about 60x smaller."""
+  config = importlib.import_module('configs.cars_resnet50').get_config()
+  assert config.init_from.startswith('keras:')
+  config.init_from = ''
+  assert {case.normalization for _, case in suite.expand(config).cases} == {'caffe'}
