@@ -118,7 +118,7 @@ def _leave_one_out(fit, predict, x, t):
   return predictions
 
 
-def _loglog_fit(x, t):
+def loglog_fit(x, t):
   """(slope, intercept) of log t on log x; None where x hardly varies (any slope fits)."""
   if np.ptp(np.log(x)) < _MIN_SPREAD:
     return None
@@ -143,7 +143,7 @@ def _agreement(x, t):
   from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
   rho, p = stats.spearmanr(x, t)
   r, _ = stats.pearsonr(np.log(x), np.log(t))
-  slope = float(_loglog_fit(x, t)[0])
+  slope = float(loglog_fit(x, t)[0])
   return {'spearman': _finite(rho), 'spearman_p': _finite(p), 'pearson_log': _finite(r),
           'r2_log': _finite(r * r), 'slope': slope, 'wrong_way': bool(rho < 0 or slope < 0)}
 
@@ -156,7 +156,7 @@ def _proxy_row(key, rows):
   predictions = {}
   if row['slope'] is not None:
     predictions = dict(zip((r['name'] for r in usable),
-                           _leave_one_out(_loglog_fit, _loglog_predict, x, t)))
+                           _leave_one_out(loglog_fit, _loglog_predict, x, t)))
   row['fold_error'] = _median(fold_error(predictions.get(r['name']), r['time']) for r in usable)
   return row, predictions
 

@@ -7,6 +7,9 @@ pays for the import.
 
 import os
 
+import numpy as np
+
+from bench import analysis
 from bench import hlo
 from bench.fileio import atomic_open
 
@@ -94,11 +97,15 @@ def scaling(workdir, report):
 
 
 def _label_points(ax, xs, ys, names):
-  ax.scatter(xs, ys, s=14)
+  ax.scatter(xs, ys, s=18, zorder=3)
   for x, y, name in zip(xs, ys, names):
-    ax.annotate(name, (x, y), fontsize=6, xytext=(3, 2), textcoords='offset points')
+    ax.annotate(name, (x, y), fontsize=8, xytext=(4, 3), textcoords='offset points')
   ax.set_xscale('log')
   ax.set_yscale('log')
+  from matplotlib import ticker  # pylint: disable=import-outside-toplevel
+  # Plain numbers (20, 300), not 2 x 10^1: the unit is in the label.
+  ax.yaxis.set_major_formatter(ticker.LogFormatter())
+  ax.yaxis.set_minor_formatter(ticker.LogFormatter(minor_thresholds=(2, 0.4)))
 
 
 def proxies(workdir, result):
@@ -110,22 +117,31 @@ def proxies(workdir, result):
   for ax, (key, label) in zip(axes, (('params', 'parameters'), ('flops', 'XLA FLOPs per step'),
                                      ('bytes', 'XLA bytes accessed per step'))):
     cases = [c for c in result['cases'] if c[key]]
-    _label_points(ax, [c[key] for c in cases], [c['time'] * 1e3 for c in cases],
-                  [c['name'] for c in cases])
+    xs, times = [c[key] for c in cases], [c['time'] for c in cases]
+    _label_points(ax, xs, [t * 1e3 for t in times], [c['name'] for c in cases])
     row = next(r for r in result['proxies'] if r['proxy'] == key)
     r2 = 'n/a' if row['r2_log'] is None else f'{row["r2_log"]:.2f}'
     rho = 'n/a' if row['spearman'] is None else f'{row["spearman"]:.2f}'
-    wrong = ' (points the wrong way)' if row['wrong_way'] else ''
+    # The line R^2 is about: the log-log least-squares fit over these points.
+    fit = analysis.loglog_fit(np.array(xs), np.array(times)) if len(cases) > 1 else None
+    if fit is not None:
+      slope, intercept = fit
+      ends = np.array([min(xs), max(xs)])
+      ax.plot(ends, np.exp(intercept + slope * np.log(ends)) * 1e3, color='grey',
+              linestyle='--', linewidth=1, label=f'fit: time ~ x^{slope:.2f}, R^2 {r2}')
+      ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.13))
+    wrong = '\n(points the wrong way: more of it, less time)' if row['wrong_way'] else ''
     ax.set(xlabel=label, ylabel='median step time (ms)',
-           title=f'step time vs {label}: R^2 (log-log) {r2}, Spearman {rho}{wrong}')
-    ax.title.set_fontsize(9)
+           title=f'step time vs {label}\nR^2 (log-log) {r2}, Spearman {rho}{wrong}')
+    ax.title.set_fontsize(11)
   fig.tight_layout()
   paths = [_save(fig, workdir, PROXIES)]
 
   fig, ax = _subplots(figsize=(9, 6.5))
   cases = [c for c in result['cases'] if c['flops'] and c['bytes']]
   intensity = [c['flops'] / c['bytes'] for c in cases]
-  _label_points(ax, intensity, [c['flops'] / c['time'] for c in cases], [c['name'] for c in cases])
+  _label_points(ax, intensity, [c['flops'] / c['time'] / 1e9 for c in cases],
+                [c['name'] for c in cases])
   peaks = result['peaks']
   bandwidth = peaks.get('copy_bytes_per_s')
   low, high = min(intensity + [1.0]) / 2, max(intensity + [1.0]) * 2
@@ -133,13 +149,14 @@ def proxies(workdir, result):
   for i, (dtype, peak) in enumerate(ceilings):
     ridge = peak / bandwidth
     xs = [low, ridge, max(high, ridge * 2)]
-    ax.plot(xs, [min(peak, x * bandwidth) for x in xs], color=f'C{i + 1}',
-            label=f'{dtype}: matmul {peak / 1e9:.3g} GFLOP/s, copy {bandwidth / 1e9:.3g} GB/s')
+    ax.plot(xs, [min(peak, x * bandwidth) / 1e9 for x in xs], color=f'C{i + 1}',
+            label=f'{dtype} ceiling: matmul {peak / 1e9:.3g} GFLOP/s, copy {bandwidth / 1e9:.3g} '
+            'GB/s')
   ax.set(xlabel='arithmetic intensity (XLA FLOPs / bytes accessed)',
-         ylabel='achieved FLOP/s (XLA FLOPs / median step time)',
+         ylabel='achieved GFLOP/s (XLA FLOPs / median step time)',
          title='roofline: measured ceilings and each case')
-  if ax.lines:
-    ax.legend(fontsize='small', loc='lower right')
+  if ax.lines:  # below the axes: a legend inside would hide the points under it
+    ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.1))
   fig.tight_layout()
   paths.append(_save(fig, workdir, ROOFLINE))
   return paths
