@@ -53,9 +53,10 @@ def xla_costs(compiled, case, mesh):
   return xla
 
 
-def batches(case, mesh, rng, data, start=0):
+def batches(case, mesh, rng, data, start=0, epoch=None):
   """The endless iterator of device batches the timed steps read, from batch `start`
-  on (a resumed training run continues where its checkpoint stopped)."""
+  on (a resumed training run continues where its checkpoint stopped); a training
+  run's `epoch` (pipeline.Input.epoch) ends each pass over the data in a smaller batch."""
   if data is None or case.benchmark == 'compile':  # compiling needs only their shape
     num_batches = 1 if data else case.num_batches
     return itertools.islice(itertools.cycle(synthetic.make_batches(
@@ -65,7 +66,7 @@ def batches(case, mesh, rng, data, start=0):
         layout=lambda x: parallel.layout(case, mesh.size, x), uint8=case.device_normalize)),
         start % num_batches, None)
   return data.stream(case.train_split, training=case.benchmark in ('train_step', 'input', 'train'),
-                     start=start)
+                     start=start, epoch=epoch)
 
 
 def check_weights(case):
@@ -142,7 +143,32 @@ def compile_into(record, case, mesh, fn, state, first, donate, out_axes=None):
   return compiled
 
 
-def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
+def smaller_batch(case, mesh, first, examples):
+  """ShapeDtypeStructs of a batch like `first` (its layout and sharding) that holds
+  `examples` examples over all devices."""
+  def shape(x):
+    if parallel.axis_name(case):  # [devices, examples per device, ...]
+      return (x.shape[0], examples // mesh.size, *x.shape[2:])
+    return (examples, *x.shape[1:])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(shape(x), x.dtype, sharding=x.sharding),
+                      first)
+
+
+def with_last_batch(case, mesh, step, fn, state, first, epoch, donate):
+  """`step`, and for a training `epoch` that ends in a smaller batch a second program
+  compiled for that batch (now: no compilation inside the timed steps), each batch
+  run by the program of its shape."""
+  rest = (epoch or (0, 0))[1]
+  if not rest:
+    return step
+  last, *_ = timer.compile_timed(parallel.function(case, mesh, fn, donate), state,
+                                 smaller_batch(case, mesh, first, rest * jax.process_count()))
+  full = jax.tree.leaves(first)[0].shape
+  return lambda state, batch: (step if jax.tree.leaves(batch)[0].shape == full else last)(
+      state, batch)
+
+
+def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None, epoch=None):
   """Model, state, batches and the compiled timed function of `case`.
 
   Fills the params, xla, memory and compile fields of `record` (and xla_forward
@@ -153,7 +179,8 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
   calls (its HLO names the ops of a profile). A training case's layers are frozen as
   its `transfer` mode says; `steps_per_epoch` sizes a train case's schedule.
   `resume` may restore the state (see `initial_state`); the batches then start
-  after the state's last step.
+  after the state's last step. A training run's `epoch` (pipeline.Input.epoch)
+  ending in a smaller batch compiles a second program for it (`with_last_batch`).
   """
   model = model_of(case)
   training = case.benchmark in TRAINING
@@ -179,7 +206,7 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
       jax.ShapeDtypeStruct((case.batch_size // mesh.size, *case.image_shape), jnp.float32))
   # The data key is the second of the pair, as it always was for synthetic batches.
   batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data,
-                       start=int(state.step))
+                       start=int(state.step), epoch=epoch)
   # Compiled for the shapes of a batch that is then timed first: no batch is lost.
   first = next(batch_iter)
   batch_iter = itertools.chain([first], batch_iter)
@@ -192,6 +219,7 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None):
     record['xla_forward'] = xla_costs(forward, case, mesh)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if training else (lambda s, b: (s, compiled(s, b)))
+  step = with_last_batch(case, mesh, step, fn, state, first, epoch, training)
   return step, state, batch_iter, compiled
 
 

@@ -75,10 +75,11 @@ def _cached_evaluator(case, data, extract, state, head):
                                                 case.eval_split)
 
 
-def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume):
+def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume, epoch=None):
   """A train.Trainer of the head on cached features; fills the params, xla, memory and
   compile fields of `record` (for the head's step) and training.feature_cache_s.
-  `resume(target)` may restore the head's state (see build.initial_state)."""
+  `resume(target)` may restore the head's state (see build.initial_state); `epoch`
+  (pipeline.Input.epoch) ends each pass in a smaller batch."""
   model = build.model_of(case)
   frozen = transfer.frozen_layers(case, model, tuple(case.image_shape))
   backbone, head = model.backbone_and_head()
@@ -106,12 +107,12 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume):
                        out_shardings=NamedSharding(mesh, P()))(state)
   head_state = resume(checkpoints.abstract(head_state)) or head_state
   stream = data.cached_stream(case.train_split, ids, features, labels,
-                              start=int(head_state.step))
+                              start=int(head_state.step), epoch=epoch)
   first = next(stream)
-  compiled = build.compile_into(record, case, mesh,
-                                steps.make_train_step(head, tx, frozenset(), case.loss,
-                                                      parallel.axis_name(case)),
-                                head_state, first, True)
+  head_step = steps.make_train_step(head, tx, frozenset(), case.loss, parallel.axis_name(case))
+  compiled = build.compile_into(record, case, mesh, head_step, head_state, first, True)
+  compiled = build.with_last_batch(case, mesh, compiled, head_step, head_state, first, epoch,
+                                   True)
 
   def variables(head_state):
     return {'params': {**state.params, 'top': head_state.params['top']},

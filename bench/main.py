@@ -17,6 +17,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import configs
 from bench import distributed
 from bench import logs
 from bench.errors import UserError, fail
@@ -60,12 +61,31 @@ def _config_path(argv):
   return None
 
 
+def _resolve_config(argv):
+  """`argv` with --config naming the file it resolves to (configs.resolve: a local file,
+  else a shipped config), or one line and exit 2 when it names neither."""
+  path = _config_path(argv)
+  if path is None:
+    return argv
+  found = configs.resolve(path)
+  if found is None:
+    fail(f'config file {path!r} does not exist here and is not a shipped config; pass a path '
+         f'or one of: {", ".join(configs.shipped())} (--config=quickstart)')
+  if found == path:
+    return argv
+  out, replaced = [], False
+  for arg in argv:  # the first --config only, as config_flags reads it
+    if not replaced and arg.startswith('--config='):
+      arg, replaced = '--config=' + found + arg.split('=', 1)[1][len(path):], True
+    elif not replaced and out and out[-1] == '--config':
+      arg, replaced = found + arg[len(path):], True
+    out.append(arg)
+  return out
+
+
 def parse_flags(argv):
   """absl flag parsing, with every parsing problem turned into one line and exit 2."""
-  path = _config_path(argv)
-  if path is not None and not os.path.isfile(path):
-    fail(f'config file {path!r} does not exist; pass --config=configs/quickstart.py or '
-          'another file in configs/')
+  argv = _resolve_config(argv)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -106,8 +126,8 @@ def main(argv):
     # Before anything compiles: jax sets the cache up at the first compilation.
     compile_cache.configure(CONFIG.value.get('compile_cache', compile_cache.AUTO),
                             _WORKDIR.value)
-    runner.run_suite(CONFIG.value, _WORKDIR.value, config_file=_config_path(sys.argv),
-                     restart=_RESTART.value)
+    runner.run_suite(CONFIG.value, _WORKDIR.value,
+                     config_file=configs.resolve(_config_path(sys.argv)), restart=_RESTART.value)
   except UserError as e:
     fail(e)
   except interrupt.Interrupted as e:

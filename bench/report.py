@@ -15,7 +15,7 @@ import os
 from bench.errors import UserError
 from bench.fileio import atomic_write_text
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -69,7 +69,11 @@ CASE_BLOCKS = {
     # A training run (benchmark 'train', bench/train.py); null otherwise. `eval`
     # then holds the final (or restored best) epoch's evaluation, and step_time_s
     # and data_wait_s every training step. history: one row per epoch (HISTORY_KEYS).
-    'training': ('epochs_run', 'steps_run', 'steps_per_epoch', 'stop_reason',
+    # examples_per_epoch: what one epoch trains on, over all processes; last_batch: the
+    # examples of its last, smaller batch (0: the split divides evenly, drop_remainder,
+    # or steps_per_epoch set).
+    'training': ('epochs_run', 'steps_run', 'steps_per_epoch', 'examples_per_epoch',
+                 'last_batch', 'stop_reason',
                  'diverged_at_step', 'best_epoch', 'min_train_loss', 'min_eval_loss',
                  'best_eval_accuracy', 'train_s', 'eval_s', 'data_wait_s', 'mean_step_s',
                  'epoch_s', 'setup_s', 'feature_cache_s', 'feature_cache_bytes', 'history'),
@@ -309,13 +313,33 @@ def _csv_columns():
   return columns
 
 
+# The run's identity, first in every row: CSVs of many runs concatenated stay readable.
+CSV_IDENTITY = ('suite', 'harness_version', 'git_commit', 'device_kind', 'jax_version')
+
+
+def _identity(report):
+  env = report['environment']
+  return [report['suite']['name'], env['versions'].get('flax_bench'), env['git_commit'],
+          env['device_kind'], env['versions'].get('jax')]
+
+
+def _csv_value(value):
+  """'' for null; a whole float (XLA's counts, bytes) as an integer."""
+  if value is None:
+    return ''
+  if isinstance(value, float) and value.is_integer():
+    return int(value)
+  return value
+
+
 def to_csv(report):
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
   columns = _csv_columns()
-  writer.writerow(columns)
+  writer.writerow([*CSV_IDENTITY, *columns])
+  identity = _identity(report)
   for case in report['cases']:
-    row = []
+    row = list(identity)
     for column in columns:
       if '.' in column:
         block, key = column.split('.')
@@ -324,8 +348,8 @@ def to_csv(report):
         value = case[column]
       else:
         value = case['config'].get(column)
-      row.append('' if value is None else value)
-    writer.writerow(row)
+      row.append(value)
+    writer.writerow([_csv_value(value) for value in row])
   return out.getvalue()
 
 
@@ -357,7 +381,9 @@ def _environment_line(env):
   versions = env['versions']
   commit = env['git_commit'][:10] if env['git_commit'] else 'no git'
   dirty = ' (dirty)' if env['git_dirty'] else ''
-  return (f'jax {versions["jax"]}, flax {versions["flax"]}, optax {versions["optax"]} on '
+  harness = versions.get('flax_bench')
+  return (f'flax-bench {harness or "(version unknown)"}, jax {versions["jax"]}, '
+          f'flax {versions["flax"]}, optax {versions["optax"]} on '
           f'{env["backend"]} ({env["device_count"]} x {env["device_kind"]} in '
           f'{env["process_count"]} process{"es" if env["process_count"] > 1 else ""}; CPU: '
           f'{env["cpu_model"]}, {env["cpu_count"]} cores); commit {commit}{dirty}; '
@@ -495,11 +521,14 @@ def _training_table(cases):
              else tr['data_wait_s'] / tr['train_s'])
     rows.append([
         case['name'], case['status'], cfg.get('model'), cfg.get('transfer'),
-        case['params']['trainable'] or 'n/a', tr['epochs_run'] or 0, _stopped(tr),
+        case['params']['trainable'] or 'n/a', tr['epochs_run'] or 0,
+        f'{tr["steps_per_epoch"]} ({tr["last_batch"]})' if tr['last_batch'] is not None
+        else 'n/a', _stopped(tr),
         fmt(tr['min_train_loss']), fmt(tr['min_eval_loss']), percent(tr['best_eval_accuracy']),
         fmt(tr['train_s']), fmt(tr['eval_s']), percent(share), fmt(tr['mean_step_s'], 1e3),
         fmt(tr['epoch_s']), fmt(tr['feature_cache_s'])])
-  return table(('case', 'status', 'model', 'transfer', 'trainable', 'epochs', 'stopped',
+  return table(('case', 'status', 'model', 'transfer', 'trainable', 'epochs',
+                 'steps/epoch (last batch)', 'stopped',
                  'min train loss', 'min val loss', 'best val acc', 'train s', 'eval s',
                  'data wait', 'mean step ms', 's/epoch', 'feature cache s'), rows)
 

@@ -141,6 +141,7 @@ CASE_FIELDS = {
     'cache_features': _one_of(train.CACHE_MODES),
     'epochs': _int_at_least(1),
     'steps_per_epoch': _int_at_least(0),
+    'drop_remainder': _boolean,
     'early_stop_metric': _one_of(('',) + train.MONITORED),
     'early_stop_mode': _one_of(('auto', 'min', 'max')),
     'early_stop_patience': _int_at_least(0),

@@ -85,9 +85,9 @@ class Trainer:
   variables: Callable
 
 
-def image_trainer(case, mesh, record, data, steps_per_epoch, resume):
+def image_trainer(case, mesh, record, data, steps_per_epoch, resume, epoch=None):
   """A Trainer over the case's images (or synthetic batches)."""
-  step, state, batches, _ = build.build(case, mesh, record, data, steps_per_epoch, resume)
+  step, state, batches, _ = build.build(case, mesh, record, data, steps_per_epoch, resume, epoch)
   evaluate = build.evaluator(case, data) if case.eval_split else None
   return Trainer(step, state, batches, evaluate,
                  lambda s: {'params': s.params, 'batch_stats': s.batch_stats})
@@ -98,7 +98,7 @@ class Progress:
   """Everything of a run that is not the TrainState, as checkpoints store it (JSON).
 
   step: steps done; history: one row per finished epoch (HISTORY_KEYS); losses,
-  accuracies, train_s: the current epoch's so far; samples, waits: every step's
+  accuracies, examples (per step), train_s: the current epoch's so far; samples, waits: every step's
   timer sample and data wait; stopper: EarlyStopping's fields; reason: why
   training ended ('' while it goes on); resumes: restarts from a checkpoint.
   """
@@ -106,6 +106,7 @@ class Progress:
   history: list = dataclasses.field(default_factory=list)
   losses: list = dataclasses.field(default_factory=list)
   accuracies: list = dataclasses.field(default_factory=list)
+  examples: list = dataclasses.field(default_factory=list)
   train_s: float = 0.0
   samples: list = dataclasses.field(default_factory=list)
   waits: list = dataclasses.field(default_factory=list)
@@ -196,7 +197,10 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   """
   # Imported here: feature caching needs the input pipeline, and so TensorFlow.
   from bench import feature_cache  # pylint: disable=import-outside-toplevel
-  steps_per_epoch = case.steps_per_epoch or data.steps_per_epoch(case.train_split)
+  # An epoch is one pass over the train split: its full batches and, unless
+  # drop_remainder, one smaller batch of what they leave (pipeline.Input.epoch).
+  epoch = None if case.steps_per_epoch else data.epoch(case.train_split, case.drop_remainder)
+  steps_per_epoch = case.steps_per_epoch or epoch[0] + bool(epoch[1])
   ckpt = (checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints', name),
                                   case.checkpoint_keep, case.checkpoint_async)
           if case.checkpoint else None)
@@ -213,9 +217,9 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
     t_setup = time.perf_counter()
     if case.cache_features != 'none':
       trainer = feature_cache.trainer(name, case, mesh, record, data, workdir, steps_per_epoch,
-                                      resume)
+                                      resume, epoch)
     else:
-      trainer = image_trainer(case, mesh, record, data, steps_per_epoch, resume)
+      trainer = image_trainer(case, mesh, record, data, steps_per_epoch, resume, epoch)
     setup_s = time.perf_counter() - t_setup
     run, resumed_from = Progress(), None
     stopper = (EarlyStopping(case.early_stop_metric, case.early_stop_mode,
@@ -243,8 +247,10 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   finally:
     if ckpt:
       ckpt.close()
+  full, rest = epoch or (steps_per_epoch, 0)
   record['training'].update(_summary(run, stopper, steps_per_epoch), history=run.history,
-                            setup_s=setup_s)
+                            setup_s=setup_s, last_batch=rest * jax.process_count(),
+                            examples_per_epoch=full * case.batch_size + rest * jax.process_count())
   record['checkpoint'] = _checkpoint_block(case, ckpt, resumed_from, run)
   build.record_timing(record, case, mesh, run.samples, run.waits, record['training']['train_s'])
   record['timing'].update(warmup_steps=0, timed_steps=len(run.samples))
@@ -287,11 +293,12 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
         epoch = len(run.history) + 1
         epoch_end = epoch * steps_per_epoch
         until = min(epoch_end, (run.step // every + 1) * every) if every else epoch_end
-        outs = []
+        outs, sizes = [], []
 
         def collecting(state, batch):
           state, out = trainer.step(state, batch)
           outs.append(out)
+          sizes.append(batch['label'].size)  # examples, in either layout
           interrupt.fault('step', run.step + len(outs))
           return state, out
 
@@ -317,6 +324,7 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
         run.step += len(samples)
         run.losses += losses
         run.accuracies += [float(m['accuracy']) for m in metrics]
+        run.examples += sizes
         if run.step == epoch_end:
           improved = _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch,
                                 steps_per_epoch)
@@ -344,9 +352,13 @@ def _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch, step
   """Closes epoch `epoch`: its history row, evaluation, metrics and early stopping.
   Sets run.reason if training ends here; returns whether the monitored metric improved."""
   row = _row(run, epoch, steps_per_epoch)
-  row.update(learning_rate=float(lr(run.step - 1)), train_loss=float(np.mean(run.losses)),
-             train_accuracy=float(np.mean(run.accuracies)))
-  run.losses, run.accuracies, run.train_s = [], [], 0.0
+  # Means over the epoch's examples, as Keras's: a smaller last batch weighs less. (A run
+  # resumed from a checkpoint that predates `examples` weighs its steps equally.)
+  weights = run.examples if len(run.examples) == len(run.losses) else None
+  row.update(learning_rate=float(lr(run.step - 1)),
+             train_loss=float(np.average(run.losses, weights=weights)),
+             train_accuracy=float(np.average(run.accuracies, weights=weights)))
+  run.losses, run.accuracies, run.examples, run.train_s = [], [], [], 0.0
   if trainer.evaluate:
     t0 = time.perf_counter()
     evaluation = trainer.evaluate(state)

@@ -70,7 +70,10 @@ def get_config():
 
   # Training runs (benchmark='train', bench/train.py).
   config.epochs = 1
-  config.steps_per_epoch = 0  # 0 = one pass over train_split (dropping the remainder)
+  config.steps_per_epoch = 0  # 0 = one pass over train_split
+  # An epoch's last, smaller batch (what the full ones leave): kept, as Keras does (8,144
+  # images at batch 32: 255 steps), or dropped (254). Timed train steps always drop it.
+  config.drop_remainder = False
   # Early stopping on a per-epoch metric ('' = off), as Keras's EarlyStopping.
   config.early_stop_metric = ''  # train_loss | train_accuracy | eval_loss | eval_accuracy
   config.early_stop_mode = 'auto'  # auto (min for losses, max for accuracies) | min | max

@@ -63,6 +63,12 @@ def device_prefetch(host_batches, sharding, size, layout=lambda x: x):
     enqueue(1)
 
 
+def _element(k, element):
+  """An enumerated element without its index."""
+  del k
+  return element
+
+
 class Input:
   """The data of one case (`case.dataset`, not 'synthetic'), on `sharding`'s devices."""
 
@@ -97,10 +103,16 @@ class Input:
                       f'batch_size or a larger split')
     return sum(counts)
 
-  def steps_per_epoch(self, split):
-    """Full batches in one pass over `split` (the smallest process part decides)."""
+  def epoch(self, split, drop_remainder=False):
+    """(full batches, examples of this process in one last smaller batch) of an epoch:
+    one pass over `split`. The smallest process part decides, so every process runs
+    the same steps. The last batch holds what the full ones leave, rounded down to a
+    multiple of this process's devices (a batch is split evenly over them); 0 with
+    `drop_remainder`, or when nothing is left."""
     _, counts = self._parts(split)
-    return min(counts) // self.per_process
+    full = min(counts) // self.per_process
+    rest = 0 if drop_remainder else min(counts) - full * self.per_process
+    return full, rest - rest % (self.sharding.mesh.size // jax.process_count())
 
   def example_ids(self, split):
     """The ids of this process's part of `split`, in the order `evaluation` reads it."""
@@ -117,25 +129,46 @@ class Input:
     ds = self.source.read(part, shuffle=True, seed=case.seed)
     return ds.shuffle(case.shuffle_buffer, seed=case.seed, reshuffle_each_iteration=True).repeat()
 
-  def _skip_batches(self, ds, start):
-    """`ds` (examples) without the examples of its first `start` batches. A resumed
-    run reads the same remaining batches, in the same order, as the run it continues:
-    the shuffles are seeded, so only the skipped examples' records are read again
-    (not decoded or preprocessed)."""
-    return ds.skip(start * self.per_process) if start else ds
+  def _training_batches(self, split, examples, start, epoch):
+    """Batches of `examples` (this process's training order of `split`, enumerated:
+    (k, example) -> (k, element)), from batch `start` on.
 
-  def cached_stream(self, split, ids, features, labels, start=0):
+    Without a last smaller batch (`epoch` None, or its rest 0) batches of
+    per_process run on across the passes, dropping none. With one, each pass is an
+    epoch: its full batches, then its last `rest` examples as one batch; what is
+    left beyond them (an uneven process part, the rounding to the devices) is not
+    read. A resumed run reads the same remaining batches, in the same order, as the
+    run it continues: the shuffles are seeded, so only the skipped examples' records
+    are read again (not decoded or preprocessed).
+    """
+    size = self.per_process
+    full, rest = epoch or (0, 0)
+    if not rest:
+      return examples(self._training_order(split).enumerate().skip(start * size)).map(
+          _element).batch(size, drop_remainder=True)
+    _, counts = self._parts(split)
+    part, steps, kept = counts[jax.process_index()], full + 1, full * size + rest
+    ds = self._training_order(split).enumerate().skip(
+        start // steps * part + start % steps * size).filter(lambda k, _: k % part < kept)
+    # Consecutive examples of one batch share a key; the last batch of a pass is
+    # complete at `rest` examples.
+    return examples(ds).group_by_window(
+        key_func=lambda k, _: k // part * steps + k % part // size,
+        reduce_func=lambda _, window: window.map(_element).batch(size),
+        window_size_func=lambda key: tf.where(key % steps < full, tf.constant(size, tf.int64),
+                                              tf.constant(rest, tf.int64)))
+
+  def cached_stream(self, split, ids, features, labels, start=0, epoch=None):
     """Endless device batches {'image': features row, 'label'} in the training order
-    of `split`, from batch `start` on: row i of `features` (an array or np.memmap) and
-    `labels` belongs to example ids[i]. The images are not decoded; only their ids
-    are looked up."""
+    of `split`, from batch `start` on, each `epoch` (see `epoch`) ending in its
+    smaller batch: row i of `features` (an array or np.memmap) and `labels` belongs
+    to example ids[i]. The images are not decoded; only their ids are looked up."""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
         default_value=-1)
-    rows = self._skip_batches(self._training_order(split), start).map(
-        lambda ex: table.lookup(ex['id']))
-    rows = self._options(rows.batch(self.per_process, drop_remainder=True)
-                         .prefetch(tf.data.AUTOTUNE))
+    rows = self._training_batches(
+        split, lambda ds: ds.map(lambda k, ex: (k, table.lookup(ex['id']))), start, epoch)
+    rows = self._options(rows.prefetch(tf.data.AUTOTUNE))
     host = ({'image': features[r], 'label': labels[r]} for r in rows.as_numpy_iterator())
     return device_prefetch(host, self.sharding, self.case.prefetch, self._layout)
 
@@ -149,22 +182,30 @@ class Input:
                            normalization=case.normalization, training=training,
                            on_device=case.device_normalize)
 
-  def stream(self, split, training, start=0):
+  def stream(self, split, training, start=0, epoch=None):
     """Endless device batches of `split` from batch `start` on: shuffled and augmented
-    when `training`."""
+    when `training`, each `epoch` (see `epoch`, training only) ending in its smaller
+    batch."""
     case = self.case
     part, _ = self._parts(split)
     fn = self._preprocess(training)
     processes, me = jax.process_count(), jax.process_index()
-    ds = (self._training_order(split) if training
-          else self.source.read(part, shuffle=False, seed=case.seed).repeat())
-    # Example k of this process gets seed (seed, global index): no two examples, in
-    # any process or epoch, share their random crop and flip.
-    ds = self._skip_batches(ds.enumerate(), start).map(
-        lambda k, ex: {'image': fn(ex['image'], tf.stack([case.seed, k * processes + me])),
-                       'label': tf.cast(ex['label'], tf.int32)},
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = self._options(ds.batch(self.per_process, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+    def examples(ds):
+      # Example k of this process gets seed (seed, global index): no two examples, in
+      # any process or epoch, share their random crop and flip.
+      return ds.map(
+          lambda k, ex: (k, {'image': fn(ex['image'], tf.stack([case.seed, k * processes + me])),
+                             'label': tf.cast(ex['label'], tf.int32)}),
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    if training:
+      ds = self._training_batches(split, examples, start, epoch)
+    else:
+      ds = examples(self.source.read(part, shuffle=False, seed=case.seed).repeat().enumerate()
+                    .skip(start * self.per_process)).map(_element).batch(
+                        self.per_process, drop_remainder=True)
+    ds = self._options(ds.prefetch(tf.data.AUTOTUNE))
     return device_prefetch(ds.as_numpy_iterator(), self.sharding, case.prefetch, self._layout)
 
   def evaluation(self, split):

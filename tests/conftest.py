@@ -40,12 +40,12 @@ from tests.offline import sitecustomize  # noqa: F401  (guards this process's so
 _OFFLINE = os.path.join(REPO, 'tests', 'offline')
 
 
-def run_cli(*args, module='bench.main', env=None):
-  """Runs `python -m module args` from the repository root, offline; returns the
+def run_cli(*args, module='bench.main', env=None, cwd=REPO):
+  """Runs `python -m module args` from `cwd` (the repository root), offline; returns the
   CompletedProcess. `env` adds to or overrides the environment."""
   env = {**os.environ, **(env or {})}
   env['PYTHONPATH'] = os.pathsep.join(p for p in (_OFFLINE, env.get('PYTHONPATH')) if p)
-  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=cwd, capture_output=True,
                         text=True, timeout=600, check=False, env=env)
 
 

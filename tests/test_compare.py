@@ -134,10 +134,12 @@ def test_environment_differences_come_first():
   new = copy.deepcopy(base)
   env = new['environment']
   env['versions']['jax'] = '0.10.3'
+  env['versions']['flax_bench'] = '0.2.0'  # the harness: an installed copy has no commit
   env.update(cpu_model='other cpu', git_commit='9876543210fedcba', git_dirty=False, hostname='h2')
   env['peaks']['copy_bytes_per_s'] = 1.5e10
   result = compare_lib.compare(base, new)
-  assert result['environment'] == [Difference('versions.jax', '0.10.2', '0.10.3'),
+  assert result['environment'] == [Difference('versions.flax_bench', '0.1.0', '0.2.0'),
+                                   Difference('versions.jax', '0.10.2', '0.10.3'),
                                    Difference('cpu_model', 'test cpu', 'other cpu')]
   peaks = {p.key: p.ratio for p in result['peaks']}
   assert peaks == {'peaks.matmul_flops_per_s.float32': 1.0, 'peaks.copy_bytes_per_s': 1.5}
@@ -282,7 +284,8 @@ def _text_sample(report):
 
 # File contents (None: no file) and the error expected after the file's name.
 @pytest.mark.parametrize('text, message', [
-    (_schema(lambda report: None, version=5), r'schema_version 5 is not 9.*rerun the benchmark'),
+    (_schema(lambda report: None, version=5),
+     rf'schema_version 5 is not {report_lib.SCHEMA_VERSION}.*rerun the benchmark'),
     ('[1, 2]', r'not a benchmark report \(no schema_version\)'),
     ('{}', r'not a benchmark report \(no schema_version\)'),
     (_schema(_drop_flops), r"case 'mlp' xla keys differ .*missing \['flops'\]"),

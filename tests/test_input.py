@@ -554,3 +554,26 @@ def test_uint8_images_normalised_in_the_step_match_the_hosts_normalisation(data_
   _, float_data = _input(data_dir, image_shape=(24, 24, 3), batch_size=8)
   assert next(float_data.stream('train[:80%]', training=False))['image'].dtype == np.float32
   assert float_data.describe()['threads'] == len(os.sched_getaffinity(0))
+
+
+def test_training_epochs_end_in_a_smaller_batch_and_resume_exactly(data_dir):
+  """One pass over 29 examples at batch 8: three full batches, then the 5 they leave;
+  the next pass reshuffles. A stream resumed at batch 5 continues as the first did."""
+  _, data = _input(data_dir, image_shape=(16, 16, 3), batch_size=8, shuffle_buffer=64)
+  assert data.epoch('train[:29]') == (3, 5) and data.epoch('train[:29]', True) == (3, 0)
+  assert data.epoch('train[:32]') == (4, 0)
+  stream = data.stream('train[:29]', training=True, epoch=(3, 5))
+  batches = [next(stream) for _ in range(8)]
+  assert [len(b['label']) for b in batches] == [8, 8, 8, 5] * 2
+  every = sorted(np.asarray(ex['label']) for ex in data.source.read('train[:29]', shuffle=False,
+                                                                     seed=0))
+  for epoch in (batches[:4], batches[4:]):
+    assert sorted(np.concatenate([b['label'] for b in epoch])) == every
+    images = np.concatenate([b['image'] for b in epoch]).reshape(29, -1)
+    assert len(np.unique(images, axis=0)) == 29  # 29 distinct examples, none twice
+  assert not np.array_equal(batches[0]['image'], batches[4]['image'])  # reshuffled
+  resumed = data.stream('train[:29]', training=True, start=5, epoch=(3, 5))
+  for expected in batches[5:]:
+    got = next(resumed)
+    np.testing.assert_array_equal(got['image'], expected['image'])
+    np.testing.assert_array_equal(got['label'], expected['label'])

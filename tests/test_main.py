@@ -1,6 +1,8 @@
 """The real command line: the quickstart end to end, and every user error."""
 
 import csv
+import importlib.metadata
+import json
 import logging as std_logging
 import os
 import re
@@ -9,6 +11,7 @@ import sys
 
 import pytest
 
+import configs
 from bench import logs
 from bench import report as report_lib
 from tests.conftest import REPO, call_cli, run_cli
@@ -68,7 +71,7 @@ def test_quickstart_end_to_end(tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     ((f'--workdir={{wd}}',), 'missing --config; pass --config=configs/quickstart.py'),
-    (('--config=configs/nope.py', '--workdir={wd}'), "config file 'configs/nope.py' does not exist"),
+    (('--config=configs/nope.py', '--workdir={wd}'), "config file 'configs/nope.py' does not exist here"),
     ((QUICK[0],), 'missing --workdir'),
     ((*QUICK, '--workdir={wd}', '--config.cases.cnn_b32.model=resnet9'),
      "case 'cnn_b32': config field 'model' = 'resnet9' must be one of mobilenet_v2, .*, seed_cnn"),
@@ -156,3 +159,48 @@ def test_default_logging_keeps_the_suites_lines_and_every_warning():
                       plain.format(fallback))
   assert re.fullmatch(r'\d\d:\d\d:\d\d warning: case x: strong scaling skips 3 devices',
                       plain.format(ours))
+
+
+def test_configs_resolve_to_the_shipped_ones_unless_a_local_file_exists(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  shipped = os.path.join(configs.DIRECTORY, 'quickstart.py')
+  for name in ('quickstart', 'quickstart.py', 'configs/quickstart.py'):
+    assert configs.resolve(name) == shipped
+  assert configs.resolve('other/quickstart.py') is None and configs.resolve('nope') is None
+  (tmp_path / 'configs').mkdir()
+  (tmp_path / 'configs' / 'quickstart.py').write_text('')
+  assert configs.resolve('configs/quickstart.py') == 'configs/quickstart.py'  # local wins
+  assert configs.resolve('quickstart') == shipped
+  assert {'base', 'quickstart', 'gpu_resnet50'} <= set(configs.shipped())
+  assert '__init__' not in configs.shipped()
+
+
+def test_a_shipped_config_by_name_from_another_directory(tmp_path):
+  result = run_cli('--config=quickstart', '--workdir=w', '--config.select=mlp_b32',
+                   '--config.timed_steps=2', '--config.warmup_steps=1', cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  report = json.loads((tmp_path / 'w' / 'report.json').read_text())
+  assert report['suite']['config_file'] == os.path.join(configs.DIRECTORY, 'quickstart.py')
+  assert report['environment']['versions']['flax_bench'] == importlib.metadata.version(
+      'flax-bench')
+  missing = call_cli('--config=configs/nope.py', f'--workdir={tmp_path / "x"}')
+  assert missing.returncode == 2 and missing.stderr.startswith(
+      "error: config file 'configs/nope.py' does not exist here and is not a shipped config; "
+      'pass a path or one of: base, cars_feature_extract,')
+
+
+def test_flax_bench_entry_point():
+  command = os.path.join(os.path.dirname(sys.executable), 'flax-bench')
+  run = lambda *args: subprocess.run([command, *args], capture_output=True, text=True,
+                                     timeout=120, check=False)
+  help_ = run('--help')
+  assert help_.returncode == 0
+  for text in ('  run            run a config', '  compare  ', '  gpu-check  ', 'quickstart',
+               'seed_cnn', 'resnet50', 'WORKSPACE.md'):
+    assert text in help_.stdout, text
+  unknown = run('nope')
+  assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown subcommand 'nope'")
+  # A subcommand is its module: the same flags, errors and exit statuses.
+  bad = run('run', '--config=nope', '--workdir=x')
+  assert bad.returncode == 2 and "config file 'nope' does not exist here" in bad.stderr
+  assert run('compare').returncode == 2

@@ -10,7 +10,8 @@ import pytest
 from bench import fileio
 from bench import report as report_lib
 
-_ENV = {'python': '3.11', 'versions': {'jax': '0.10.2', 'flax': '0.12.8', 'optax': '0.2.8'},
+_ENV = {'python': '3.11', 'versions': {'flax_bench': '0.1.0', 'jax': '0.10.2', 'flax': '0.12.8',
+                                       'optax': '0.2.8'},
         'backend': 'cpu', 'device_kind': 'cpu', 'device_count': 1, 'local_device_count': 1,
         'process_count': 1, 'devices_per_process': [1], 'cpu_model': 'test cpu',
         'cpu_count': 2, 'xla_flags': None, 'compile_cache': None,
@@ -61,6 +62,7 @@ def test_ratios_and_verdict():
           'its time per step. Parameter count points the wrong way, off by a factor of 100') in md
   assert '| cnn / mlp | 0.500x | 10.0x | 10.0x | 50.0x |' in md
   assert '- big: XlaRuntimeError: RESOURCE_EXHAUSTED' in md
+  assert md.splitlines()[2].startswith('flax-bench 0.1.0, jax 0.10.2, flax 0.12.8')
 
 
 def test_csv_has_one_row_per_case_without_samples():
@@ -69,6 +71,13 @@ def test_csv_has_one_row_per_case_without_samples():
   assert rows[1]['params.total'] == '200' and rows[1]['model'] == 'cnn'
   assert rows[2]['status'] == 'failed' and rows[2]['step_time_s.median'] == ''
   assert not any('samples' in column for column in rows[0])
+  # The run's identity first in every row; whole numbers (XLA's float counts) as integers.
+  assert list(rows[0])[:5] == ['suite', 'harness_version', 'git_commit', 'device_kind',
+                               'jax_version']
+  assert [rows[1][k] for k in ('suite', 'git_commit', 'device_kind', 'jax_version')] == [
+      't', 'abcdef0123456789', 'cpu', '0.10.2']
+  assert rows[1]['harness_version'] == '0.1.0'
+  assert rows[1]['xla.flops'] == '10000000' and rows[1]['step_time_s.median'] == '0.05'
 
 
 def test_validate_rejects_schema_drift():

@@ -396,3 +396,23 @@ def test_seed_config_runs_offline_at_tiny_size(name, tmp_path, data_dir):
     assert '## Training' in (workdir / 'report.md').read_text()
   if name == 'cars_feature_extract':
     assert cases['cached']['training']['feature_cache_s'] > 0
+
+
+@pytest.mark.parametrize('drop, steps, last', [(False, 4, 5), (True, 3, 0)])
+def test_an_epoch_covers_every_example_unless_the_remainder_is_dropped(tmp_path, data_dir, drop,
+                                                                      steps, last):
+  """29 examples at batch 8: Keras runs 4 steps an epoch, the last of 5 examples (the
+  seeds' 255 steps over 8,144 Stanford Cars images); drop_remainder runs 3."""
+  config = _suite(epoch=dict())
+  config.update(model='seed_cnn', dataset='shapes', data_dir=data_dir, num_classes=0,
+                image_shape=(32, 32, 3), train_split='train[:29]', epochs=2,
+                drop_remainder=drop, checkpoint=False)
+  report = runner.run_suite(config, str(tmp_path))
+  case, = report['cases']
+  assert case['status'] == 'ok', case['error']
+  training = case['training']
+  assert (training['steps_per_epoch'], training['steps_run'], training['last_batch'],
+          training['examples_per_epoch']) == (steps, 2 * steps, last, 8 * 3 + last)
+  assert [row['steps'] for row in training['history']] == [steps, steps]
+  assert case['step_time_s']['n'] == 2 * steps
+  assert f'| {steps} ({last}) |' in (tmp_path / 'report.md').read_text()

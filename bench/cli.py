@@ -1,0 +1,70 @@
+"""The `flax-bench` command: one entry point for every tool, `python -m bench.*` kept.
+
+  flax-bench run --config=quickstart --workdir=DIR     (python -m bench.main)
+  flax-bench compare BASE.json NEW.json               (python -m bench.compare)
+  flax-bench SUBCOMMAND --help                        that tool's own flags
+
+Each subcommand runs its module exactly as `python -m` does (same flags, same
+exit statuses); `flax-bench --help` lists them, the shipped configs and the
+models, importing nothing heavier than the model registry.
+"""
+
+import os
+import runpy
+import sys
+import textwrap
+
+import configs
+
+# Subcommand -> (module, what it does).
+SUBCOMMANDS = {
+    'run': ('bench.main', 'run a config: time, cost and report its cases'),
+    'compare': ('bench.compare', 'diff two reports: deterministic figures exactly, timings '
+                'machine-aware'),
+    'ab': ('bench.ab', 'timing A/B of two git revisions, interleaved on this machine'),
+    'analysis': ('bench.analysis', 'does parameter count predict step time? (a report)'),
+    'visualize': ('bench.visualize', 'what a trained model sees: predictions, saliency'),
+    'convert-keras': ('bench.convert_keras', 'Keras .h5 weights to an orbax checkpoint'),
+    'overhead': ('bench.overhead', "the harness's own overhead against a bare loop"),
+    'gpu-check': ('bench.gpu_check', 'ResNet-50 throughput, MFU and scaling on a GPU machine'),
+}
+
+
+def usage():
+  """The text of `flax-bench --help`."""
+  import models  # pylint: disable=import-outside-toplevel  (only for the list)
+  width = max(map(len, SUBCOMMANDS))
+  lines = ['usage: flax-bench SUBCOMMAND [flags]   (flax-bench SUBCOMMAND --help for its '
+           'flags)', '', 'subcommands:']
+  lines += [f'  {name:<{width}}  {text}' for name, (_, text) in SUBCOMMANDS.items()]
+  listed = lambda names: textwrap.fill(', '.join(names), 88, initial_indent='  ',
+                                       subsequent_indent='  ')
+  lines += ['', 'configs (--config=NAME; a local file of that path wins):',
+            listed(configs.shipped()), '', 'models (--config.model=NAME):',
+            listed(models.names()), '',
+            f'Every config field, with its default: {os.path.join(configs.DIRECTORY, "base.py")}',
+            'What each field means, the workdir layout and the report schema: WORKSPACE.md in '
+            'the repository.']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] in ('-h', '--help', 'help'):
+    sys.stdout.write(usage())
+    return 0
+  if argv[0] not in SUBCOMMANDS:
+    print(f'error: unknown subcommand {argv[0]!r}; one of: {", ".join(SUBCOMMANDS)} '
+          '(flax-bench --help)', file=sys.stderr)
+    return 2
+  module = SUBCOMMANDS[argv[0]][0]
+  sys.argv = [f'flax-bench {argv[0]}', *argv[1:]]
+  try:
+    runpy.run_module(module, run_name='__main__', alter_sys=True)
+  except SystemExit as e:  # the tools end with sys.exit(status), as under python -m
+    return e.code
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
