@@ -88,8 +88,11 @@ def model_flops(fn, *args, axis_env=None):
   multiply-add of every matrix product and convolution in its jaxpr, the
   convention of MFU (PaLM, MLPerf). The jaxpr is what the code asks for, before
   XLA: no rematerialisation, fusion or layout work is counted, nor elementwise
-  ops; convolution taps over padding count (XLA's own figure skips them). A pmap
-  step is traced per device with `axis_env` [(axis, devices)]. Tracing only.
+  ops. Convolution taps over padding count (XLA's own figure skips them); those
+  over the zeros a strided convolution's input gradient dilates its input with do
+  not, so each gradient costs about what the forward does (exactly, where the
+  stride divides the input). A pmap step is traced per device with `axis_env`
+  [(axis, devices)]. Tracing only.
   """
   return _jaxpr_flops(jax.make_jaxpr(fn, axis_env=axis_env)(*args).jaxpr)
 
@@ -101,11 +104,15 @@ def _jaxpr_flops(jaxpr):
     if name in ('dot_general', 'conv_general_dilated'):
       out = int(np.prod(eqn.outvars[0].aval.shape, dtype=np.int64))
       operand = eqn.invars[0 if name == 'dot_general' else 1].aval.shape
+      holes = 1
       if name == 'dot_general':
         (contracting, _), _ = eqn.params['dimension_numbers']
       else:  # every output sums the kernel's input features x its taps, whatever the grouping
         contracting = eqn.params['dimension_numbers'].rhs_spec[1:]
-      total += 2 * out * int(np.prod([operand[d] for d in contracting], dtype=np.int64))
+        # A strided convolution's input gradient convolves the output gradient dilated by
+        # the stride: of every s x s taps, one reads a value and the rest zeros between.
+        holes = int(np.prod(eqn.params['lhs_dilation']))
+      total += 2 * out * int(np.prod([operand[d] for d in contracting], dtype=np.int64)) // holes
       continue
     inner = [_jaxpr_flops(j) for j in _subjaxprs(eqn.params)]
     if name == 'cond':  # one branch runs: the costliest bounds it
