@@ -10,6 +10,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import models
@@ -143,28 +144,33 @@ def compile_into(record, case, mesh, fn, state, first, donate, out_axes=None):
   return compiled
 
 
-def smaller_batch(case, mesh, first, examples):
-  """ShapeDtypeStructs of a batch like `first` (its layout and sharding) that holds
-  `examples` examples over all devices."""
-  def shape(x):
+def batch_like(case, mesh, batch, examples):
+  """A batch like `batch` (its layout, dtypes and sharding) that holds `examples`
+  examples over all devices: `batch` itself when it does, else zeros. Real global
+  arrays, not ShapeDtypeStructs: a pmap over several processes lowers only those."""
+  def like(x):
     if parallel.axis_name(case):  # [devices, examples per device, ...]
-      return (x.shape[0], examples // mesh.size, *x.shape[2:])
-    return (examples, *x.shape[1:])
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(shape(x), x.dtype, sharding=x.sharding),
-                      first)
+      shape = (x.shape[0], examples // mesh.size, *x.shape[2:])
+    else:
+      shape = (examples, *x.shape[1:])
+    if shape == x.shape:
+      return x
+    zeros = np.broadcast_to(np.zeros((), x.dtype), shape)  # a view: nothing allocated
+    return jax.make_array_from_callback(shape, x.sharding, lambda index: zeros[index])
+  return jax.tree.map(like, batch)
 
 
-def with_last_batch(case, mesh, step, fn, state, first, epoch, donate):
-  """`step`, and for a training `epoch` that ends in a smaller batch a second program
-  compiled for that batch (now: no compilation inside the timed steps), each batch
-  run by the program of its shape."""
+def with_last_batch(case, mesh, step, fn, state, full, epoch, donate):
+  """`step` (compiled for `full`, a full batch), and for a training `epoch` that ends
+  in a smaller batch a second program compiled for that batch (now: no compilation
+  inside the timed steps), each batch run by the program of its shape."""
   rest = (epoch or (0, 0))[1]
   if not rest:
     return step
   last, *_ = timer.compile_timed(parallel.function(case, mesh, fn, donate), state,
-                                 smaller_batch(case, mesh, first, rest * jax.process_count()))
-  full = jax.tree.leaves(first)[0].shape
-  return lambda state, batch: (step if jax.tree.leaves(batch)[0].shape == full else last)(
+                                 batch_like(case, mesh, full, rest * jax.process_count()))
+  shape = jax.tree.leaves(full)[0].shape
+  return lambda state, batch: (step if jax.tree.leaves(batch)[0].shape == shape else last)(
       state, batch)
 
 
@@ -207,19 +213,22 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None, epoc
   # The data key is the second of the pair, as it always was for synthetic batches.
   batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data,
                        start=int(state.step), epoch=epoch)
-  # Compiled for the shapes of a batch that is then timed first: no batch is lost.
+  # Compiled for the shapes of a full batch, from the first batch, which is then timed
+  # first: no batch is lost. (A training run resumed just before an epoch's last
+  # batch starts with that smaller batch.)
   first = next(batch_iter)
   batch_iter = itertools.chain([first], batch_iter)
+  full = batch_like(case, mesh, first, case.batch_size)
 
-  compiled = compile_into(record, case, mesh, fn, state, first, training, out_axes)
+  compiled = compile_into(record, case, mesh, fn, state, full, training, out_axes)
   if case.benchmark == 'compile':
     forward, *_ = timer.compile_timed(
         parallel.function(case, mesh, steps.make_forward(model, case.normalization), False, 0),
-        state, first)
+        state, full)
     record['xla_forward'] = xla_costs(forward, case, mesh)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if training else (lambda s, b: (s, compiled(s, b)))
-  step = with_last_batch(case, mesh, step, fn, state, first, epoch, training)
+  step = with_last_batch(case, mesh, step, fn, state, full, epoch, training)
   return step, state, batch_iter, compiled
 
 
@@ -244,8 +253,9 @@ def exact_metrics(eval_sums, state, batches, num_examples, split):
   return metrics
 
 
-def record_timing(record, case, mesh, samples, waits, total_s):
-  """Fills step_time_s, data_wait_s, timing.total_s and throughput from timer samples."""
+def record_timing(record, case, mesh, samples, waits, total_s, examples=None):
+  """Fills step_time_s, data_wait_s, timing.total_s and throughput from timer samples;
+  `examples`: how many the samples' steps saw (default: a full batch each)."""
   record['timing']['total_s'] = total_s
   stats = timer.summarize(samples)
   record['step_time_s'] = stats
@@ -260,7 +270,7 @@ def record_timing(record, case, mesh, samples, waits, total_s):
       'examples_per_s': case.batch_size / stats['median'],
       'examples_per_s_per_device': case.batch_size / mesh.size / stats['median'],
       # Over the whole timed loop: what an epoch would see, bursts and stalls included.
-      'examples_per_s_total': case.batch_size * stats['n'] / sum(samples),
+      'examples_per_s_total': (examples or case.batch_size * stats['n']) / sum(samples),
       # Every device runs the per-device program: the achieved rate is over all of them.
       'flops_per_s': None if flops is None else flops * mesh.size / stats['median'],
   }

@@ -109,9 +109,10 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume, ep
   stream = data.cached_stream(case.train_split, ids, features, labels,
                               start=int(head_state.step), epoch=epoch)
   first = next(stream)
+  full = build.batch_like(case, mesh, first, case.batch_size)  # `first` may be a last batch
   head_step = steps.make_train_step(head, tx, frozenset(), case.loss, parallel.axis_name(case))
-  compiled = build.compile_into(record, case, mesh, head_step, head_state, first, True)
-  compiled = build.with_last_batch(case, mesh, compiled, head_step, head_state, first, epoch,
+  compiled = build.compile_into(record, case, mesh, head_step, head_state, full, True)
+  compiled = build.with_last_batch(case, mesh, compiled, head_step, head_state, full, epoch,
                                    True)
 
   def variables(head_state):

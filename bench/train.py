@@ -252,7 +252,12 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
                             setup_s=setup_s, last_batch=rest * jax.process_count(),
                             examples_per_epoch=full * case.batch_size + rest * jax.process_count())
   record['checkpoint'] = _checkpoint_block(case, ckpt, resumed_from, run)
-  build.record_timing(record, case, mesh, run.samples, run.waits, record['training']['train_s'])
+  # Every epoch's last batch may be smaller; a run ends on an epoch's end or inside its
+  # full batches.
+  epochs, steps = divmod(len(run.samples), steps_per_epoch)
+  build.record_timing(record, case, mesh, run.samples, run.waits, record['training']['train_s'],
+                      examples=(epochs * record['training']['examples_per_epoch']
+                                + steps * case.batch_size))
   record['timing'].update(warmup_steps=0, timed_steps=len(run.samples))
   if final is not None and run.reason != 'diverged':
     record['final_metrics'] = {'loss': final['train_loss'], 'accuracy': final['train_accuracy']}

@@ -133,21 +133,21 @@ class Input:
     """Batches of `examples` (this process's training order of `split`, enumerated:
     (k, example) -> (k, element)), from batch `start` on.
 
-    Without a last smaller batch (`epoch` None, or its rest 0) batches of
-    per_process run on across the passes, dropping none. With one, each pass is an
-    epoch: its full batches, then its last `rest` examples as one batch; what is
-    left beyond them (an uneven process part, the rounding to the devices) is not
-    read. A resumed run reads the same remaining batches, in the same order, as the
-    run it continues: the shuffles are seeded, so only the skipped examples' records
-    are read again (not decoded or preprocessed).
+    Without an `epoch` (timed steps, or steps_per_epoch set) batches of per_process
+    run on across the passes, dropping none. With one, each pass is an epoch: its
+    `full` batches, then (`rest` > 0) its next `rest` examples as one batch; what is
+    left beyond them (drop_remainder, an uneven process part, the rounding to the
+    devices) is not read. A resumed run reads the same remaining batches, in the
+    same order, as the run it continues: the shuffles are seeded, so only the
+    skipped examples' records are read again (not decoded or preprocessed).
     """
     size = self.per_process
-    full, rest = epoch or (0, 0)
-    if not rest:
+    if epoch is None:
       return examples(self._training_order(split).enumerate().skip(start * size)).map(
           _element).batch(size, drop_remainder=True)
+    full, rest = epoch
     _, counts = self._parts(split)
-    part, steps, kept = counts[jax.process_index()], full + 1, full * size + rest
+    part, steps, kept = counts[jax.process_index()], full + bool(rest), full * size + rest
     ds = self._training_order(split).enumerate().skip(
         start // steps * part + start % steps * size).filter(lambda k, _: k % part < kept)
     # Consecutive examples of one batch share a key; the last batch of a pass is

@@ -558,7 +558,7 @@ def test_uint8_images_normalised_in_the_step_match_the_hosts_normalisation(data_
 
 def test_training_epochs_end_in_a_smaller_batch_and_resume_exactly(data_dir):
   """One pass over 29 examples at batch 8: three full batches, then the 5 they leave;
-  the next pass reshuffles. A stream resumed at batch 5 continues as the first did."""
+  the next pass reshuffles. A stream resumed at batch 3 or 5 continues as the first did."""
   _, data = _input(data_dir, image_shape=(16, 16, 3), batch_size=8, shuffle_buffer=64)
   assert data.epoch('train[:29]') == (3, 5) and data.epoch('train[:29]', True) == (3, 0)
   assert data.epoch('train[:32]') == (4, 0)
@@ -572,8 +572,13 @@ def test_training_epochs_end_in_a_smaller_batch_and_resume_exactly(data_dir):
     images = np.concatenate([b['image'] for b in epoch]).reshape(29, -1)
     assert len(np.unique(images, axis=0)) == 29  # 29 distinct examples, none twice
   assert not np.array_equal(batches[0]['image'], batches[4]['image'])  # reshuffled
-  resumed = data.stream('train[:29]', training=True, start=5, epoch=(3, 5))
-  for expected in batches[5:]:
-    got = next(resumed)
-    np.testing.assert_array_equal(got['image'], expected['image'])
-    np.testing.assert_array_equal(got['label'], expected['label'])
+  for start in (3, 5):  # at an epoch's last batch, and inside the next epoch
+    resumed = data.stream('train[:29]', training=True, start=start, epoch=(3, 5))
+    for expected in batches[start:]:
+      got = next(resumed)
+      np.testing.assert_array_equal(got['image'], expected['image'])
+      np.testing.assert_array_equal(got['label'], expected['label'])
+  # drop_remainder: each pass is its 3 full batches, the 5 left over not read.
+  dropped = data.stream('train[:29]', training=True, epoch=(3, 0))
+  epoch = [next(dropped) for _ in range(3)]
+  assert len(np.unique(np.concatenate([b['image'] for b in epoch]).reshape(24, -1), axis=0)) == 24

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 import models
+from bench import build
 from bench import optimizers
 from bench import pretrained
 from bench import report as report_lib
@@ -416,3 +417,28 @@ def test_an_epoch_covers_every_example_unless_the_remainder_is_dropped(tmp_path,
   assert [row['steps'] for row in training['history']] == [steps, steps]
   assert case['step_time_s']['n'] == 2 * steps
   assert f'| {steps} ({last}) |' in (tmp_path / 'report.md').read_text()
+
+
+def test_a_run_resumed_before_an_epochs_last_batch_runs_both_shapes(data_dir, monkeypatch):
+  """A checkpoint of step 3 of 29 examples at batch 8: the resumed run's first batch is
+  the epoch's last, of 5. The main program is still compiled for a full batch (its
+  costs are a full batch's), and each batch runs on the program of its shape."""
+  case = case_config(benchmark='train', model='seed_cnn', dataset='shapes', data_dir=data_dir,
+                     num_classes=0, train_split='train[:29]', batch_size=8, epochs=2)
+  mesh = parallel.mesh()
+  data = runner.open_input('t', case, mesh)
+  epoch = data.epoch(case.train_split)
+  fresh = report_lib.new_case('fresh', {})
+  build.build(case, mesh, fresh, data, 4, epoch=epoch)
+  initial = build.initial_state
+  monkeypatch.setattr(build, 'initial_state', lambda *args, **kwargs: initial(
+      *args, **kwargs).replace(step=jax.device_put(jnp.int32(3), parallel.replicated(mesh))))
+  resumed = report_lib.new_case('resumed', {})
+  step, state, batches, _ = build.build(case, mesh, resumed, data, 4, epoch=epoch)
+  assert resumed['xla'] == fresh['xla'] and resumed['utilization'] == fresh['utilization']
+  sizes = []
+  for _ in range(3):
+    batch = next(batches)
+    state, metrics = step(state, batch)
+    sizes.append(len(batch['label']))
+  assert sizes == [5, 8, 8] and int(state.step) == 6 and np.isfinite(float(metrics['loss']))
