@@ -58,7 +58,8 @@ def main(argv=None):
           '(flax-bench --help)', file=sys.stderr)
     return 2
   module = SUBCOMMANDS[argv[0]][0]
-  sys.argv = [f'flax-bench {argv[0]}', *argv[1:]]
+  # run_module puts the module's file first in sys.argv, as python -m does.
+  sys.argv = [sys.argv[0], *argv[1:]]
   try:
     runpy.run_module(module, run_name='__main__', alter_sys=True)
   except SystemExit as e:  # the tools end with sys.exit(status), as under python -m

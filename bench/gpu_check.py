@@ -17,7 +17,9 @@ cache, each part a suite with its report under --workdir:
 
 and prints one table: images/s (per device), MFU, data wait, peak device memory,
 compile time. A part that would start after --minutes is skipped and the table
-says so. Exit 1 if a case failed or a part was skipped.
+says so. A part whose config cannot run here (a user error: its data, say) is
+listed with its error and the others still run. Exit 1 if a case failed or a part
+was skipped or could not run.
 """
 
 import importlib.util
@@ -25,6 +27,7 @@ import os
 import sys
 import time
 
+import configs
 from bench.errors import ArgumentParser, UserError, fail
 
 MLPERF_IMAGES_PER_S = 7950  # MLPerf Training v4.0, 8x H200, ResNet-50: per GPU
@@ -32,7 +35,12 @@ MLPERF_IMAGES_PER_S = 7950  # MLPerf Training v4.0, 8x H200, ResNet-50: per GPU
 
 def require_gpu(jax):
   """Raises UserError unless jax's default backend is a GPU."""
-  backend = jax.default_backend()
+  try:
+    backend = jax.default_backend()
+  except RuntimeError as e:  # JAX_PLATFORMS names a platform that cannot start
+    raise UserError(f'no GPU visible to jax ({str(e).splitlines()[0]}); install the cuda12 '
+                    "extra (pip install -e '.[cuda12]', which make gpu-check does) and check "
+                    'nvidia-smi, CUDA_VISIBLE_DEVICES and JAX_PLATFORMS') from None
   if backend != 'gpu':
     kinds = sorted({d.device_kind for d in jax.devices()})
     raise UserError(f'no GPU visible to jax (backend {backend!r}, devices: {", ".join(kinds)}); '
@@ -43,7 +51,7 @@ def require_gpu(jax):
 
 def configs(device_count, with_tensorflow):
   """[(part, config or None, why it is skipped)] in the order they run."""
-  # pylint: disable=import-outside-toplevel  (after the GPU check: see main)
+  # pylint: disable=import-outside-toplevel  (after the GPU check: see run)
   from configs import gpu_resnet50
   from configs import quickstart
   resnet = gpu_resnet50.get_config()
@@ -118,9 +126,13 @@ def run(workdir, minutes, out=sys.stdout):
     if config is None:
       results.append((part, None, skipped))
       continue
-    config_file = f'configs/{"quickstart" if part == "seeds" else "gpu_resnet50"}.py'
-    report = runner.run_suite(config, os.path.join(workdir, part), config_file=config_file,
-                              restart=True)
+    config_file = configs.resolve('quickstart' if part == 'seeds' else 'gpu_resnet50')
+    try:
+      report = runner.run_suite(config, os.path.join(workdir, part), config_file=config_file,
+                                restart=True)
+    except UserError as e:  # one part's problem (its data, say): the others still run
+      results.append((part, None, f'error: {e}'))
+      continue
     results.append((part, report, None))
   text = summary(results, jax.devices()[0].device_kind)
   if not with_tensorflow:

@@ -51,20 +51,27 @@ _PROCESS_ID = flags.DEFINE_integer(
     f'${distributed.ENV["process_id"]}).')
 
 
-def _config_path(argv):
-  """The file named by --config (without config_flags' ':argument' suffix), or None."""
+def _config_arg(argv):
+  """(index in argv, file) of the --config flag absl keeps (the last one), without
+  config_flags' ':argument' suffix; (None, None) without one."""
+  found = None, None
   for i, arg in enumerate(argv):
     if arg.startswith('--config='):
-      return arg.split('=', 1)[1].split(':', 1)[0]
-    if arg == '--config' and i + 1 < len(argv):
-      return argv[i + 1].split(':', 1)[0]
-  return None
+      found = i, arg.split('=', 1)[1].split(':', 1)[0]
+    elif arg == '--config' and i + 1 < len(argv):
+      found = i + 1, argv[i + 1].split(':', 1)[0]
+  return found
+
+
+def _config_path(argv):
+  """The file named by --config (without config_flags' ':argument' suffix), or None."""
+  return _config_arg(argv)[1]
 
 
 def _resolve_config(argv):
   """`argv` with --config naming the file it resolves to (configs.resolve: a local file,
   else a shipped config), or one line and exit 2 when it names neither."""
-  path = _config_path(argv)
+  index, path = _config_arg(argv)
   if path is None:
     return argv
   found = configs.resolve(path)
@@ -73,14 +80,10 @@ def _resolve_config(argv):
          f'or one of: {", ".join(configs.shipped())} (--config=quickstart)')
   if found == path:
     return argv
-  out, replaced = [], False
-  for arg in argv:  # the first --config only, as config_flags reads it
-    if not replaced and arg.startswith('--config='):
-      arg, replaced = '--config=' + found + arg.split('=', 1)[1][len(path):], True
-    elif not replaced and out and out[-1] == '--config':
-      arg, replaced = found + arg[len(path):], True
-    out.append(arg)
-  return out
+  prefix = '--config=' if argv[index].startswith('--config=') else ''
+  argv = list(argv)
+  argv[index] = prefix + found + argv[index][len(prefix) + len(path):]  # keeps ':argument'
+  return argv
 
 
 def parse_flags(argv):

@@ -46,6 +46,8 @@ DATASHEET = (
      {'bfloat16': 835 * _T, 'float16': 835 * _T, 'float32': 418 * _T}),
     (r'H200', 'NVIDIA H200 SXM (H200 datasheet, 2024)',
      {'bfloat16': 989 * _T, 'float16': 989 * _T, 'float32': 494 * _T}),
+    (r'H100 NVL', 'NVIDIA H100 NVL (H100 datasheet, 2023)',
+     {'bfloat16': 835 * _T, 'float16': 835 * _T, 'float32': 418 * _T}),
     (r'H100.*PCIe', 'NVIDIA H100 PCIe (H100 datasheet, 2023)',
      {'bfloat16': 756 * _T, 'float16': 756 * _T, 'float32': 378 * _T}),
     (r'H100', 'NVIDIA H100 SXM (H100 datasheet, 2023)',

@@ -21,6 +21,7 @@ def resolve(path):
   `quickstart.py` or `configs/quickstart.py`), else None."""
   if os.path.isfile(path):
     return path
+  path = os.path.normpath(path)  # ./configs/quickstart.py too
   name = os.path.basename(path)
   name = name[:-3] if name.endswith('.py') else name
   if os.path.dirname(path) not in ('', 'configs') or name not in shipped():

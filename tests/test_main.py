@@ -166,7 +166,13 @@ def test_configs_resolve_to_the_shipped_ones_unless_a_local_file_exists(tmp_path
   shipped = os.path.join(configs.DIRECTORY, 'quickstart.py')
   for name in ('quickstart', 'quickstart.py', 'configs/quickstart.py'):
     assert configs.resolve(name) == shipped
+  assert configs.resolve('./configs/quickstart.py') == shipped
   assert configs.resolve('other/quickstart.py') is None and configs.resolve('nope') is None
+  # absl keeps the last --config: that one is resolved, its ':argument' kept.
+  from bench import main  # pylint: disable=import-outside-toplevel
+  assert main._resolve_config(['m', '--config=nope', '--config=quickstart:x']) == [
+      'm', '--config=nope', f'--config={shipped}:x']
+  assert main._resolve_config(['m', '--config', 'quickstart']) == ['m', '--config', shipped]
   (tmp_path / 'configs').mkdir()
   (tmp_path / 'configs' / 'quickstart.py').write_text('')
   assert configs.resolve('configs/quickstart.py') == 'configs/quickstart.py'  # local wins

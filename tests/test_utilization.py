@@ -17,6 +17,7 @@ from bench import gpu_check
 from bench import peaks
 from bench import report as report_lib
 from bench import suite
+from bench.errors import UserError
 from input_pipeline import options
 from tests.conftest import build_case, call_cli
 
@@ -32,6 +33,13 @@ def test_model_flops_count_products_and_convolutions_of_the_jaxpr():
   assert costs.model_flops(lambda x, w: jax.nn.relu(conv(x, w)).sum(), x, w) == forward
   # Both gradients: each as costly as the forward.
   assert costs.model_flops(jax.grad(lambda x, w: conv(x, w).sum(), (0, 1)), x, w) == 3 * forward
+  # Stride 2: the input gradient skips the zeros between the dilated output gradient's
+  # values, so it costs what the forward does (8 = 2 x 4: exactly).
+  strided = lambda x, w: lax.conv_general_dilated(x, w, (2, 2), 'SAME',
+                                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  forward2 = 2 * (2 * 4 * 4 * 4) * (3 * 3 * 3)
+  assert costs.model_flops(lambda x, w: strided(x, w).sum(), x, w) == forward2
+  assert costs.model_flops(jax.grad(lambda x, w: strided(x, w).sum(), (0, 1)), x, w) == 3 * forward2
   depthwise = jnp.ones((3, 3, 1, 3))
   assert costs.model_flops(lambda x, w: conv(x, w, 3), x, depthwise) == 2 * (2 * 8 * 8 * 3) * 9
   assert costs.model_flops(lambda a, b: a @ b, jnp.ones((5, 7)), jnp.ones((7, 3))) == 2 * 5 * 7 * 3
@@ -141,6 +149,17 @@ def test_gpu_check_refuses_to_run_on_a_cpu(tmp_path):
                                   "install the cuda12 extra")
   assert 'never falls back to the CPU' in result.stderr
   assert not (tmp_path / 'check').exists()
+
+
+def test_gpu_check_refuses_a_platform_that_cannot_start():
+  class NoCuda:  # jax with JAX_PLATFORMS=cuda and no GPU
+    @staticmethod
+    def default_backend():
+      raise RuntimeError('Unable to initialize backend \'cuda\': no devices\nmore')
+
+  with pytest.raises(UserError, match=r"^no GPU visible to jax \(Unable to initialize backend "
+                                      r"'cuda': no devices\); install the cuda12 extra"):
+    gpu_check.require_gpu(NoCuda)
 
 
 def test_gpu_check_summary_table():
