@@ -34,29 +34,31 @@ _MATMUL_SIZES = (256, 8192)
 _COPY_BYTES = (64 << 20, 1 << 30)
 
 _T = 1e12
+
+
+def _tensor_cores(half, tf32):
+  """An NVIDIA Ampere-or-newer row: bfloat16 and float16 share one tensor-core rate,
+  and float32 runs as TF32 (XLA's default for float32 matmuls and convolutions
+  there); in TFLOP/s."""
+  return {'bfloat16': half * _T, 'float16': half * _T, 'float32': tf32 * _T}
+
+
+# H200 and H100 list the same rates per form factor.
+_HOPPER_SXM, _HOPPER_NVL = _tensor_cores(989, 494), _tensor_cores(835, 418)
 # Dense (no structured sparsity) peak FLOP/s of one device, per computation dtype, from
 # the vendors' datasheets: (pattern matched against jax's device_kind, the device
-# and its source, {dtype: FLOP/s}). The first match wins. float32 on NVIDIA Ampere and
-# newer is the TF32 tensor-core rate, what XLA uses for float32 matmuls and
-# convolutions there by default; V100 has no bfloat16 and TPUs list bfloat16 only: a
-# dtype missing from its row has no peak, and no MFU. A jax device on TPU v2/v3 is one
-# core, half a chip.
+# and its source, {dtype: FLOP/s}). The first match wins. V100 has no bfloat16 and
+# TPUs list bfloat16 only: a dtype missing from its row has no peak, and no MFU. A
+# jax device on TPU v2/v3 is one core, half a chip.
 DATASHEET = (
-    (r'H200 NVL', 'NVIDIA H200 NVL (H200 datasheet, 2024)',
-     {'bfloat16': 835 * _T, 'float16': 835 * _T, 'float32': 418 * _T}),
-    (r'H200', 'NVIDIA H200 SXM (H200 datasheet, 2024)',
-     {'bfloat16': 989 * _T, 'float16': 989 * _T, 'float32': 494 * _T}),
-    (r'H100 NVL', 'NVIDIA H100 NVL (H100 datasheet, 2023)',
-     {'bfloat16': 835 * _T, 'float16': 835 * _T, 'float32': 418 * _T}),
-    (r'H100.*PCIe', 'NVIDIA H100 PCIe (H100 datasheet, 2023)',
-     {'bfloat16': 756 * _T, 'float16': 756 * _T, 'float32': 378 * _T}),
-    (r'H100', 'NVIDIA H100 SXM (H100 datasheet, 2023)',
-     {'bfloat16': 989 * _T, 'float16': 989 * _T, 'float32': 494 * _T}),
+    (r'H200 NVL', 'NVIDIA H200 NVL (H200 datasheet, 2024)', _HOPPER_NVL),
+    (r'H200', 'NVIDIA H200 SXM (H200 datasheet, 2024)', _HOPPER_SXM),
+    (r'H100 NVL', 'NVIDIA H100 NVL (H100 datasheet, 2023)', _HOPPER_NVL),
+    (r'H100.*PCIe', 'NVIDIA H100 PCIe (H100 datasheet, 2023)', _tensor_cores(756, 378)),
+    (r'H100', 'NVIDIA H100 SXM (H100 datasheet, 2023)', _HOPPER_SXM),
     # 40 and 80 GB, SXM4 and PCIe: the same rates.
-    (r'A100', 'NVIDIA A100 (A100 datasheet, 2021)',
-     {'bfloat16': 312 * _T, 'float16': 312 * _T, 'float32': 156 * _T}),
-    (r'\bL4\b', 'NVIDIA L4 (L4 datasheet, 2023)',
-     {'bfloat16': 121 * _T, 'float16': 121 * _T, 'float32': 60 * _T}),
+    (r'A100', 'NVIDIA A100 (A100 datasheet, 2021)', _tensor_cores(312, 156)),
+    (r'\bL4\b', 'NVIDIA L4 (L4 datasheet, 2023)', _tensor_cores(121, 60)),
     (r'V100.*PCIE', 'NVIDIA V100 PCIe (V100 datasheet, 2020)',
      {'float16': 112 * _T, 'float32': 14 * _T}),
     (r'V100', 'NVIDIA V100 SXM2 (V100 datasheet, 2020)',
