@@ -98,7 +98,7 @@ class Progress:
   """Everything of a run that is not the TrainState, as checkpoints store it (JSON).
 
   step: steps done; history: one row per finished epoch (HISTORY_KEYS); losses,
-  accuracies, examples (per step), train_s: the current epoch's so far; samples, waits: every step's
+  accuracies, train_s: the current epoch's so far; samples, waits: every step's
   timer sample and data wait; stopper: EarlyStopping's fields; reason: why
   training ended ('' while it goes on); resumes: restarts from a checkpoint.
   """
@@ -106,7 +106,6 @@ class Progress:
   history: list = dataclasses.field(default_factory=list)
   losses: list = dataclasses.field(default_factory=list)
   accuracies: list = dataclasses.field(default_factory=list)
-  examples: list = dataclasses.field(default_factory=list)
   train_s: float = 0.0
   samples: list = dataclasses.field(default_factory=list)
   waits: list = dataclasses.field(default_factory=list)
@@ -201,6 +200,8 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   # drop_remainder, one smaller batch of what they leave (pipeline.Input.epoch).
   epoch = None if case.steps_per_epoch else data.epoch(case.train_split, case.drop_remainder)
   steps_per_epoch = case.steps_per_epoch or epoch[0] + bool(epoch[1])
+  full, rest = epoch or (steps_per_epoch, 0)
+  last_batch = rest * jax.process_count()  # the epoch's last step's examples; 0: a full one
   ckpt = (checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints', name),
                                   case.checkpoint_keep, case.checkpoint_async)
           if case.checkpoint else None)
@@ -238,7 +239,7 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
       logging.info('case %s: resuming from checkpoint step %d (epoch %d)%s', name, run.step,
                    len(run.history) + 1,
                    f'; it ended ({run.reason}), nothing is left to train' if run.reason else '')
-    state = _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir)
+    state = _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, last_batch, workdir)
     final = run.history[-1] if run.history else None
     if case.restore_best and stopper and stopper.best_epoch and run.reason != 'diverged':
       # Its checkpoint is on disk: the best step is exempt from checkpoint_keep.
@@ -247,10 +248,9 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   finally:
     if ckpt:
       ckpt.close()
-  full, rest = epoch or (steps_per_epoch, 0)
   record['training'].update(_summary(run, stopper, steps_per_epoch), history=run.history,
-                            setup_s=setup_s, last_batch=rest * jax.process_count(),
-                            examples_per_epoch=full * case.batch_size + rest * jax.process_count())
+                            setup_s=setup_s, last_batch=last_batch,
+                            examples_per_epoch=full * case.batch_size + last_batch)
   record['checkpoint'] = _checkpoint_block(case, ckpt, resumed_from, run)
   # Every epoch's last batch may be smaller; a run ends on an epoch's end or inside its
   # full batches.
@@ -274,8 +274,9 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   return 'diverged' if run.reason == 'diverged' else 'ok'
 
 
-def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
-  """The epoch loop, from `run` on: updates `run` and returns the final state."""
+def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, last_batch, workdir):
+  """The epoch loop, from `run` on: updates `run` and returns the final state. Each
+  epoch's last step sees `last_batch` examples (0: a full batch)."""
   lr = optimizers.schedule(case, build.total_steps(case, steps_per_epoch))
   # Imported here: clu's TensorBoard writer imports TensorFlow (seconds), which no
   # other kind of case needs.
@@ -298,12 +299,11 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
         epoch = len(run.history) + 1
         epoch_end = epoch * steps_per_epoch
         until = min(epoch_end, (run.step // every + 1) * every) if every else epoch_end
-        outs, sizes = [], []
+        outs = []
 
         def collecting(state, batch):
           state, out = trainer.step(state, batch)
           outs.append(out)
-          sizes.append(batch['label'].size)  # examples, in either layout
           interrupt.fault('step', run.step + len(outs))
           return state, out
 
@@ -329,10 +329,9 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
         run.step += len(samples)
         run.losses += losses
         run.accuracies += [float(m['accuracy']) for m in metrics]
-        run.examples += sizes
         if run.step == epoch_end:
           improved = _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch,
-                                steps_per_epoch)
+                                steps_per_epoch, last_batch)
           if ckpt and (run.reason or improved or (case.checkpoint_every_epochs and
                                                    epoch % case.checkpoint_every_epochs == 0)):
             save('end' if run.reason else 'best' if improved else 'epoch', best=improved)
@@ -353,17 +352,19 @@ def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, workdir):
   return state
 
 
-def _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch, steps_per_epoch):
+def _end_epoch(name, case, trainer, run, stopper, state, lr, writer, epoch, steps_per_epoch,
+               last_batch):
   """Closes epoch `epoch`: its history row, evaluation, metrics and early stopping.
   Sets run.reason if training ends here; returns whether the monitored metric improved."""
   row = _row(run, epoch, steps_per_epoch)
-  # Means over the epoch's examples, as Keras's: a smaller last batch weighs less. (A run
-  # resumed from a checkpoint that predates `examples` weighs its steps equally.)
-  weights = run.examples if len(run.examples) == len(run.losses) else None
+  # Means over the epoch's examples, as Keras's: a smaller last batch weighs less.
+  weights = [case.batch_size] * len(run.losses)
+  if last_batch:
+    weights[-1] = last_batch
   row.update(learning_rate=float(lr(run.step - 1)),
              train_loss=float(np.average(run.losses, weights=weights)),
              train_accuracy=float(np.average(run.accuracies, weights=weights)))
-  run.losses, run.accuracies, run.examples, run.train_s = [], [], [], 0.0
+  run.losses, run.accuracies, run.train_s = [], [], 0.0
   if trainer.evaluate:
     t0 = time.perf_counter()
     evaluation = trainer.evaluate(state)
