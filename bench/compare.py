@@ -59,7 +59,8 @@ _ENVIRONMENT_KEYS = ('python', 'backend', 'device_kind', 'device_count', 'proces
 _MEASURED_MEMORY = ('generated_code_bytes', 'device_peak_bytes', 'device_peak_bytes_per_device',
                     'host_peak_rss_bytes')
 _EXACT = (('params', report_lib.CASE_BLOCKS['params']), ('xla', report_lib.XLA_KEYS),
-          ('xla_forward', report_lib.XLA_KEYS), ('utilization', ('model_flops', 'normalize_flops')),
+          ('xla_forward', report_lib.XLA_KEYS),
+          ('utilization', ('model_flops', 'normalize_flops')),
           ('memory', tuple(k for k in report_lib.CASE_BLOCKS['memory']
                            if k not in _MEASURED_MEMORY)))
 

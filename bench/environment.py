@@ -14,7 +14,8 @@ from bench import compile_cache
 
 # The harness itself first: which version of it produced the numbers, installed or not.
 _PACKAGES = {
-    'flax_bench': ('flax-bench',), 'jax': ('jax',), 'jaxlib': ('jaxlib',), 'flax': ('flax',), 'optax': ('optax',),
+    'flax_bench': ('flax-bench',),
+    'jax': ('jax',), 'jaxlib': ('jaxlib',), 'flax': ('flax',), 'optax': ('optax',),
     'orbax': ('orbax-checkpoint',), 'tensorflow': ('tensorflow-cpu', 'tensorflow'),
     'tensorflow_datasets': ('tensorflow-datasets',), 'numpy': ('numpy',),
 }

@@ -126,8 +126,8 @@ SCALING_MODES = ('weak', 'strong')
 # bench/environment.py's block: what produced the numbers.
 ENVIRONMENT_KEYS = ('python', 'versions', 'backend', 'device_kind', 'device_count',
                     'local_device_count', 'process_count', 'devices_per_process', 'cpu_model',
-                    'cpu_count', 'xla_flags', 'compile_cache', 'git_commit', 'git_dirty', 'hostname', 'command',
-                    'peaks', 'timestamp_utc')
+                    'cpu_count', 'xla_flags', 'compile_cache', 'git_commit', 'git_dirty',
+                    'hostname', 'command', 'peaks', 'timestamp_utc')
 # environment.peaks (bench/peaks.py; null until the cases are done): the device the
 # peaks were measured on, best matmul FLOP/s and its square size per dtype of the
 # cases ({dtype: value}), best copy bandwidth (bytes read + written per second) and
@@ -437,7 +437,7 @@ def compile_cell(case):
   """compile_s, marked when the executable was read from the compilation cache: that
   is the time to read it, not to compile it."""
   cell = fmt(case['compile_s'])
-  return f'{cell} (cached)' if case.get('compile_cache') == 'hit' else cell
+  return f'{cell} (cached)' if case['compile_cache'] == 'hit' else cell
 
 
 def _utilization_table(cases, peaks):

@@ -71,7 +71,8 @@ def test_quickstart_end_to_end(tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     ((f'--workdir={{wd}}',), 'missing --config; pass --config=configs/quickstart.py'),
-    (('--config=configs/nope.py', '--workdir={wd}'), "config file 'configs/nope.py' does not exist here"),
+    (('--config=configs/nope.py', '--workdir={wd}'),
+     "config file 'configs/nope.py' does not exist here"),
     ((QUICK[0],), 'missing --workdir'),
     ((*QUICK, '--workdir={wd}', '--config.cases.cnn_b32.model=resnet9'),
      "case 'cnn_b32': config field 'model' = 'resnet9' must be one of mobilenet_v2, .*, seed_cnn"),

@@ -130,12 +130,14 @@ def test_compile_cache_keeps_cold_and_cached_compiles_apart(tmp_path):
   assert cold['environment']['compile_cache'] == cache and os.listdir(cache)
   assert off['environment']['compile_cache'] is None
   assert ' (cached) |' in warm_md and ' (cached) |' not in cold_md
-  assert '## Utilisation' in cold_md and "No MFU: unknown device 'cpu': no datasheet peak." in cold_md
+  assert '## Utilisation' in cold_md
+  assert "No MFU: unknown device 'cpu': no datasheet peak." in cold_md
 
 
 def test_compile_cache_directory(monkeypatch):
   monkeypatch.delenv('JAX_COMPILATION_CACHE_DIR', raising=False)
-  assert compile_cache.directory('auto', 'runs/w') == os.path.join(os.getcwd(), 'runs', '.jax_cache')
+  assert compile_cache.directory('auto', 'runs/w') == os.path.join(os.getcwd(), 'runs',
+                                                                    '.jax_cache')
   assert compile_cache.directory('', 'runs/w') is None
   assert compile_cache.directory('~/c', 'runs/w') == os.path.expanduser('~/c')
   monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', '/shared/cache')
