@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(PY) -m bench.main --config=configs/quickstart.py --workdir=$(WORKDIR) --restart
 
+# The architecture first (pyproject.toml's import-linter contracts: seconds), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The CI benchmark (configs/ci_cpu.py) against the committed baseline: exit 1 on a

@@ -1,10 +1,10 @@
 """Command line: python -m bench.main --config=configs/quickstart.py --workdir=DIR.
 
-Thin on purpose: flags in, one call to bench.runner.run_suite. Everything else
+Thin on purpose: flags in, one call to bench.run.runner.run_suite. Everything else
 lives in importable modules that tests and notebooks call directly. A mistake
 the user can fix ends with one line on stderr and exit status 2.
 
-The log shows the suite's own lines and every library's warnings (bench/logs.py);
+The log shows the suite's own lines and every library's warnings (bench/core/logs.py);
 `--verbosity=1` (or 0) brings back the libraries' start-up and progress messages.
 """
 
@@ -17,10 +17,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from bench.core import distributed
+from bench.core import logs
+from bench.core.errors import UserError, fail
 import configs
-from bench import distributed
-from bench import logs
-from bench.errors import UserError, fail
 
 # Only what parsing the flags and reading the config need is imported above: a
 # mistake in either, and --help, answer in well under a second. jax, flax and the
@@ -35,7 +35,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None,
                                'on the same workdir continues the run there.')
 _RESTART = flags.DEFINE_bool('restart', False,
                              'Delete the outputs of an earlier run in --workdir and start over.')
-# Multi-host runs (bench/distributed.py): one process per host (or per GPU), all with the
+# Multi-host runs (bench/core/distributed.py): one process per host (or per GPU), all with the
 # same flags but --process_id, sharing --workdir.
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed', 'auto', ['auto', 'on', 'off'],
@@ -120,9 +120,9 @@ def main(argv):
     fail('missing --workdir; pass --workdir=DIR, where the report will be written')
   logs.configure()
   # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
-  from bench import compile_cache
-  from bench import interrupt
-  from bench import runner
+  from bench.measure import compile_cache
+  from bench.core import interrupt
+  from bench.run import runner
   try:
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                            _PROCESS_ID.value)

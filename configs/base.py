@@ -18,7 +18,7 @@ def get_config():
   config.benchmark = 'train_step'  # train_step | eval_step | forward | compile | input | train
   config.dtype = 'float32'  # computation dtype; parameters stay float32
   # Initial weights: '' (random), 'keras:/path/weights.h5' or 'orbax:/path/dir' (see
-  # bench/pretrained.py); the top is taken from them only where it fits.
+  # bench/workload/pretrained.py); the top is taken from them only where it fits.
   config.init_from = ''
 
   # Input (input_pipeline/): 'synthetic' (random batches already on device), cifar10,
@@ -31,7 +31,7 @@ def get_config():
   config.image_shape = (32, 32, 3)  # synthetic shape, or the size images are preprocessed to
   config.num_classes = 10  # 0 = the dataset's number of classes
   config.batch_size = 32  # global: split over the devices (and processes)
-  # Data parallelism (bench/parallel.py): jit over a device mesh, or the classic pmap.
+  # Data parallelism (bench/core/parallel.py): jit over a device mesh, or the classic pmap.
   config.parallel = 'jit'  # jit | pmap
   config.num_devices = 0  # devices the batch is split over; 0 = all
   config.num_batches = 4  # synthetic: distinct batches rotated through the timed steps
@@ -46,7 +46,7 @@ def get_config():
   # a float32 batch copies (the normalisation's FLOPs are reported apart).
   config.device_normalize = False
 
-  # Optimizer of the train step (bench/optimizers.py).
+  # Optimizer of the train step (bench/workload/optimizers.py).
   config.optimizer = 'adam'  # sgd | adam | adamw | rmsprop
   config.learning_rate = 1e-3
   config.momentum = 0.9  # sgd and rmsprop; 0 disables
@@ -60,7 +60,7 @@ def get_config():
   config.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 disables
   config.loss = 'cross_entropy'  # cross_entropy | hinge (multiclass, a linear SVM's)
 
-  # Transfer learning (bench/transfer.py): which layers train.
+  # Transfer learning (bench/workload/transfer.py): which layers train.
   config.transfer = 'scratch'  # scratch | feature_extract | finetune
   config.finetune_blocks = 0  # finetune: train the last N backbone blocks ...
   config.finetune_from = ''  # ... or every layer from this one on
@@ -68,7 +68,7 @@ def get_config():
   # in host memory or in WORKDIR/feature_cache/; the head trains on them.
   config.cache_features = 'none'  # none | memory | disk
 
-  # Training runs (benchmark='train', bench/train.py).
+  # Training runs (benchmark='train', bench/train/training.py).
   config.epochs = 1
   config.steps_per_epoch = 0  # 0 = one pass over train_split
   # An epoch's last, smaller batch (what the full ones leave): kept, as Keras does (8,144
@@ -80,7 +80,7 @@ def get_config():
   config.early_stop_patience = 3  # epochs without improvement before stopping
   config.early_stop_min_delta = 0.0  # smaller changes are no improvement
   config.restore_best = False  # end with the weights of the best monitored epoch
-  # Checkpoints (bench/checkpoints.py) in WORKDIR/checkpoints/CASE/STEP: a rerun of
+  # Checkpoints (bench/train/checkpoints.py) in WORKDIR/checkpoints/CASE/STEP: a rerun of
   # the same command resumes exactly; final weights exported to WORKDIR/weights/CASE.
   config.checkpoint = True
   config.checkpoint_every_epochs = 1  # 0 = only at the end, on improvements and on SIGTERM
@@ -91,9 +91,9 @@ def get_config():
   # The timer.
   config.warmup_steps = 5
   config.timed_steps = 50
-  config.sync = 'pipelined'  # pipelined | every_step (see bench/timer.py)
+  config.sync = 'pipelined'  # pipelined | every_step (see bench/measure/timer.py)
   # After the timed steps, trace profile_steps more under jax.profiler and attribute
-  # their time to HLO ops and layers (bench/profiling.py); the trace is kept in
+  # their time to HLO ops and layers (bench/profile/trace.py); the trace is kept in
   # WORKDIR/profiles/CASE/.
   config.profile = False
   config.profile_steps = 5
@@ -103,7 +103,7 @@ def get_config():
   config.cases = cases()
   config.select = ''  # comma-separated case names; empty runs all
   config.ratios = ()  # (numerator, denominator) case-name pairs for report.md
-  # Compiled programs kept across runs (bench/compile_cache.py): 'auto' (.jax_cache/
+  # Compiled programs kept across runs (bench/measure/compile_cache.py): 'auto' (.jax_cache/
   # beside the workdir, or $JAX_COMPILATION_CACHE_DIR), a directory, or '' (off).
   config.compile_cache = 'auto'
   # A scaling study: each case run on every device count (default 1, 2, 4, ... and

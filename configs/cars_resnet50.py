@@ -14,7 +14,7 @@ way those weights expect (normalization 'auto': the model's, caffe). Torchvision
 normalisation would feed these weights inputs about 60x smaller than they saw. The seeds
 saved model and optimizer every 5 epochs and resumed by hand: here every case
 checkpoints every 5 epochs (checkpoint_every_epochs), and rerunning the same
-command on the same workdir resumes it exactly (bench/checkpoints.py).
+command on the same workdir resumes it exactly (bench/train/checkpoints.py).
 
 Offline at tiny size: --config.dataset=shapes --config.num_classes=0
 --config.train_split='train[:80%]' --config.eval_split='train[80%:]'

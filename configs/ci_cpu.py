@@ -1,7 +1,7 @@
 """The CI benchmark: a few cases of the parameter-vs-runtime study, diffed in CI.
 
 `.ci/run` runs it after the tests (`make bench-ci`) and compares the report with
-the committed benchmarks/baseline-cpu.json (bench/compare.py): a changed
+the committed benchmarks/baseline-cpu.json (bench/results/compare.py): a changed
 parameter count, XLA FLOPs or bytes, or compiled memory fails CI (a model
 changed); step times are printed but never fail it, because the CI machine is
 shared and noisy. After an intended change, refresh the baseline with

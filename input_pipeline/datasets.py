@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from input_pipeline import cars
 from input_pipeline import folder
 from input_pipeline import options

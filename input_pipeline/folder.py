@@ -20,7 +20,7 @@ subset: the same on every machine and unaffected by the config's seed.
 import hashlib
 import os
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # How far from the end of the file the format's end marker may sit: cameras and

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 # See datasets.py for what each is.
 DATASETS = ('synthetic', 'cifar10', 'cars196', 'shapes', 'image_folder:<path>')

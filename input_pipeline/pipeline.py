@@ -14,7 +14,7 @@ and buffer within it; the report's dataset block records both depths. With
 Device side, `device_prefetch` keeps `config.prefetch` batches already
 transferred and sharded over the data-parallel devices, so the transfer of
 batch k+1 overlaps step k. The host fetches from this iterator; the timer
-records how long the device idled while it did (bench/timer.py, data wait).
+records how long the device idled while it did (bench/measure/timer.py, data wait).
 
 Evaluation reads the split once, in order, and pads the last batch with masked
 examples: every eval batch has the same shape (one compile), and metrics
@@ -33,8 +33,8 @@ import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bench import parallel
-from bench.errors import UserError
+from bench.core import parallel
+from bench.core.errors import UserError
 from input_pipeline import datasets
 from input_pipeline import preprocess
 
@@ -231,7 +231,7 @@ class Input:
     return device_prefetch(ds.as_numpy_iterator(), self.sharding, self.case.prefetch), sum(counts)
 
   def describe(self):
-    """The report's `dataset` block (see bench/report.py)."""
+    """The report's `dataset` block (see bench/results/schema.py)."""
     case = self.case
     return {
         'name': self.source.name,

@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 VERSION = '1.0.0'
 CLASSES = ('circle', 'cross', 'diamond', 'ring', 'square', 'triangle')

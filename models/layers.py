@@ -191,7 +191,7 @@ class BatchNorm(nn.BatchNorm):
 
   Left in the constructor, `use_running_average` could not be overridden per
   call; here it can, which is how a frozen layer is put in inference mode while
-  the rest of the model trains (bench/transfer.py).
+  the rest of the model trains (bench/workload/transfer.py).
   """
   train: bool = False
 

@@ -28,11 +28,11 @@ os.environ.update(
 # pylint: disable=wrong-import-position  (after the cache settings above)
 from absl import flags
 
-from bench import build
-from bench import report as report_lib
-from bench import parallel
-from bench import runner
-from bench import suite
+from bench.core import parallel
+from bench.results import schema as report_lib
+from bench.run import runner
+from bench.run import suite
+from bench.workload import build
 from configs import base
 
 from tests.offline import sitecustomize  # noqa: F401  (guards this process's sockets)

@@ -11,9 +11,9 @@ import sys
 import jax
 import numpy as np
 
-from bench import build
-from bench import parallel
-from bench import report as report_lib
+from bench.core import parallel
+from bench.results import schema as report_lib
+from bench.workload import build
 from tests.conftest import case_config
 
 

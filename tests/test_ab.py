@@ -10,7 +10,9 @@ import types
 import numpy as np
 import pytest
 
-from bench import ab
+from bench.results import ab_result
+from bench.results import ab_stats
+from bench.run import ab as run_ab
 from tests import test_report
 from tests.conftest import REPO, call_cli, run_cli
 
@@ -18,18 +20,18 @@ from tests.conftest import REPO, call_cli, run_cli
 def test_signed_rank_interval_is_exact():
   # n = 8: P(T+ <= 3) = 5/256 <= 0.025 < P(T+ <= 4) = 7/256, so the interval leaves out
   # four Walsh averages on each side: of 1..8 they start 1, 1.5, 2, 2 and end 7, 7, 7.5, 8.
-  assert ab.signed_rank_interval(np.arange(1, 9), 0.95) == (4.5, 2.0, 7.0)
+  assert ab_stats.signed_rank_interval(np.arange(1, 9), 0.95) == (4.5, 2.0, 7.0)
   # n = 6: the most extreme statistic alone has 1/64 <= 0.025: the interval is min-max.
-  assert ab.signed_rank_interval([3, -1, 4, 1, -5, 9], 0.95)[1:] == (-5, 9)
+  assert ab_stats.signed_rank_interval([3, -1, 4, 1, -5, 9], 0.95)[1:] == (-5, 9)
   # n = 5: 1/32 > 0.025, no bound at 95% (at 90% the extremes).
-  assert ab.signed_rank_interval([1, 2, 3, 4, 5], 0.95) == (3.0, -math.inf, math.inf)
-  assert ab.signed_rank_interval([1, 2, 3, 4, 5], 0.90) == (3.0, 1.0, 5.0)
+  assert ab_stats.signed_rank_interval([1, 2, 3, 4, 5], 0.95) == (3.0, -math.inf, math.inf)
+  assert ab_stats.signed_rank_interval([1, 2, 3, 4, 5], 0.90) == (3.0, 1.0, 5.0)
 
 
 def test_interval_covers_at_its_confidence():
   rng = np.random.default_rng(0)
   covered = [low <= 0 <= high for low, high in (
-      ab.signed_rank_interval(rng.standard_t(3, 12), 0.95)[1:] for _ in range(2000))]
+      ab_stats.signed_rank_interval(rng.standard_t(3, 12), 0.95)[1:] for _ in range(2000))]
   # Exact for any symmetric distribution: 95.2% at n = 12; 2000 draws give +-1%.
   assert 0.94 < np.mean(covered) < 0.965
 
@@ -38,7 +40,7 @@ def test_interval_covers_at_its_confidence():
     (1.15, 1.3, 'regression'), (0.7, 0.85, 'faster'), (0.95, 1.05, 'same'),
     (1.05, 1.15, None), (0.85, 0.95, None), (0.5, 2.0, None), (0.92, 1.09, 'same')])
 def test_verdict_against_the_threshold(low, high, expected):
-  assert ab.verdict(math.log(low), math.log(high), 0.1) == expected
+  assert ab_stats.verdict(math.log(low), math.log(high), 0.1) == expected
 
 
 def _simulate(rng, new_over_base, machine, **flags):
@@ -47,17 +49,17 @@ def _simulate(rng, new_over_base, machine, **flags):
   machine(round, rng) (what the machine does to that process). Returns (verdict,
   rounds run)."""
   args = types.SimpleNamespace(**{**_DEFAULTS, **flags})
-  confidence = ab.look_confidence(args)
+  confidence = ab_stats.look_confidence(args)
   base, new = [], []
   for n in range(1, args.max_rounds + 1):
     base.append(0.01 * machine(n, rng))
     new.append(0.01 * new_over_base * machine(n, rng))
     undecided = None
-    if n in ab.looks(args):
-      judged = ab.judge(base, new, args.threshold, confidence, final=False)
+    if n in ab_stats.looks(args):
+      judged = ab_stats.judge(base, new, args.threshold, confidence, final=False)
       undecided = [] if judged['verdict'] else ['case']
-    if ab.stop_reason(n, undecided, elapsed_s=0, args=args):
-      return ab.judge(base, new, args.threshold, confidence, final=True)['verdict'], n
+    if ab_stats.stop_reason(n, undecided, elapsed_s=0, args=args):
+      return ab_stats.judge(base, new, args.threshold, confidence, final=True)['verdict'], n
   raise AssertionError('the stopping rule never stopped')
 
 
@@ -66,21 +68,21 @@ _DEFAULTS = dict(rounds=8, look_every=4, max_rounds=20, max_minutes=math.inf, th
 
 
 def test_orders_come_in_balanced_pairs_drawn_from_the_seed():
-  drawn = ab.orders(7, 9)
-  assert drawn == ab.orders(7, 9) and drawn[:4] == ab.orders(7, 4)
+  drawn = ab_stats.orders(7, 9)
+  assert drawn == ab_stats.orders(7, 9) and drawn[:4] == ab_stats.orders(7, 4)
   for first, second in zip(drawn[::2], drawn[1::2]):
     assert sorted(first) == ['base', 'new'] and second == first[::-1]
   # Each pair's order is drawn: both occur over seeds, about equally.
-  firsts = [ab.orders(seed, 2)[0][0] for seed in range(1000)]
+  firsts = [ab_stats.orders(seed, 2)[0][0] for seed in range(1000)]
   assert 450 < firsts.count('base') < 550
 
 
 def test_looks_share_the_confidence():
   args = types.SimpleNamespace(**_DEFAULTS)
-  assert ab.looks(args) == [8, 12, 16, 20]
-  assert ab.look_confidence(args) == pytest.approx(0.9875)
+  assert ab_stats.looks(args) == [8, 12, 16, 20]
+  assert ab_stats.look_confidence(args) == pytest.approx(0.9875)
   args.max_rounds = 22
-  assert ab.looks(args) == [8, 12, 16, 20, 22]
+  assert ab_stats.looks(args) == [8, 12, 16, 20, 22]
 
 
 def _quiet(sigma):
@@ -136,13 +138,13 @@ def test_a_machine_slowing_steadily_is_paired_away():
 
 def test_stop_reason():
   args = types.SimpleNamespace(**{**_DEFAULTS, 'max_minutes': 2.0})
-  assert ab.stop_reason(7, None, 0, args) is None
-  assert ab.stop_reason(8, [], 0, args) == 'every case decided'
-  assert ab.stop_reason(8, ['x'], 0, args) is None
-  assert ab.stop_reason(20, ['x'], 0, args) == '--max_rounds=20'
+  assert ab_stats.stop_reason(7, None, 0, args) is None
+  assert ab_stats.stop_reason(8, [], 0, args) == 'every case decided'
+  assert ab_stats.stop_reason(8, ['x'], 0, args) is None
+  assert ab_stats.stop_reason(20, ['x'], 0, args) == '--max_rounds=20'
   # 100 s for 5 rounds: a sixth would end at 120 s, within 2 minutes; 101 s: past them.
-  assert ab.stop_reason(5, None, 100, args) is None
-  assert ab.stop_reason(5, None, 101, args).startswith('--max_minutes=2')
+  assert ab_stats.stop_reason(5, None, 100, args) is None
+  assert ab_stats.stop_reason(5, None, 101, args).startswith('--max_minutes=2')
 
 
 def test_reports_of_another_schema_are_timed_but_not_diffed():
@@ -153,7 +155,7 @@ def test_reports_of_another_schema_are_timed_but_not_diffed():
   base['schema_version'] -= 1
   new['cases'][0]['name'] = 'renamed'
   args = types.SimpleNamespace(**_DEFAULTS, base='HEAD^', new='HEAD')
-  state = ab.AB(args, {'base': 'a' * 40, 'new': 'b' * 40}, 'configs/x.py', [], seed=1)
+  state = ab_result.AB(args, {'base': 'a' * 40, 'new': 'b' * 40}, 'configs/x.py', [], seed=1)
   state.first = {'base': base, 'new': new}
   result = state.result(final=False)
   assert result['changes'] == [] and result['environment'] == []
@@ -161,7 +163,7 @@ def test_reports_of_another_schema_are_timed_but_not_diffed():
       f'not compared: the base revision writes report schema {new["schema_version"] - 1}, '
       f'the new one schema {new["schema_version"]}')
   assert (result['missing'], result['new_cases']) == (['mlp'], ['renamed'])
-  assert f'{result["deterministic_note"]}.' in ab.markdown(result)
+  assert f'{result["deterministic_note"]}.' in ab_result.markdown(result)
 
 
 def test_profiled_cases_show_where_the_time_went_over_the_rounds(monkeypatch):
@@ -175,17 +177,17 @@ def test_profiled_cases_show_where_the_time_went_over_the_rounds(monkeypatch):
     report = test_report._report()
     return {**report, 'cases': [case]}, 1.0
 
-  monkeypatch.setattr(ab, 'run_side', run_side)
+  monkeypatch.setattr(run_ab, 'run_side', run_side)
   args = types.SimpleNamespace(**_DEFAULTS, base='HEAD^', new='HEAD')
-  state = ab.AB(args, {'base': 'a' * 40, 'new': 'b' * 40}, 'configs/x.py', [], seed=1)
+  state = ab_result.AB(args, {'base': 'a' * 40, 'new': 'b' * 40}, 'configs/x.py', [], seed=1)
   for _ in range(3):
-    state.run_round({'base': None, 'new': None}, None)
+    run_ab.run_round(state, {'base': None, 'new': None}, None)
   result = state.result(final=True)
   conv2 = next(p for p in result['profiles'] if p['name'] == 'conv2')
   assert (conv2['kind'], conv2['base'], conv2['new']) == ('layer', 0.020, 0.030)
   assert conv2['ratio'] == pytest.approx(1.5)
   assert result['profiles'][-2]['name'] == 'conv2'  # the layer that moved most comes first
-  md = ab.markdown(result)
+  md = ab_result.markdown(result)
   assert '### Where the time went' in md and '| cnn | layer conv2 | 20.0 | 30.0 | 1.500 |' in md
 
 
@@ -212,7 +214,7 @@ def test_ab_of_head_against_itself_end_to_end(tmp_path):
   assert out['base']['commit'] == out['new']['commit'] == head
   assert out['stopped'] == '--max_rounds=2' and len(out['rounds']) == 2
   # The order of each round comes from the seed.
-  assert [r['order'] for r in out['rounds']] == ab.orders(7, 2)
+  assert [r['order'] for r in out['rounds']] == ab_stats.orders(7, 2)
   (case,) = out['cases']
   assert case['name'] == 'mlp_b32' and len(case['round_ratios']) == 2
   # Two rounds bound nothing at 95%: inconclusive, never a guess.

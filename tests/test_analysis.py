@@ -6,8 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from bench import analysis
-from bench import report as report_lib
+from bench.results import analysis
+from bench.results import formatting
+from bench.results import schema as report_lib
+from bench.results import writer
 from tests.conftest import call_cli, run_cli
 from tests.test_report import _ENV, _case
 
@@ -126,7 +128,7 @@ def test_verdict_names_where_parameters_mislead_and_inverted_pairs():
   name = ['tiny_slow', 'a', 'b', 'c', 'huge_fast'][worst]
   mislead = text.split('**Where parameters mislead most**')[1].splitlines()[1]
   assert mislead.startswith(f'  - {name}: {int(params[worst]):,} parameters predict '
-                            f'{report_lib.fmt(predicted * 1e3)} ms; it takes ')
+                            f'{formatting.fmt(predicted * 1e3)} ms; it takes ')
 
 
 def test_too_few_cases_no_analysis_and_other_cases_are_left_out():
@@ -162,7 +164,7 @@ def test_degenerate_reports_render_and_write(tmp_path):
   assert _row(result, 'activations')['n'] == 4
   assert _row(result, 'roofline')['n'] == 4
   json.dumps(result, allow_nan=False)
-  report_lib.write(str(tmp_path), report, analysis.markdown(result))
+  writer.write(str(tmp_path), report, analysis.markdown(result))
   md = (tmp_path / 'report.md').read_text()
   far_row, = [line for line in md.splitlines() if line.startswith('| far | 10,000,000 |')]
   assert far_row.endswith(' | n/a |')  # no prediction from the parameter count
@@ -172,9 +174,9 @@ def test_a_wild_fit_gives_finite_numbers():
   assert analysis.fold_error(1e-300, 1.0) == pytest.approx(1e300)
   assert analysis.fold_error(0.0, 1.0) is None and analysis.fold_error(None, 1.0) is None
   assert analysis._loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
-  assert report_lib.fmt(float('inf')) == 'inf' and report_lib.fmt(float('nan')) == 'n/a'
-  assert report_lib.fmt(np.exp(700)) == '1.01e+304'
-  assert report_lib.fmt(123_456_789_012) == '123456789012'
+  assert formatting.fmt(float('inf')) == 'inf' and formatting.fmt(float('nan')) == 'n/a'
+  assert formatting.fmt(np.exp(700)) == '1.01e+304'
+  assert formatting.fmt(123_456_789_012) == '123456789012'
 
 
 def test_cli_json_plots_and_errors(tmp_path):

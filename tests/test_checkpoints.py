@@ -12,11 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from bench import checkpoints
-from bench import interrupt
-from bench import report as report_lib
-from bench import runner
-from bench.errors import UserError
+from bench.core import interrupt
+from bench.core.errors import UserError
+from bench.results import schema as report_lib
+from bench.run import runner
+from bench.train import checkpoints
 from configs import base
 from tests.conftest import REPO, build_case, call_cli, run_cli
 
@@ -98,7 +98,7 @@ def test_checkpoint_of_another_model_is_one_clear_error(tmp_path):
 _OTHER_DEVICES = textwrap.dedent('''
     import sys
     import jax, numpy as np
-    from bench import checkpoints
+    from bench.train import checkpoints
     from tests.conftest import build_case
     directory = sys.argv[1]
     _, _, state, _ = build_case(model='seed_mlp', benchmark='train_step', num_batches=2)

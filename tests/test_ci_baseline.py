@@ -4,12 +4,12 @@ import json
 import os
 import subprocess
 
-from bench import compare
-from bench import environment
-from bench import parallel
-from bench import report as report_lib
-from bench import runner
-from bench import suite as suite_lib
+from bench.core import parallel
+from bench.measure import environment
+from bench.results import compare
+from bench.results import schema as report_lib
+from bench.run import runner
+from bench.run import suite as suite_lib
 from configs import ci_cpu
 from tests.conftest import REPO
 

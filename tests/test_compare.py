@@ -7,9 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from bench import compare as compare_lib
-from bench import report as report_lib
-from bench.compare import Change, Difference
+from bench import compare as compare_cli
+from bench.results import compare as compare_lib
+from bench.results import formatting
+from bench.results import schema as report_lib
+from bench.results.compare import Change, Difference
 from tests.conftest import call_cli, run_cli
 from tests.test_report import _report
 
@@ -215,7 +217,7 @@ def test_missing_and_new_cases():
 def test_markdown_and_text_render_the_same_table():
   result = compare_lib.compare(_timed(0), _timed(1, {'cnn': 2.0}))
   cnn = _timing(result)['cnn']
-  cells = [report_lib.fmt(cnn.base_median, 1e3), report_lib.fmt(cnn.new_median, 1e3),
+  cells = [formatting.fmt(cnn.base_median, 1e3), formatting.fmt(cnn.new_median, 1e3),
            f'{cnn.ratio:.3f}']
   assert cells == ['50.4', '101', '2.001']
   md = compare_lib.render(result, 'md')
@@ -257,10 +259,10 @@ def test_cli_truncated_report_names_the_file(tmp_path):
 def test_threshold_flag(tmp_path):
   base = _write(tmp_path / 'base.json', _timed(0))
   new = _write(tmp_path / 'new.json', _timed(1, {'cnn': 2.0}))
-  assert compare_lib.main([base, new, '--format=text']) == 1
-  assert compare_lib.main([base, new, '--threshold=150%']) == 0
-  assert compare_lib.main([base, new, '--threshold=1.5']) == 0
-  assert compare_lib.main([base, new, '--threshold=0.5']) == 1
+  assert compare_cli.main([base, new, '--format=text']) == 1
+  assert compare_cli.main([base, new, '--threshold=150%']) == 0
+  assert compare_cli.main([base, new, '--threshold=1.5']) == 0
+  assert compare_cli.main([base, new, '--threshold=0.5']) == 1
 
 
 def _schema(edit, version=report_lib.SCHEMA_VERSION):
@@ -303,7 +305,7 @@ def test_unusable_report_is_one_line_and_exit_2(tmp_path, capsys, text, message)
     path.write_text(text)
   new = _write(tmp_path / 'new.json', _timed(0))
   with pytest.raises(SystemExit) as exit_:
-    compare_lib.main([str(path), new])
+    compare_cli.main([str(path), new])
   assert exit_.value.code == 2
   out, err = capsys.readouterr()
   assert out == '' and len(err.splitlines()) == 1, err
@@ -319,7 +321,7 @@ def test_unusable_report_is_one_line_and_exit_2(tmp_path, capsys, text, message)
 def test_bad_flag_is_one_line_and_exit_2(tmp_path, capsys, flag, message):
   base = _write(tmp_path / 'base.json', _timed(0))
   with pytest.raises(SystemExit) as exit_:
-    compare_lib.main([base, base, flag])
+    compare_cli.main([base, base, flag])
   assert exit_.value.code == 2
   err = capsys.readouterr().err
   assert len(err.splitlines()) == 1 and err.startswith(f'error: {message}'), err

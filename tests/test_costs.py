@@ -4,10 +4,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 import pytest
 
+from bench.measure import costs
+from bench.measure import peaks
+from bench.results import schema as report_lib
 import models
-from bench import costs
-from bench import peaks
-from bench import report as report_lib
 from tests.conftest import build_case
 
 # Seed MLP: sum over its four Dense layers of inputs x outputs.

@@ -17,11 +17,10 @@ import scipy.io
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import models
-from bench import parallel
-from bench import runner
-from bench import steps
-from bench.errors import UserError
+from bench.core import parallel
+from bench.core.errors import UserError
+from bench.run import runner
+from bench.workload import steps
 from configs import base
 from input_pipeline import cars
 from input_pipeline import datasets
@@ -31,6 +30,7 @@ from input_pipeline import pipeline
 from input_pipeline import preprocess
 from input_pipeline import shapes
 from input_pipeline import synthetic
+import models
 from tests.conftest import call_cli, case_config, run_cli
 
 

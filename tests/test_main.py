@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from bench.core import logs
+from bench.results import schema as report_lib
 import configs
-from bench import logs
-from bench import report as report_lib
 from tests.conftest import REPO, call_cli, run_cli
 
 QUICK = ('--config=configs/quickstart.py', '--config.warmup_steps=1', '--config.timed_steps=3')
@@ -136,7 +136,7 @@ def test_a_config_mistake_and_help_import_neither_jax_nor_the_heavy_libraries():
 
 
 def test_a_synthetic_timing_case_never_imports_tensorflow(tmp_path):
-  code = ('from bench import runner\nfrom configs import base\n'
+  code = ('from bench.run import runner\nfrom configs import base\n'
           'config = base.get_config()\nconfig.warmup_steps, config.timed_steps = 1, 2\n'
           f'runner.run_suite(config, {str(tmp_path / "wd")!r})')
   assert _modules_after(code) == "['jax']"
@@ -146,12 +146,12 @@ def test_a_synthetic_timing_case_never_imports_tensorflow(tmp_path):
 def test_default_logging_keeps_the_suites_lines_and_every_warning():
   def record(name, level, path, message):
     return std_logging.LogRecord(name, level, path, 1, message, None, None)
-  own = record('absl', std_logging.INFO, os.path.join(REPO, 'bench', 'runner.py'), '[1/5] x')
+  own = record('absl', std_logging.INFO, os.path.join(REPO, 'bench', 'run', 'runner.py'), '[1/5] x')
   chatter = record('jax._src.xla_bridge', std_logging.INFO, '/venv/jax/_src/xla_bridge.py',
                    "Unable to initialize backend 'tpu'")
   fallback = record('jax._src.xla_bridge', std_logging.WARNING, '/venv/jax/_src/xla_bridge.py',
                     'falling back to cpu')
-  ours = record('absl', std_logging.WARNING, os.path.join(REPO, 'bench', 'suite.py'),
+  ours = record('absl', std_logging.WARNING, os.path.join(REPO, 'bench', 'run', 'suite.py'),
                 'case x: strong scaling skips 3 devices')
   assert [logs._quiet(r) for r in (own, chatter, fallback, ours)] == [True, False, True, True]
   plain = logs._Plain()

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from bench.measure import costs
 import models
-from bench import costs
 
 
 def _init(name, **kwargs):

@@ -13,10 +13,10 @@ import sys
 import jax
 import pytest
 
-from bench import distributed
-from bench import report as report_lib
-from bench import suite
-from bench.errors import UserError
+from bench.core import distributed
+from bench.core.errors import UserError
+from bench.results import schema as report_lib
+from bench.run import suite
 from configs import base
 from tests.conftest import REPO, run_cli
 

@@ -13,11 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-from bench import analysis
-from bench import compare
-from bench import hlo
-from bench import profiling
-from bench import report as report_lib
+from bench.measure import hlo
+from bench.profile import hlo_ops
+from bench.profile import trace
+from bench.results import analysis
+from bench.results import compare
+from bench.results import schema as report_lib
 from tests.conftest import call_cli
 
 # A train step's program as XLA prints it (shapes tiny): a conv layer `conv1`
@@ -81,33 +82,33 @@ KERNELS = {'conv1': [(3, 3, 3, 4), (4,)], 'head': [(16, 10), (10,)]}
 # (category, layer, phase, FLOPs) of the ops in HLO:
 EXPECTED = {
     # 2 x 2*4*4*4 outputs x 3*3*3 taps
-    'conv_fusion': (hlo.CONV_FORWARD, 'conv1', hlo.FORWARD, 6912),
+    'conv_fusion': (hlo_ops.CONV_FORWARD, 'conv1', hlo_ops.FORWARD, 6912),
     # one maximum per element: 2*4*4*4
-    'relu_fusion': (hlo.ELEMENTWISE, 'Net', hlo.FORWARD, 128),
+    'relu_fusion': (hlo_ops.ELEMENTWISE, 'Net', hlo_ops.FORWARD, 128),
     # 2*2*2*4 outputs x (4 - 1) comparisons
-    'pool': (hlo.POOLING, 'Net', hlo.FORWARD, 96),
+    'pool': (hlo_ops.POOLING, 'Net', hlo_ops.FORWARD, 96),
     # 2 x 2*10 outputs x 16
-    'dense': (hlo.DOT, 'head', hlo.FORWARD, 640),
+    'dense': (hlo_ops.DOT, 'head', hlo_ops.FORWARD, 640),
     # exp is a transcendental, not a FLOP
-    'loss': (hlo.ELEMENTWISE, hlo.LOSS, hlo.FORWARD, 0),
+    'loss': (hlo_ops.ELEMENTWISE, hlo_ops.LOSS, hlo_ops.FORWARD, 0),
     # no metadata: the layer of its user, input_grad
-    'k_t': (hlo.DATA_MOVEMENT, 'conv1', hlo.BACKWARD, 0),
+    'k_t': (hlo_ops.DATA_MOVEMENT, 'conv1', hlo_ops.BACKWARD, 0),
     # padded by 2: per spatial dimension 12 of the 6 x 3 (output, kernel) pairs read the
     # 4 input rows, so 2 x 2*3 (batch, output features) x 4 input features x 12*12
-    'input_grad': (hlo.CONV_INPUT_GRAD, 'conv1', hlo.BACKWARD, 6912),
+    'input_grad': (hlo_ops.CONV_INPUT_GRAD, 'conv1', hlo_ops.BACKWARD, 6912),
     # its result has conv1's kernel dimensions: 2 x 3*4 x 2 x (3*4)^2
-    'kernel_grad': (hlo.CONV_KERNEL_GRAD, 'conv1', hlo.BACKWARD, 6912),
+    'kernel_grad': (hlo_ops.CONV_KERNEL_GRAD, 'conv1', hlo_ops.BACKWARD, 6912),
     # 128 inputs summed into 4
-    'bias_grad': (hlo.REDUCTION, 'conv1', hlo.BACKWARD, 124),
+    'bias_grad': (hlo_ops.REDUCTION, 'conv1', hlo_ops.BACKWARD, 124),
     # no metadata: the layer of its user, the update
-    'ar': (hlo.COLLECTIVE, hlo.OPTIMIZER, hlo.UPDATE, 0),
-    'update': (hlo.ELEMENTWISE, hlo.OPTIMIZER, hlo.UPDATE, 160),
-    'out': (hlo.HOST_TRANSFER, hlo.LOSS, hlo.FORWARD, 0),
+    'ar': (hlo_ops.COLLECTIVE, hlo_ops.OPTIMIZER, hlo_ops.UPDATE, 0),
+    'update': (hlo_ops.ELEMENTWISE, hlo_ops.OPTIMIZER, hlo_ops.UPDATE, 160),
+    'out': (hlo_ops.HOST_TRANSFER, hlo_ops.LOSS, hlo_ops.FORWARD, 0),
 }
 
 
 def test_hlo_ops_categories_layers_phases_and_flops():
-  ops = hlo.ops(HLO, KERNELS)
+  ops = hlo_ops.ops(HLO, KERNELS)
   got = {name: (op.category, op.layer, op.phase, op.flops) for name, op in ops.items()
          if name in EXPECTED}
   assert got == EXPECTED
@@ -116,7 +117,7 @@ def test_hlo_ops_categories_layers_phases_and_flops():
 
 
 def test_hlo_bytes_and_inputs():
-  ops = hlo.ops(HLO, KERNELS)
+  ops = hlo_ops.ops(HLO, KERNELS)
   # Result 2*10 + operands 2*16 (the bitcast pool) and 16*10, 4 bytes each.
   assert ops['dense'].bytes == 4 * (20 + 32 + 160)
   assert ops['conv_fusion'].bytes == 4 * (128 + 216 + 108)
@@ -130,7 +131,7 @@ def test_hlo_bytes_and_inputs():
 
 def test_hlo_input_and_kernel_gradient_told_apart_by_the_kernel_shape():
   # Without the layer's kernel shapes, a backward convolution is an input gradient.
-  assert hlo.ops(HLO)['kernel_grad'].category == hlo.CONV_INPUT_GRAD
+  assert hlo_ops.ops(HLO)['kernel_grad'].category == hlo_ops.CONV_INPUT_GRAD
 
 
 @pytest.mark.parametrize('op_name, training, expected', [
@@ -139,14 +140,14 @@ def test_hlo_input_and_kernel_gradient_told_apart_by_the_kernel_shape():
     ('jit(train_step)/transpose(jvp(ResNet))/ResNet.features/conv1_bn/conv1_bn/rsqrt', True,
      'conv1_bn'),  # a BatchNorm repeats its own name
     ('jit(train_step)/jvp(SeedCNN)/SeedCNN.features/reduce_window_max', True, 'SeedCNN'),
-    ('jit(train_step)/transpose(jvp(jit(take_along_axis)))/scatter-add', True, hlo.LOSS),
-    ('jit(train_step)/jit(_where)/select_n', True, hlo.OPTIMIZER),
+    ('jit(train_step)/transpose(jvp(jit(take_along_axis)))/scatter-add', True, hlo_ops.LOSS),
+    ('jit(train_step)/jit(_where)/select_n', True, hlo_ops.OPTIMIZER),
     ('jit(forward)/SeedCNN/SeedCNN.features/conv1/conv_general_dilated', False, 'conv1'),
-    ('jit(forward)/argmax', False, hlo.OUTSIDE),
-    ('', True, hlo.UNNAMED),
+    ('jit(forward)/argmax', False, hlo_ops.OUTSIDE),
+    ('', True, hlo_ops.UNNAMED),
 ])
 def test_layer_from_op_name(op_name, training, expected):
-  assert hlo.layer(op_name, training) == expected
+  assert hlo_ops.layer(op_name, training) == expected
 
 
 @pytest.mark.parametrize('model, shape', [('seed_cnn', (32, 32, 3)), ('seed_mlp', (32, 32, 3)),
@@ -157,57 +158,57 @@ def test_hlo_flops_and_bytes_add_up_to_xla_cost_analysis(model, shape):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
-  from bench import steps  # pylint: disable=import-outside-toplevel
+  from bench.workload import steps  # pylint: disable=import-outside-toplevel
   net, tx = models.create(model, num_classes=10, dtype=jnp.float32), optax.adam(1e-3)
   state = jax.eval_shape(steps.train_state_init(net, tx, shape, None), jax.random.key(0))
   batch = {'image': jax.ShapeDtypeStruct((4, *shape), jnp.float32),
            'label': jax.ShapeDtypeStruct((4,), jnp.int32)}
   compiled = jax.jit(steps.make_train_step(net, tx), donate_argnums=0).lower(
       state, batch).compile()
-  ops = hlo.ops(compiled.as_text(), profiling.kernel_shapes(state.params))
+  ops = hlo_ops.ops(compiled.as_text(), trace.kernel_shapes(state.params))
   xla = compiled.cost_analysis()
   assert sum(op.flops for op in ops.values()) == pytest.approx(xla['flops'], rel=1e-4)
   assert sum(op.bytes for op in ops.values()) == pytest.approx(xla['bytes accessed'], rel=1e-3)
-  layers = {op.layer for op in ops.values() if op.category == hlo.CONV_FORWARD}
+  layers = {op.layer for op in ops.values() if op.category == hlo_ops.CONV_FORWARD}
   if model == 'seed_cnn':
     assert layers == {'conv1', 'conv2', 'conv3'}
-    kernel_grads = {op.layer for op in ops.values() if op.category == hlo.CONV_KERNEL_GRAD}
+    kernel_grads = {op.layer for op in ops.values() if op.category == hlo_ops.CONV_KERNEL_GRAD}
     assert kernel_grads == {'conv1', 'conv2', 'conv3'}
 
 
 def test_attribute_shares_overlapping_ops_and_counts_idle():
   a, b = ('cpu', 'thread a'), ('cpu', 'thread b')
   events = [(0, 10, 'x', a), (12, 20, 'y', a), (5, 15, 'z', b)]
-  times, counts, idle = profiling.attribute(events, (0, 25))
+  times, counts, idle = trace.attribute(events, (0, 25))
   # 0-5 x; 5-10 x and z halve it; 10-12 z; 12-15 y and z; 15-20 y; 20-25 nothing.
   assert times == {'x': 7.5, 'y': 6.5, 'z': 6.0}
   assert idle == 5
   assert counts == {'x': 1, 'y': 1, 'z': 1}
   # Clipped to the window.
-  times, _, idle = profiling.attribute(events, (8, 14))
+  times, _, idle = trace.attribute(events, (8, 14))
   assert times == {'x': 1.0, 'z': 4.0, 'y': 1.0} and idle == 0
 
 
 def test_attribute_nested_ops_count_for_their_parent_only_outside():
   thread = ('cpu', 'a')
   events = [(0, 10, 'while', thread), (2, 5, 'body', thread), (6, 7, 'body', thread)]
-  times, counts, idle = profiling.attribute(events, (0, 10))
+  times, counts, idle = trace.attribute(events, (0, 10))
   assert times == {'while': 6, 'body': 4} and idle == 0
   assert counts == {'while': 1, 'body': 2}
 
 
 def test_async_host_op_lasts_until_an_op_reads_its_result():
-  ops = {'dot': hlo.Op('dot', 'dot', hlo.DOT, 'l', hlo.FORWARD, 0, 0),
-         'fusion': hlo.Op('fusion', 'fusion', hlo.ELEMENTWISE, 'l', hlo.FORWARD, 0, 0),
-         'add': hlo.Op('add', 'add', hlo.ELEMENTWISE, 'l', hlo.FORWARD, 0, 0,
+  ops = {'dot': hlo_ops.Op('dot', 'dot', hlo_ops.DOT, 'l', hlo_ops.FORWARD, 0, 0),
+         'fusion': hlo_ops.Op('fusion', 'fusion', hlo_ops.ELEMENTWISE, 'l', hlo_ops.FORWARD, 0, 0),
+         'add': hlo_ops.Op('add', 'add', hlo_ops.ELEMENTWISE, 'l', hlo_ops.FORWARD, 0, 0,
                        inputs=('dot', 'fusion'))}
   thread = ('cpu', 'a')
   events = [(0, 1, 'dot', thread), (1, 2, 'fusion', thread), (8, 9, 'add', thread),
             (10, 11, 'dot', thread), (12, 13, 'add', thread)]
-  extended = profiling.until_consumed(events, ops)
+  extended = trace.until_consumed(events, ops)
   # dot runs until add starts; fusion, run in its own event, is not extended.
   assert [e[:2] for e in extended] == [(0, 8), (1, 2), (8, 9), (10, 12), (12, 13)]
-  times, _, idle = profiling.attribute(extended, (0, 13))
+  times, _, idle = trace.attribute(extended, (0, 13))
   assert times == {'dot': 9.5, 'fusion': 0.5, 'add': 2} and idle == 1
 
 
@@ -243,9 +244,10 @@ def test_profile_of_the_seed_cnn(tmp_path):
   assert {'conv1', 'conv2', 'conv3', 'top/fc1', 'top/predictions'} <= by_layer
   kinds = {(row['layer'], row['category']) for row in p['ops']}
   for layer in ('conv1', 'conv2', 'conv3'):
-    assert (layer, hlo.CONV_FORWARD) in kinds and (layer, hlo.CONV_KERNEL_GRAD) in kinds
+    assert (layer, hlo_ops.CONV_FORWARD) in kinds and (layer, hlo_ops.CONV_KERNEL_GRAD) in kinds
   # The images are not differentiated: conv1 has no input gradient.
-  assert ('conv2', hlo.CONV_INPUT_GRAD) in kinds and ('conv1', hlo.CONV_INPUT_GRAD) not in kinds
+  assert ('conv2', hlo_ops.CONV_INPUT_GRAD) in kinds
+  assert ('conv1', hlo_ops.CONV_INPUT_GRAD) not in kinds
   # Per step, the ops' FLOPs are the program's (every op runs once a step).
   assert sum(row['flops'] for row in p['ops']) == pytest.approx(case['xla']['flops'], rel=0.01)
   md = (workdir / 'report.md').read_text()
@@ -263,7 +265,7 @@ def test_profile_changes_neither_timings_nor_weights_and_compiles_nothing(tmp_pa
 
   jax.monitoring.register_event_duration_secs_listener(listener)
   during = []
-  original = profiling.profile
+  original = trace.profile
 
   def counted(*args, **kwargs):
     before = len(compiles)
@@ -271,7 +273,7 @@ def test_profile_changes_neither_timings_nor_weights_and_compiles_nothing(tmp_pa
     during.append(len(compiles) - before)
     return out
 
-  monkeypatch.setattr(profiling, 'profile', counted)
+  monkeypatch.setattr(trace, 'profile', counted)
   fields = ('--config.model=seed_mlp', '--config.batch_size=8')
   try:
     _, off = _profiled_run(tmp_path, 'off', *fields)
@@ -306,11 +308,11 @@ def _profiled_case(name, layers, idle=0.001):
   case['profile'].update(
       steps=5, step_s=op_s + idle, op_s=op_s, idle_s=idle, coverage=1.0,
       directory=f'profiles/{name}', layers=rows,
-      categories=[{'category': hlo.CONV_FORWARD, 'time_s': op_s, 'flops': 2e9 * len(rows),
+      categories=[{'category': hlo_ops.CONV_FORWARD, 'time_s': op_s, 'flops': 2e9 * len(rows),
                    'bytes': 1e8 * len(rows), 'ops': len(rows)},
-                  {'category': hlo.IDLE, 'time_s': idle, 'flops': 0.0, 'bytes': 0.0,
+                  {'category': hlo_ops.IDLE, 'time_s': idle, 'flops': 0.0, 'bytes': 0.0,
                    'ops': 0}],
-      phases={hlo.FORWARD: op_s})
+      phases={hlo_ops.FORWARD: op_s})
   return case
 
 
@@ -323,7 +325,7 @@ def test_profile_changes_name_the_layer_that_got_slower():
   layers = [c for c in changes if c.kind == 'layer']
   assert (layers[0].name, layers[0].base, layers[0].new, layers[0].ratio) == (
       'conv2', 0.020, 0.040, 2.0)
-  assert [c.name for c in changes if c.kind == 'category'] == [hlo.CONV_FORWARD, hlo.IDLE]
+  assert [c.name for c in changes if c.kind == 'category'] == [hlo_ops.CONV_FORWARD, hlo_ops.IDLE]
   # Medians over rounds (bench.ab): one slow round does not move them.
   rounds = [compare.profile_times(base)] * 2 + [compare.profile_times(new)]
   (same,) = [c for c in compare.profile_changes('c', rounds, rounds) if c.name == 'conv2']
@@ -347,10 +349,10 @@ def test_compare_shows_where_the_time_went_when_both_are_profiled():
 def test_dominant_category_named_in_the_verdict():
   case = _profiled_case('seed_cnn', {'conv1': 0.006}, idle=0.004)
   top = analysis.dominant(case)
-  assert top['category'] == hlo.CONV_FORWARD and top['share'] == pytest.approx(0.6)
+  assert top['category'] == hlo_ops.CONV_FORWARD and top['share'] == pytest.approx(0.6)
   assert top['bytes_per_s'] == pytest.approx(1e8 / 0.006)
   text = analysis._dominant_text({'dominant': top})  # pylint: disable=protected-access
-  assert text == (f'; 60% of its profiled step in {hlo.CONV_FORWARD} at 16.7 GB/s and 333 '
+  assert text == (f'; 60% of its profiled step in {hlo_ops.CONV_FORWARD} at 16.7 GB/s and 333 '
                   'GFLOP/s')
   assert analysis.dominant(report_lib.new_case('x', {})) is None
   assert np.isclose(sum(r['time_s'] for r in case['profile']['categories']),

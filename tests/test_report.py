@@ -7,8 +7,10 @@ import os
 
 import pytest
 
-from bench import fileio
-from bench import report as report_lib
+from bench.core import fileio
+from bench.results import markdown
+from bench.results import schema as report_lib
+from bench.results import writer
 
 _ENV = {'python': '3.11', 'versions': {'flax_bench': '0.1.0', 'jax': '0.10.2', 'flax': '0.12.8',
                                        'optax': '0.2.8'},
@@ -45,7 +47,7 @@ def _report():
 
 def test_round_trip(tmp_path):
   report = _report()
-  report_lib.write(str(tmp_path), report)
+  writer.write(str(tmp_path), report)
   assert report_lib.load(str(tmp_path / 'report.json')) == report
   assert sorted(os.listdir(tmp_path)) == ['report.csv', 'report.json', 'report.md']
 
@@ -56,7 +58,7 @@ def test_ratios_and_verdict():
   assert cnn_mlp == {'numerator': 'cnn', 'denominator': 'mlp', 'params': 0.5, 'flops': 10.0,
                      'bytes_accessed': 10.0, 'step_time': 50.0, 'epoch_time': None}
   assert report['ratios'][1]['step_time'] is None
-  md = report_lib.to_markdown(report)
+  md = markdown.to_markdown(report)
   assert md.rstrip().endswith('not comparable (a case failed).')
   assert ('**cnn** has 0.500x the parameters of **mlp**, 10.0x its XLA FLOPs, and takes 50.0x '
           'its time per step. Parameter count points the wrong way, off by a factor of 100') in md
@@ -66,7 +68,7 @@ def test_ratios_and_verdict():
 
 
 def test_csv_has_one_row_per_case_without_samples():
-  rows = list(csv.DictReader(io.StringIO(report_lib.to_csv(_report()))))
+  rows = list(csv.DictReader(io.StringIO(writer.to_csv(_report()))))
   assert [row['name'] for row in rows] == ['mlp', 'cnn', 'big']
   assert rows[1]['params.total'] == '200' and rows[1]['model'] == 'cnn'
   assert rows[2]['status'] == 'failed' and rows[2]['step_time_s.median'] == ''
@@ -92,12 +94,12 @@ def test_validate_rejects_schema_drift():
 
 
 def test_failed_render_leaves_previous_report_intact(tmp_path):
-  report_lib.write(str(tmp_path), _report())
+  writer.write(str(tmp_path), _report())
   before = {name: (tmp_path / name).read_text() for name in report_lib.FILES}
   broken = _report()
   broken['cases'][0]['step_time_s']['median'] = float('nan')  # not valid JSON
   with pytest.raises(ValueError):
-    report_lib.write(str(tmp_path), broken)
+    writer.write(str(tmp_path), broken)
   assert {name: (tmp_path / name).read_text() for name in report_lib.FILES} == before
   assert sorted(os.listdir(tmp_path)) == sorted(report_lib.FILES)
 

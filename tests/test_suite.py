@@ -9,12 +9,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 import pytest
 
-import models
-from bench import runner
-from bench import suite
-from bench.errors import UserError
+from bench.core.errors import UserError
+from bench.run import runner
+from bench.run import suite
 from configs import base
 from configs import quickstart
+import models
 from tests.conftest import REPO
 
 

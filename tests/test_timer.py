@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from bench import timer
+from bench.measure import timer
 from tests.conftest import build_case
 
 

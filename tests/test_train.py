@@ -11,18 +11,18 @@ import numpy as np
 import optax
 import pytest
 
-import models
-from bench import build
-from bench import optimizers
-from bench import pretrained
-from bench import report as report_lib
-from bench import parallel
-from bench import runner
-from bench import steps
-from bench import train
-from bench import transfer
-from bench.errors import UserError
+from bench.core import parallel
+from bench.core.errors import UserError
+from bench.results import schema as report_lib
+from bench.run import runner
+from bench.train import training
+from bench.workload import build
+from bench.workload import optimizers
+from bench.workload import pretrained
+from bench.workload import steps
+from bench.workload import transfer
 from configs import base
+import models
 from tests.conftest import build_case, call_cli, case_config
 
 
@@ -207,7 +207,7 @@ class _Model:
     ([0.5, 0.6, 0.7], 'min', 0, 0.0),
 ])
 def test_early_stopping_matches_keras(values, mode, patience, min_delta):
-  ours = train.EarlyStopping('train_loss', mode, patience, min_delta)
+  ours = training.EarlyStopping('train_loss', mode, patience, min_delta)
   reference = keras.callbacks.EarlyStopping(monitor='loss', mode=mode, patience=patience,
                                             min_delta=min_delta)
   reference.set_model(_Model())
@@ -225,7 +225,7 @@ def test_early_stopping_matches_keras(values, mode, patience, min_delta):
 
 
 def test_early_stopping_stops_at_the_scripted_epoch():
-  stopper = train.EarlyStopping('eval_accuracy', 'auto', 2, 0.01)  # auto: max for accuracy
+  stopper = training.EarlyStopping('eval_accuracy', 'auto', 2, 0.01)  # auto: max for accuracy
   decisions = [stopper.update(v) for v in (0.50, 0.60, 0.605, 0.59)]
   assert decisions == [(True, False), (True, False), (False, False), (False, True)]
   assert stopper.best_epoch == 2

@@ -1,6 +1,7 @@
 """MFU and its inputs: analytic model FLOPs, datasheet peaks, uint8 normalisation in the
 step, the compilation cache's cold/warm split, and the GPU check's refusal on a CPU."""
 
+import io
 import json
 import os
 
@@ -10,14 +11,16 @@ from jax import lax
 import numpy as np
 import pytest
 
-from bench import build
-from bench import compile_cache
-from bench import costs
-from bench import gpu_check
-from bench import peaks
-from bench import report as report_lib
-from bench import suite
-from bench.errors import UserError
+from bench.core.errors import UserError
+from bench.measure import compile_cache
+from bench.measure import costs
+from bench.measure import peaks
+from bench.results import schema as report_lib
+from bench.run import gpu_check
+from bench.run import runner
+from bench.run import suite
+from bench.workload import build
+import configs
 from input_pipeline import options
 from tests.conftest import build_case, call_cli
 
@@ -185,7 +188,7 @@ def test_gpu_check_summary_table():
 def test_gpu_check_parts():
   """What make gpu-check runs: ResNet-50 b256 (and the real pipeline where tensorflow
   is), the scaling point only with more than one device, the seeds' four train steps."""
-  parts = gpu_check.configs(device_count=1, with_tensorflow=True)
+  parts = gpu_check.parts(device_count=1, with_tensorflow=True)
   assert [(part, skipped) for part, _, skipped in parts] == [
       ('resnet50', None), ('scaling', 'one device: no scaling point'), ('seeds', None)]
   resnet, seeds = suite.expand(parts[0][1]), suite.expand(parts[2][1])
@@ -195,7 +198,32 @@ def test_gpu_check_parts():
           b256.image_shape, b256.device_normalize) == (
               'resnet50', {'variant': 'v1_5'}, 'bfloat16', 256, (224, 224, 3), True)
   assert [name for name, _ in seeds.cases] == ['mlp_b32', 'cnn_b32', 'mlp_b256', 'cnn_b256']
-  scaling = gpu_check.configs(device_count=8, with_tensorflow=False)
+  scaling = gpu_check.parts(device_count=8, with_tensorflow=False)
   assert scaling[0][1].select == 'b256'
   assert (tuple(scaling[1][1].scaling.modes), tuple(scaling[1][1].scaling.device_counts)) == (
       ('weak',), (1, 8))
+
+
+def test_gpu_check_runs_each_part_with_its_config_file(monkeypatch, tmp_path):
+  """run() past the GPU check: each part's suite gets its config and the path of the
+  shipped config file (the report's suite.config_file), one part's user error is
+  listed and the others still run, and the exit status says a part did not."""
+  calls = []
+
+  def run_suite(config, workdir, config_file, restart):
+    calls.append((config.name, os.path.basename(workdir), config_file, restart))
+    if os.path.basename(workdir) == 'seeds':
+      raise UserError('no such data')
+    return {'cases': [], 'environment': {'peaks': None}}
+
+  monkeypatch.setattr(gpu_check, 'require_gpu', lambda jax: None)
+  # Not this test process's compilation cache (conftest's).
+  monkeypatch.setattr(compile_cache, 'configure', lambda *args: None)
+  monkeypatch.setattr(runner, 'run_suite', run_suite)
+  out = io.StringIO()
+  assert gpu_check.run(str(tmp_path), minutes=8, out=out) == 1
+  assert [(part, restart) for _, part, _, restart in calls] == [('resnet50', True),
+                                                                ('seeds', True)]
+  assert [config_file for _, _, config_file, _ in calls] == [
+      configs.resolve('gpu_resnet50'), configs.resolve('quickstart')]
+  assert 'seeds: skipped (error: no such data)' in out.getvalue()

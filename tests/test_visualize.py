@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from bench.core.errors import UserError
+from bench.train import visualize
+from bench.workload import pretrained
 import models
-from bench import pretrained
-from bench import visualize
-from bench.errors import UserError
 from models.layers import without_top
 from tests.conftest import call_cli, run_cli
 

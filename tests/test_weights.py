@@ -1,6 +1,6 @@
 """init_from problems are user errors found before the run writes anything: every
 Keras .h5 and orbax source is read whole and matched against the case's model
-first (bench/pretrained.py check, called by bench/runner.py)."""
+first (bench/workload/pretrained.py check, called by bench/run/runner.py)."""
 
 import os
 import re
@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bench.workload import pretrained
+from bench.workload import steps
 import models
-from bench import pretrained
-from bench import steps
 from tests.conftest import call_cli
 
 def _variables(name, **kwargs):

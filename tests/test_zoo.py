@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bench.core.errors import UserError
+from bench.measure import costs
+from bench.results import schema as report_lib
+from bench.workload import pretrained
+from bench.workload import steps
 import models
-from bench import costs
-from bench import pretrained
-from bench import steps
-from bench.errors import UserError
 from models.layers import parse_head
-from bench import report as report_lib
 from tests.conftest import build_case, call_cli, run_cli
 
 

@@ -1,0 +1,199 @@
+"""Runs a timing A/B: each revision in a git worktree of its own, a fresh `python -m
+bench.main` process per side and round, until the verdicts are reached.
+
+The design (why rounds, pairs, looks and this interval) is in bench/ab.py, the
+command line; the statistics in bench/results/ab_stats.py; the record and its
+files in bench/results/ab_result.py.
+"""
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+from bench.core.errors import UserError
+from bench.results import ab_result
+from bench.results import schema as report_lib
+from bench.results.ab_stats import SIDES, looks, stop_reason
+
+# The compilation cache the sides share: a round after the first reads its programs
+# back instead of compiling them (compilation is not what is timed), and both sides
+# of an unchanged case run the same executable.
+_CACHE_ENV = {'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+              'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+
+
+def _git(repo, *args):
+  return subprocess.run(['git', '-C', repo, *args], capture_output=True, text=True,
+                        check=False)
+
+
+def repository(path='.'):
+  """The top of the git checkout holding `path`."""
+  result = _git(path, 'rev-parse', '--show-toplevel')
+  if result.returncode:
+    raise UserError(f'{os.path.abspath(path)} is not in a git checkout: bench.ab compares '
+                    'revisions, so run it inside a clone of the repository')
+  return result.stdout.strip()
+
+
+def resolve(repo, rev):
+  """The full commit hash `rev` names in `repo`."""
+  result = _git(repo, 'rev-parse', '--verify', '--quiet', f'{rev}^{{commit}}')
+  if result.returncode or not rev:
+    raise UserError(f'unknown revision {rev!r}: give a commit, branch or tag of {repo} '
+                    '(git log --oneline lists them)')
+  return result.stdout.strip()
+
+
+def _check_config(repo, commit, rev, config):
+  if _git(repo, 'cat-file', '-e', f'{commit}:{config}').returncode:
+    raise UserError(f'{config} does not exist at {rev} ({commit[:10]}); choose a config '
+                    'both revisions have')
+
+
+def add_worktree(repo, path, commit):
+  """A detached checkout of `commit` at `path`. A worktree left there by an earlier
+  run is replaced, unless it holds uncommitted changes (someone's work)."""
+  if os.path.lexists(path):
+    listed = _git(repo, 'worktree', 'list', '--porcelain').stdout.splitlines()
+    if f'worktree {os.path.realpath(path)}' not in listed:
+      raise UserError(f'{path} exists and is not a worktree of {repo}; remove it or choose '
+                      'another --workdir')
+    if _git(path, 'status', '--porcelain').stdout.strip():
+      raise UserError(f'{path} is a worktree with uncommitted changes; commit or discard '
+                      'them (or remove it), or choose another --workdir')
+    remove_worktree(repo, path)
+  _git(repo, 'worktree', 'prune')
+  result = _git(repo, 'worktree', 'add', '--detach', path, commit)
+  if result.returncode:
+    raise RuntimeError(f'git worktree add {path} {commit} failed: {result.stderr.strip()}')
+
+
+def remove_worktree(repo, path):
+  _git(repo, 'worktree', 'remove', '--force', path)
+  shutil.rmtree(path, ignore_errors=True)
+  with contextlib.suppress(OSError):  # worktrees/, once empty
+    os.rmdir(os.path.dirname(path))
+
+
+class SideFailed(Exception):
+  """A side's benchmark process failed: `status` is its exit status."""
+
+  def __init__(self, message, status):
+    super().__init__(message)
+    self.status = status
+
+
+def run_side(side, round_index, worktree, config, overrides, workdir):
+  """Runs the config once in a fresh process of `worktree`'s code; returns (report,
+  wall seconds). Its report is kept as D/runs/R-SIDE.json, its output as
+  D/logs/R-SIDE.log; the rest of the run's workdir is deleted."""
+  stem = f'{round_index:03d}-{side}'
+  run_dir = os.path.join(workdir, 'runs', stem)
+  log_path = os.path.join(workdir, 'logs', f'{stem}.log')
+  env = dict(os.environ, **_CACHE_ENV,
+             JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, 'compile_cache'),
+             PYTHONPATH=os.pathsep.join(p for p in (worktree, os.environ.get('PYTHONPATH'))
+                                        if p))
+  command = [sys.executable, '-m', 'bench.main', f'--config={config}', f'--workdir={run_dir}',
+             '--restart', *overrides]
+  t0 = time.perf_counter()
+  with open(log_path, 'w', encoding='utf-8') as log:
+    status = subprocess.run(command, cwd=worktree, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, check=False).returncode
+  seconds = time.perf_counter() - t0
+  if status:
+    with open(log_path, encoding='utf-8') as log:
+      errors = [line.strip() for line in log if line.startswith('error: ')]
+    reason = errors[-1][len('error: '):] if errors else f'exit status {status}'
+    raise SideFailed(f'the {side} side failed in round {round_index}: {reason} '
+                     f'(its log: {log_path})', status)
+  kept = os.path.join(workdir, 'runs', f'{stem}.json')
+  os.replace(os.path.join(run_dir, 'report.json'), kept)
+  shutil.rmtree(run_dir)
+  with open(kept, encoding='utf-8') as f:
+    report = json.load(f)
+  if report.get('schema_version') == report_lib.SCHEMA_VERSION:
+    report_lib.validate(report)
+  else:
+    # Another revision's schema (a commit that changed the report): only what timing
+    # reads is needed from it, and the deterministic diff is left out (result()).
+    try:
+      ab_result.medians(report)
+      ab_result.matmul_peak(report)
+    except (KeyError, TypeError, AttributeError):
+      raise UserError(f'the {side} revision\'s report (schema '
+                      f'{report.get("schema_version")}) has no cases[].step_time_s.median '
+                      f'and environment.peaks that bench.ab can read: {kept}') from None
+  return report, seconds
+
+
+def run_round(ab, worktrees, workdir):
+  """Runs the next round of `ab`, its sides in the round's order, and records it."""
+  index, order = ab.next_round()
+  ab.add_round({side: run_side(side, index, worktrees[side], ab.config, ab.overrides, workdir)
+                for side in order})
+
+
+def _prepare(args):
+  """(repo, commits, the config's path in the repository), every problem a UserError,
+  before anything is written."""
+  repo = repository()
+  commits = {side: resolve(repo, getattr(args, side)) for side in SIDES}
+  config = os.path.relpath(os.path.abspath(args.config), repo)
+  if config.startswith(os.pardir):
+    raise UserError(f'--config={args.config} is outside the repository {repo}; give a '
+                    'config of the repository, such as configs/quickstart.py')
+  for side in SIDES:
+    _check_config(repo, commits[side], getattr(args, side), config)
+  return repo, commits, config
+
+
+def run(args, overrides, out=sys.stdout):
+  """The A/B, as main runs it; returns the result dict."""
+  repo, commits, config = _prepare(args)
+  if _git(repo, 'status', '--porcelain', '--untracked-files=no').stdout.strip():
+    print(f'note: the uncommitted changes in {repo} are in neither side (each side is a '
+          'commit): commit them to time them', file=sys.stderr)
+  workdir = os.path.abspath(args.workdir)
+  created = not os.path.exists(workdir)
+  for sub in ('runs', 'logs'):  # an earlier A/B's here would mix with this one's
+    shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
+    os.makedirs(os.path.join(workdir, sub))
+  worktrees = {side: os.path.join(workdir, 'worktrees', side) for side in SIDES}
+  seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+  ab = ab_result.AB(args, commits, config, overrides, seed)
+  added = []
+  try:
+    for side in SIDES:
+      add_worktree(repo, worktrees[side], commits[side])
+      added.append(worktrees[side])
+    while True:
+      try:
+        run_round(ab, worktrees, workdir)
+      except SideFailed as e:
+        if e.status == 2 and not ab.rounds and created:
+          shutil.rmtree(workdir, ignore_errors=True)  # a config problem: nothing left behind
+        raise
+      n = len(ab.rounds)
+      undecided = ([c['name'] for c in ab.cases(final=False) if c['verdict'] is None]
+                   if n in looks(args) else None)
+      print(f'round {n}: ' + ', '.join(f'{side} {ab.rounds[-1]["seconds"][side]:.1f} s'
+                                       for side in ab.rounds[-1]['order'])
+            + (f'; undecided: {", ".join(undecided)}' if undecided else ''),
+            file=out, flush=True)
+      ab.stopped = stop_reason(n, undecided, time.time() - ab.started, args)
+      if ab.stopped:
+        break
+      ab_result.write(workdir, ab.result(final=False))
+  finally:
+    for path in added:
+      remove_worktree(repo, path)
+  result = ab.result(final=True)
+  ab_result.write(workdir, result)
+  return result

@@ -1,0 +1,251 @@
+"""Runs a suite: each case built, compiled, timed and costed; one report written.
+
+A case that fails (out of memory, say) is recorded as failed with its error and
+the suite goes on. The report is rewritten after every case, marked
+`incomplete` until the last one is done, so a killed run keeps what it measured.
+
+Every case's data and initial weights are opened and checked before the workdir
+is touched, so a missing dataset, a bad split or weights that do not fit the
+model are one error and nothing written.
+
+Each case runs data-parallel on its own mesh (bench/core/parallel.py: `num_devices`,
+`parallel`). In a multi-process run every process runs the same cases in step,
+each feeding its share of every batch, and only process 0 writes the report.
+"""
+
+import math
+import os
+import time
+
+from absl import logging
+import jax
+
+from bench.core import interrupt
+from bench.core import parallel
+from bench.core.errors import UserError
+from bench.core.progress import Progress
+from bench.measure import costs
+from bench.measure import environment
+from bench.measure import peaks
+from bench.measure import timer
+from bench.profile import trace
+from bench.results import analysis
+from bench.results import plots
+from bench.results import schema as report_lib
+from bench.results import writer
+from bench.run import suite as suite_lib
+from bench.run import workdir as workdir_lib
+from bench.train import checkpoints
+from bench.train import training
+from bench.workload import build
+
+# Longest error text kept in the report; the full one (with traceback) is logged.
+_MAX_ERROR_CHARS = 2000
+
+
+def open_input(name, case, mesh):
+  """The pipeline.Input of a real-data case, checked; None for synthetic data.
+
+  Sets `case.num_classes` from the dataset when it is 0. Raises UserError for
+  missing data, a bad split, or a class count that does not match the dataset.
+  """
+  if case.dataset == 'synthetic':
+    return None
+  # Imported here, not at the top: TensorFlow takes seconds to import, and runs
+  # on synthetic data (most tests, the zoo) never need it.
+  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
+  try:
+    data = pipeline.Input(case, parallel.batch_sharding(mesh))
+    classes = data.source.num_classes
+    if case.num_classes == 0:
+      case.num_classes = classes
+    elif case.num_classes != classes:
+      raise UserError(f'num_classes is {case.num_classes} but dataset {case.dataset} has '
+                      f'{classes} classes; set --config.num_classes={classes}, or 0 to follow '
+                      'the dataset')
+    # A compile case reads no batch, but its report describes the split.
+    data.check(case.train_split, full_batches=case.benchmark != 'compile')
+    if case.eval_split:
+      data.check(case.eval_split, full_batches=False)
+  except UserError as e:
+    raise UserError(f'case {name!r}: {e}') from None
+  return data
+
+
+def _time(name, case, mesh, record, step, carry, batches):
+  """Runs the timer; fills step_time_s, data_wait_s, timing and throughput. Returns
+  (carry, out of the last step)."""
+  progress = Progress(case.timed_steps, f'{name} timed steps')
+  t0 = time.perf_counter()
+  try:
+    carry, out, samples, waits = timer.time_steps(
+        step, carry, batches, warmup_steps=case.warmup_steps, timed_steps=case.timed_steps,
+        sync=case.sync, on_sample=progress.update)
+  finally:
+    progress.close()
+  build.record_timing(record, case, mesh, samples, waits, time.perf_counter() - t0)
+  return carry, out
+
+
+def _evaluate(case, state, data, record):
+  """Exact metrics of `state` over case.eval_split into record['eval']."""
+  t0 = time.perf_counter()
+  metrics = build.evaluator(case, data)(state)
+  record['eval'] = {'split': case.eval_split, 'num_examples': metrics['num_examples'],
+                    'loss': build.finite(metrics['loss']),
+                    'accuracy': build.finite(metrics['accuracy']),
+                    'wall_s': time.perf_counter() - t0}
+
+
+def _measure(name, case, mesh, record, data, workdir):
+  """Fills `record` in place, block by block, so a failure keeps what was measured.
+  Returns the case's status: 'ok', or 'diverged' for a training run."""
+  if case.benchmark == 'train':
+    return training.train_and_evaluate(name, case, mesh, record, data, workdir)
+  if case.benchmark == 'input':  # the pipeline alone: a step that only receives the batch
+    _time(name, case, mesh, record, lambda carry, batch: (carry, batch), None,
+          build.batches(case, mesh, None, data))
+    return 'ok'
+  step, state, batches, compiled = build.build(case, mesh, record, data)
+  if case.benchmark != 'compile':
+    state, out = _time(name, case, mesh, record, step, state, batches)
+    if isinstance(out, dict):
+      record['final_metrics'] = {key: build.finite(out[key]) for key in record['final_metrics']}
+    if case.eval_split:
+      _evaluate(case, state, data, record)
+  record['fingerprint'] = checkpoints.fingerprint(
+      {'params': state.params, 'batch_stats': state.batch_stats})
+  if case.profile:  # last: its extra steps change neither the timings nor the fingerprint
+    logging.info('%s: profiling %d more steps', name, case.profile_steps)
+    _, record['profile'] = trace.profile(
+        step, state, batches, hlo_text=compiled.as_text(), params=state.params,
+        steps=case.profile_steps, sync=case.sync, workdir=workdir, name=name,
+        timed_median=record['step_time_s']['median'])
+  return 'ok'
+
+
+def _dataset_block(case, data):
+  if data is not None:
+    return data.describe()
+  return {'name': 'synthetic', 'location': None, 'num_classes': case.num_classes,
+          'train_examples': None, 'eval_examples': None, 'ignored_files': None, 'threads': None,
+          'prefetch': None}
+
+
+def run_case(name, case, mesh, data=None, workdir=None):
+  """Measures one case; returns its report record (status 'failed' with the error if it
+  broke, 'diverged' if its training loss stopped being finite).
+
+  `data` is the case's pipeline.Input from `open_input` (None for synthetic data);
+  a training case writes its metrics and weights under `workdir`.
+  """
+  record = report_lib.new_case(name, case.to_dict())
+  record.update(num_devices=mesh.size, per_device_batch=case.batch_size // mesh.size)
+  record['timing'].update(benchmark=case.benchmark, sync=case.sync,
+                          warmup_steps=case.warmup_steps, timed_steps=case.timed_steps)
+  try:
+    record['dataset'] = _dataset_block(case, data)
+    record['status'] = _measure(name, case, mesh, record, data, workdir)
+  except Exception as e:  # pylint: disable=broad-except  (one broken case must not end the suite)
+    logging.exception('case %s failed', name)
+    record['error'] = f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS]
+  peaks = costs.device_peak_bytes(
+      [d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+  record['memory'].update(device_peak_bytes=max(peaks) if peaks else None,
+                          device_peak_bytes_per_device=peaks)
+  record['memory']['host_peak_rss_bytes'] = costs.host_peak_rss_bytes()
+  return record
+
+
+def _log_result(i, n, name, case, record):
+  if record['status'] == 'ok' and case.benchmark == 'input':
+    logging.info('[%d/%d] %s: input pipeline %.0f examples/s (median batch %.3f ms)', i, n, name,
+                 record['throughput']['examples_per_s_total'],
+                 record['step_time_s']['median'] * 1e3)
+  elif record['status'] == 'ok' and case.benchmark == 'compile':
+    logging.info('[%d/%d] %s: compiled in %.2f s, %.3g train GFLOP per example', i, n, name,
+                 record['compile_s'], (record['xla']['flops_per_example'] or math.nan) * 1e-9)
+  elif record['status'] in ('ok', 'diverged') and case.benchmark == 'train':
+    training = record['training']
+    logging.info('[%d/%d] %s: %s after %d epochs (%s); best eval accuracy %s, mean step %.3f '
+                 'ms, %.1f s training', i, n, name, record['status'], training['epochs_run'],
+                 training['stop_reason'], 'n/a' if training['best_eval_accuracy'] is None
+                 else f'{training["best_eval_accuracy"]:.4f}',
+                 (training['mean_step_s'] or math.nan) * 1e3, training['train_s'])
+  elif record['status'] == 'ok':
+    logging.info('[%d/%d] %s: compile %.2f s, median step %.3f ms (IQR/median %.3f, data '
+                 'wait %.1f%%), %.0f examples/s', i, n, name, record['compile_s'],
+                 record['step_time_s']['median'] * 1e3, record['step_time_s']['iqr_over_median'],
+                 record['data_wait_s']['share'] * 100, record['throughput']['examples_per_s'])
+
+
+def run_suite(config, workdir, config_file=None, restart=False):
+  """Runs every selected case of `config` and writes the report into `workdir`.
+
+  A workdir holding an earlier run of the same config is continued (see
+  bench/run/workdir.py); `restart` deletes its outputs and starts over. Raises
+  UserError, before anything is written, for an invalid config or workdir, and
+  interrupt.Interrupted on SIGTERM or SIGINT (the report then holds the cases
+  finished so far, marked incomplete). Returns the report dict.
+  """
+  suite = suite_lib.expand(config)
+  meshes = {name: parallel.mesh(case.num_devices) for name, case in suite.cases}
+  inputs = {name: open_input(name, case, meshes[name]) for name, case in suite.cases}
+  for name, case in suite.cases:  # after open_input: num_classes may come from the data
+    try:
+      build.check_weights(case)
+    except UserError as e:
+      raise UserError(f'case {name!r}: {e}') from None
+  workdir_lib.prepare(workdir)
+  records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
+  kept = set(records)
+  env = environment.collect()
+  names = [name for name, _ in suite.cases]
+
+  def write():
+    done = [records[name] for name in names if name in records]
+    report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling,
+                               suite.notes)
+    # Complete once every case is done and the peaks are measured, after the last case.
+    report['suite']['status'] = ('complete' if len(done) == len(names) and env['peaks']
+                                 else 'incomplete')
+    if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
+      writer.write(workdir, report, analysis.markdown(analysis.analyze(report)))
+    return report
+
+  report = write()
+  if kept:
+    logging.info('continuing the run in %s: %d of %d cases are done (%s)', workdir, len(kept),
+                 len(names), ', '.join(n for n in names if n in kept))
+  with interrupt.handlers():
+    for i, (name, case) in enumerate(suite.cases, 1):
+      if name in kept:
+        continue
+      logging.info('[%d/%d] %s: %s %s on %s, batch %d over %d devices (%s), %s', i, len(names),
+                   name, 'no model' if case.benchmark == 'input' else case.model, case.benchmark,
+                   case.dataset, case.batch_size, meshes[name].size, case.parallel, case.dtype)
+      records[name] = run_case(name, case, meshes[name], inputs[name], workdir)
+      _log_result(i, len(names), name, case, records[name])
+      report = write()
+      if case.benchmark == 'train' and parallel.is_primary():
+        plots.training_curves(workdir, report)
+      interrupt.check()
+  # After the cases, so that the micro-benchmarks' arrays count in no case's memory peak.
+  env['peaks'] = peaks.measure({case.dtype for _, case in suite.cases})
+  matmul = env['peaks']['matmul_flops_per_s']
+  logging.info('device peaks for the roofline: matmul %s GFLOP/s, copy %.3g GB/s (%.1f s)',
+               ', '.join(f'{flops * 1e-9:.3g} ({dtype})' for dtype, flops in matmul.items()),
+               env['peaks']['copy_bytes_per_s'] * 1e-9, env['peaks']['seconds'])
+  report = write()
+  if report['scaling'] and parallel.is_primary():
+    plots.scaling(workdir, report)
+  result = analysis.analyze(report)
+  if result and parallel.is_primary():
+    plots.proxies(workdir, result)
+  if parallel.is_primary():
+    plots.profile(workdir, report)
+  failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
+  logging.info('%d/%d cases ok%s; report in %s', len(names) - len(failed), len(names),
+               f' (failed: {", ".join(failed)}; a rerun runs them again)' if failed else '',
+               os.path.join(workdir, 'report.md'))
+  return report
