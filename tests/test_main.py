@@ -162,6 +162,30 @@ def test_default_logging_keeps_the_suites_lines_and_every_warning():
                       plain.format(ours))
 
 
+def test_native_start_up_info_lines_are_dropped_and_the_rest_kept(tmp_path, monkeypatch, capfd):
+  """TensorFlow's C++ start-up notices reach file descriptor 2 before any log level can
+  be set: the first import of such a package drops absl's INFO lines, keeps the rest."""
+  (tmp_path / 'noisy_native.py').write_text(
+      'import os\n'
+      "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+      "written to STDERR\\n')\n"
+      "os.write(2, b'I0000 00:00:1796476487.337581   10713 port.cc:153] oneDNN custom "
+      "operations are on.\\n')\n"
+      "os.write(2, b'W1205 13:14:05.123456   10713 cpu.cc:9] a real warning\\n')\n"
+      "os.write(2, b'not a log line\\n')\n"
+      'VALUE = 7\n')
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.setattr(sys, 'meta_path', [logs.QuietNativeImport(('noisy_native',)),
+                                         *sys.meta_path])
+  try:
+    import noisy_native  # pylint: disable=import-outside-toplevel,import-error
+    assert noisy_native.VALUE == 7
+  finally:
+    sys.modules.pop('noisy_native', None)
+  assert capfd.readouterr().err == ('W1205 13:14:05.123456   10713 cpu.cc:9] a real warning\n'
+                                    'not a log line\n')
+
+
 def test_configs_resolve_to_the_shipped_ones_unless_a_local_file_exists(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   shipped = os.path.join(configs.DIRECTORY, 'quickstart.py')
