@@ -51,7 +51,8 @@ PROFILES = 'profiles'
 
 
 def kernel_shapes(params):
-  """{layer path: [shapes of its parameters]} (bench/profile/hlo_ops.py tells kernel gradients by them)."""
+  """{layer path: [shapes of its parameters]} (bench/profile/hlo_ops.py tells kernel
+  gradients by them)."""
   out = collections.defaultdict(list)
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     keys = [str(getattr(k, 'key', getattr(k, 'name', k))) for k in path]
