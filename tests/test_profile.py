@@ -134,6 +134,43 @@ def test_hlo_input_and_kernel_gradient_told_apart_by_the_kernel_shape():
   assert hlo_ops.ops(HLO)['kernel_grad'].category == hlo_ops.CONV_INPUT_GRAD
 
 
+def test_depthwise_gradients_categorised_with_their_flops_worked_out():
+  """A depthwise layer's three convolutions, FLOPs by hand: N=4 images of 16x16 with
+  C=8 channels, a 3x3 kernel per channel, SAME padding: each spatial dimension has
+  16 * 3 - 2 = 46 (output, tap) pairs that read the input (the edge outputs miss
+  one tap), so the forward pass and the input gradient are 2 * N * C * 46^2 =
+  135,424 FLOPs each. XLA:CPU computes the kernel's gradient as a full convolution
+  over every pair of channels, (C, 3, 3, C), and keeps its diagonal: C times that,
+  1,083,392 FLOPs, and it was filed as an input gradient by the kernel-shape test."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from models.layers import DepthwiseConv2D  # pylint: disable=import-outside-toplevel
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(8, (3, 3), name='conv')(x)
+      # Squared, so that the gradient needs the forward pass (a plain sum would not).
+      return jnp.square(DepthwiseConv2D(3, name='dw')(x)).sum()
+
+  net, x = Net(), jnp.zeros((4, 16, 16, 3))
+  params = net.init(jax.random.key(0), x)['params']
+  grad = jax.jit(jax.grad(lambda p, x: net.apply({'params': p}, x)))
+  ops = hlo_ops.ops(grad.lower(params, x).compile().as_text(), trace.kernel_shapes(params))
+  flops = {}
+  for op in ops.values():
+    if op.layer == 'dw' and op.category.startswith('convolution'):
+      flops.setdefault(op.category, []).append(op.flops)
+  forward = 2 * 4 * 8 * 46**2
+  assert flops == {hlo_ops.CONV_FORWARD: [forward], hlo_ops.CONV_INPUT_GRAD: [forward],
+                   hlo_ops.CONV_KERNEL_GRAD: [8 * forward]}
+  # The ordinary convolution's kernel gradient (its input needs none): 2 * N * 8 * 3 * 46^2.
+  assert [(op.category, op.flops) for op in ops.values()
+          if op.layer == 'conv' and op.phase == hlo_ops.BACKWARD
+          and op.category.startswith('convolution')] == [
+              (hlo_ops.CONV_KERNEL_GRAD, 2 * 4 * 8 * 3 * 46**2)]
+
+
 @pytest.mark.parametrize('op_name, training, expected', [
     ('jit(train_step)/jvp(ResNet)/ResNet.features/conv2_block1/0_conv/conv_general_dilated',
      True, 'conv2_block1/0_conv'),

@@ -105,21 +105,34 @@ def _primitive(op_name):
   return op_name.rsplit('/', 1)[-1] if op_name else ''
 
 
-def _is_kernel_gradient(instruction, kernels):
-  """Whether a backward convolution computes a kernel's gradient: its result has the
-  dimensions of a kernel of its layer, in some order."""
-  dims = sorted(hlo.arrays(instruction.type)[0][1])
-  return any(sorted(kernel) == dims for kernel in kernels)
+def _dims(type_text):
+  """An array's dimensions in some canonical order: XLA may lay a convolution's
+  operands and result out in any order of their dimensions (`dim_labels`)."""
+  return tuple(sorted(hlo.arrays(type_text)[0][1]))
 
 
-def _category(module, instruction, fused, op_name, kernels):
+def _is_kernel_gradient(instruction, kernels, activations):
+  """Whether a backward convolution computes a kernel's gradient rather than its
+  input's. Its result has the dimensions of a kernel of its layer; or, failing
+  that, not those of an activation its layer's forward convolutions read, which
+  an input gradient has. The second test catches what XLA makes of a depthwise
+  kernel's gradient on a CPU: a full convolution over every pair of channels,
+  (C, k, k, C) for a (k, k, C, 1) kernel, whose diagonal is then kept."""
+  dims = _dims(instruction.type)
+  if any(tuple(sorted(kernel)) == dims for kernel in kernels):
+    return True
+  return bool(activations) and dims not in activations
+
+
+def _category(module, instruction, fused, op_name, kernels, activations):
   opcodes = {instruction.opcode} | {i.opcode for i in fused}
   primitive = _primitive(op_name)
   if 'convolution' in opcodes:
-    conv = next(i for i in [instruction] + fused if i.opcode == 'convolution')
+    conv = _convolution(instruction, fused)
     if 'transpose(jvp(' not in (conv.op_name or op_name):
       return CONV_FORWARD
-    return CONV_KERNEL_GRAD if _is_kernel_gradient(conv, kernels) else CONV_INPUT_GRAD
+    return (CONV_KERNEL_GRAD if _is_kernel_gradient(conv, kernels, activations)
+            else CONV_INPUT_GRAD)
   if 'dot' in opcodes:
     return DOT
   if any(op.startswith(c) for op in opcodes for c in hlo.COLLECTIVE_OPS):
@@ -177,6 +190,11 @@ def _root_op_name(module, instruction):
   return ''
 
 
+def _convolution(instruction, fused):
+  """The convolution an op runs (itself, or the first it fuses), or None."""
+  return next((i for i in [instruction] + fused if i.opcode == 'convolution'), None)
+
+
 @dataclasses.dataclass
 class Op:
   """What an executed HLO instruction is."""
@@ -228,20 +246,36 @@ def ops(text, kernels=None):
       inner.update(called.get('to_apply', []))
       if i.opcode == 'fusion':
         inner.update(called.get('calls', []))
-  out = {}
+  executed = []  # (instruction, what it fuses, its op_name, its layer, its computation)
   for name, instructions in module.computations.items():
-    if name in inner:
-      continue
-    op_names = _inherited_op_names(module, instructions)
-    by_name = {i.name: i for i in instructions}
-    for i in instructions:
-      fused = hlo.fused(module, i)
-      op_name = op_names[i.name]
-      where = layer(op_name, training)
-      out[i.name] = Op(
-          name=i.name, opcode=i.opcode,
-          category=_category(module, i, fused, op_name, kernels.get(where, ())),
-          layer=where, phase=_phase(op_name, training),
-          flops=hlo.flops(module, i, shapes), bytes=hlo.accessed_bytes(i, shapes),
-          inputs=_inputs(i, by_name))
+    if name not in inner:
+      op_names = _inherited_op_names(module, instructions)
+      by_name = {i.name: i for i in instructions}
+      executed += [(i, hlo.fused(module, i), op_names[i.name],
+                    layer(op_names[i.name], training), by_name) for i in instructions]
+  # A convolution's layer is its own op_name's where it has one: a fusion takes the
+  # op_name of its root, which may be a later layer's or the loss's.
+  conv_layers = {i.name: layer(conv.op_name, training) if conv.op_name else where
+                 for i, fused, _, where, _ in executed
+                 if (conv := _convolution(i, fused)) is not None}
+  # The activations each layer's forward convolutions read (the operands that are not
+  # a kernel: XLA may put either first): an input gradient has the shape of one.
+  activations = collections.defaultdict(set)
+  for i, fused, op_name, _, _ in executed:
+    conv = _convolution(i, fused)
+    if conv is not None and _phase(conv.op_name or op_name, training) == FORWARD:
+      where = conv_layers[i.name]
+      layer_kernels = {tuple(sorted(k)) for k in kernels.get(where, ())}
+      activations[where].update(d for d in map(_dims, map(shapes.get, conv.operands))
+                                if d not in layer_kernels)
+  out = {}
+  for i, fused, op_name, where, by_name in executed:
+    conv_layer = conv_layers.get(i.name, where)
+    out[i.name] = Op(
+        name=i.name, opcode=i.opcode,
+        category=_category(module, i, fused, op_name, kernels.get(conv_layer, ()),
+                           activations.get(conv_layer, set())),
+        layer=where, phase=_phase(op_name, training),
+        flops=hlo.flops(module, i, shapes), bytes=hlo.accessed_bytes(i, shapes),
+        inputs=_inputs(i, by_name))
   return out
