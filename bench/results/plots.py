@@ -12,6 +12,7 @@ import numpy as np
 from bench.core.fileio import atomic_open
 from bench.profile import hlo_ops
 from bench.results import analysis
+from bench.results import cost_model
 
 TRAINING_CURVES = 'training_curves.png'
 SCALING = 'scaling.png'
@@ -19,6 +20,7 @@ PROXIES = 'proxies.png'
 ROOFLINE = 'roofline.png'
 AB = 'ab.png'
 PROFILE = 'profile.png'
+PREDICTED = 'predicted.png'
 
 
 def _subplots(*grid, figsize):
@@ -235,3 +237,33 @@ def profile(workdir, report):
   ax.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   return _save(fig, workdir, PROFILE)
+
+
+def predicted(workdir, result):
+  """WORKDIR/predicted.png: each case's step time as the cost model predicts it, fitted
+  on other families (or another report), against the measured one: log-log, families
+  coloured, the y = x line and 1.25x bands. `result`: cost_model.leave_one_family_out's
+  or judge's. Returns its path."""
+  rows = [r for r in result['cases'] if r['predicted'].get(cost_model.COST_MODEL)]
+  fig, ax = _subplots(figsize=(8.5, 7))
+  values = []
+  for i, name in enumerate(sorted({r['family'] for r in rows})):
+    mine = [r for r in rows if r['family'] == name]
+    xs = [r['measured_s'] * 1e3 for r in mine]
+    ys = [r['predicted'][cost_model.COST_MODEL] * 1e3 for r in mine]
+    ax.scatter(xs, ys, s=24, zorder=3, color=f'C{i}', label=name)
+    for x, y, r in zip(xs, ys, mine):
+      ax.annotate(r['name'], (x, y), fontsize=7, xytext=(4, 3), textcoords='offset points')
+    values += xs + ys
+  if values:
+    ends = np.array([min(values) / 1.5, max(values) * 1.5])
+    ax.plot(ends, ends, color='black', linewidth=1, label='predicted = measured')
+    ax.plot(ends, ends * 1.25, color='grey', linestyle='--', linewidth=1, label='1.25x off')
+    ax.plot(ends, ends / 1.25, color='grey', linestyle='--', linewidth=1)
+  ax.set(xscale='log', yscale='log', xlabel='measured median step time (ms)',
+         ylabel='predicted step time (ms)',
+         title='cost model: predicted vs measured, each family fitted on the others')
+  ax.legend(fontsize='small', loc='upper left')
+  fig.tight_layout()
+  return _save(fig, workdir, PREDICTED)
+

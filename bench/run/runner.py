@@ -30,6 +30,7 @@ from bench.measure import peaks
 from bench.measure import timer
 from bench.profile import trace
 from bench.results import analysis
+from bench.results import cost_model
 from bench.results import plots
 from bench.results import schema as report_lib
 from bench.results import writer
@@ -210,7 +211,8 @@ def run_suite(config, workdir, config_file=None, restart=False):
     report['suite']['status'] = ('complete' if len(done) == len(names) and env['peaks']
                                  else 'incomplete')
     if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
-      writer.write(workdir, report, analysis.markdown(analysis.analyze(report)))
+      writer.write(workdir, report, analysis.markdown(analysis.analyze(report))
+                   + cost_model.markdown(cost_model.leave_one_family_out(report)))
     return report
 
   report = write()
@@ -244,6 +246,9 @@ def run_suite(config, workdir, config_file=None, restart=False):
     plots.proxies(workdir, result)
   if parallel.is_primary():
     plots.profile(workdir, report)
+    judged = cost_model.leave_one_family_out(report)
+    if judged:
+      plots.predicted(workdir, judged)
   failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
   logging.info('%d/%d cases ok%s; report in %s', len(names) - len(failed), len(names),
                f' (failed: {", ".join(failed)}; a rerun runs them again)' if failed else '',
