@@ -23,6 +23,8 @@ SUBCOMMANDS = {
                 'machine-aware'),
     'ab': ('bench.ab', 'timing A/B of two git revisions, interleaved on this machine'),
     'analysis': ('bench.analysis', 'does parameter count predict step time? (a report)'),
+    'predict': ('bench.predict', 'step times from a compile, by the cost model fitted on a '
+                'profiled report'),
     'visualize': ('bench.visualize', 'what a trained model sees: predictions, saliency'),
     'convert-keras': ('bench.convert_keras', 'Keras .h5 weights to an orbax checkpoint'),
     'overhead': ('bench.overhead', "the harness's own overhead against a bare loop"),

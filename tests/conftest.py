@@ -51,7 +51,8 @@ def run_cli(*args, module='bench.main', env=None, cwd=REPO):
 
 # The CLIs built on absl flags, with the modules whose flags they parse besides their own.
 _ABSL_CLIS = {'bench.main': (), 'bench.convert_keras': ('bench.main',),
-              'bench.overhead': ('bench.main',), 'bench.visualize': ()}
+              'bench.overhead': ('bench.main',), 'bench.predict': ('bench.main',),
+              'bench.visualize': ()}
 
 
 def _absl_cli(module):

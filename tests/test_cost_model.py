@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from bench.measure import peaks as peaks_lib
 from bench.profile import hlo_ops
 from bench.results import cost_model
 from bench.results import schema as report_lib
 from bench.results import writer
+from bench.run import predict
+from configs import quickstart as configs_quickstart
 from tests import test_report
 from tests.conftest import call_cli
 
@@ -172,3 +175,60 @@ def test_analysis_command_judges_the_model_and_draws_it(tmp_path):
   assert unprofiled.stderr == (f'error: --fit={tmp_path / "c" / "report.json"}: fewer than 2 '
                                'profiled cases to fit the cost model on; run its config with '
                                '--config.profile=True\n')
+
+
+# ------------------------------------------------------------------------ predict
+
+def test_interval_is_the_spread_of_the_leave_one_family_out_errors():
+  judged = {'cases': [{'measured_s': m, 'predicted': {cost_model.COST_MODEL: 1.0}}
+                      for m in (0.5, 1.0, 1.0, 1.0, 2.0)]}
+  assert predict.interval(judged) == pytest.approx((0.7, 1.6))
+  assert predict.interval(None) is None
+
+
+def test_the_roofline_prediction_lies_between_the_max_and_the_sum_of_its_bounds(monkeypatch):
+  """Without a fit, each op at the measured peaks: at least max(FLOPs / peak, bytes /
+  bandwidth) of the whole step, at most their sum."""
+  monkeypatch.setattr(peaks_lib, 'measure', lambda dtypes: {
+      'matmul_flops_per_s': {'float32': 1e11}, 'copy_bytes_per_s': 1e10})
+  config = configs_quickstart.get_config()
+  config.select = 'cnn_b32'
+  (row,) = predict.predict(config)
+  records = []
+  monkeypatch.setattr(predict.schema, 'new_case',
+                      lambda *a, real=predict.schema.new_case: records.append(real(*a)) or
+                      records[-1])
+  predict.predict(config)
+  flops, nbytes = records[0]['xla']['flops'], records[0]['xla']['bytes_accessed']
+  assert max(flops / 1e11, nbytes / 1e10) <= row['predicted_s'] <= flops / 1e11 + nbytes / 1e10
+  memory = records[0]['memory']
+  assert row['memory_bytes'] == (memory['argument_bytes'] + memory['output_bytes']
+                                 - memory['alias_bytes'] + memory['temp_bytes'])
+  assert (row['batch_size'], row['devices'], row['low_s']) == (32, 1, None)
+
+
+def test_predict_command(tmp_path):
+  (tmp_path / 'fit').mkdir()
+  (tmp_path / 'plain').mkdir()
+  writer.write(str(tmp_path / 'fit'), _report(_study()['cases']))
+  writer.write(str(tmp_path / 'plain'), test_report._report())
+  fit = tmp_path / 'fit' / 'report.json'
+  result = call_cli('--config=configs/quickstart.py', '--config.select=mlp_b32,cnn_b32',
+                    f'--fit={fit}', module='bench.predict')
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith(f'Predicted step times (the cost model fitted on {fit}; ')
+  rows = [line.split(' | ') for line in result.stdout.splitlines() if line.startswith('| ')]
+  assert [r[0] for r in rows[1:]] == ['| mlp_b32', '| cnn_b32']
+  low, high = (float(v) for v in rows[2][5].split('-'))
+  assert low < float(rows[2][4]) <= high
+  plain = tmp_path / 'plain' / 'report.json'
+  refused = call_cli('--config=configs/quickstart.py', f'--fit={plain}', module='bench.predict')
+  assert refused.returncode == 2
+  assert refused.stderr.strip().splitlines()[-1] == (
+      f'error: --fit={plain}: fewer than 2 profiled cases to fit the cost model on; run its '
+      'config with --config.profile=True')
+  no_classes = call_cli('--config=configs/quickstart.py', '--config.select=mlp_b32',
+                        '--config.dataset=shapes', '--config.num_classes=0', f'--fit={fit}',
+                        module='bench.predict')
+  assert no_classes.returncode == 2
+  assert "case 'mlp_b32': num_classes=0 takes the class count from the data" in no_classes.stderr

@@ -1,0 +1,108 @@
+"""A config's step times predicted from a compile, not a run (bench/predict.py is its
+command line).
+
+Each case's step is built and compiled as bench.main would (on synthetic batches of
+its shape: the values read do not change the program), nothing is timed, and its
+ops (bench/profile/hlo_ops.py: the same ops, FLOPs and bytes a profile of a run
+reports) are costed by the cost model fitted on a profiled report
+(bench/results/cost_model.py), with the spread of that fit's leave-one-family-out
+errors as the interval. Without a fitted report, each op is costed at the
+device's peaks, measured here first: a roofline, the least the step can take.
+The memory a step needs is XLA's buffer assignment: arguments + outputs - what
+donation aliases + temporaries, per device.
+"""
+
+import time
+
+import ml_collections
+import numpy as np
+
+from bench.core import parallel
+from bench.core.errors import UserError
+from bench.measure import hlo
+from bench.measure import peaks as peaks_lib
+from bench.profile import hlo_ops
+from bench.profile import trace
+from bench.results import cost_model
+from bench.results import schema
+from bench.run import suite as suite_lib
+from bench.workload import build
+
+# What a case's prediction is of: the step its benchmark times (a compile-only or a
+# training case: its train step). An input-pipeline case has no step.
+_STEP = {'compile': 'train_step', 'train': 'train_step'}
+
+
+def ops_of(compiled, params):
+  """[(category, FLOPs, bytes, executions)] of the ops a compiled program runs once a
+  step: what cost_model.features reads from a profile of it."""
+  ops = hlo_ops.ops(compiled.as_text(), trace.kernel_shapes(params))
+  return [(op.category, op.flops, op.bytes, 1) for op in ops.values()
+          if op.opcode not in hlo.FREE_OPS]
+
+
+def interval(judged):
+  """(low, high) factors on a prediction: the 10th and 90th percentiles of measured /
+  predicted over the leave-one-family-out predictions of `judged`; None without."""
+  ratios = [r['measured_s'] / r['predicted'][cost_model.COST_MODEL] for r in judged['cases']
+            if r['predicted'].get(cost_model.COST_MODEL)] if judged else []
+  if len(ratios) < 2:
+    return None
+  return tuple(float(q) for q in np.percentile(ratios, (10, 90)))
+
+
+def roofline_model(measured):
+  """A cost model with no fit: every op at the device's measured matmul peak and copy
+  bandwidth (float32), no cost per op, no idle."""
+  peak = measured['matmul_flops_per_s'].get('float32') or max(
+      measured['matmul_flops_per_s'].values())
+  rates = {'pi': peak, 'beta': measured['copy_bytes_per_s']}
+  return {'categories': {c: rates for c in hlo_ops.CATEGORIES}, 'per_op_s': 0.0,
+          'idle_per_op_s': 0.0, 'idle_fixed_s': 0.0}
+
+
+def model_from(report):
+  """(the cost model fitted on `report`'s profiled cases, its interval); UserError
+  when it has too few."""
+  model = cost_model.fit(cost_model.usable(report))
+  if model is None:
+    raise UserError('fewer than 2 profiled cases to fit the cost model on; run its config '
+                    'with --config.profile=True')
+  return model, interval(cost_model.leave_one_family_out(report))
+
+
+def predict(config, model=None, spread=None):
+  """[{name, model, batch_size, devices, predicted_s, low_s, high_s, examples_per_s,
+  memory_bytes, compile_s}] for the cases of `config`; `model` from model_from, or
+  None for the roofline at the peaks measured first."""
+  suite = suite_lib.expand(config)
+  cases = [(name, case) for name, case in suite.cases if case.benchmark != 'input']
+  if not cases:
+    raise UserError('the config has no case with a step to predict (input-pipeline cases '
+                    'have none)')
+  if model is None:
+    model = roofline_model(peaks_lib.measure({'float32'}))
+  rows = []
+  for name, case in cases:
+    if not case.num_classes:
+      raise UserError(f'case {name!r}: num_classes=0 takes the class count from the data, '
+                      'which a prediction does not read; set --config.num_classes')
+    case = ml_collections.ConfigDict({
+        **case.to_dict(), 'benchmark': _STEP.get(case.benchmark, case.benchmark),
+        'dataset': 'synthetic', 'init_from': '', 'profile': False})
+    mesh = parallel.mesh(case.num_devices)
+    record = schema.new_case(name, case.to_dict())
+    t0 = time.perf_counter()
+    _, state, _, compiled = build.build(case, mesh, record, None)
+    seconds = cost_model.predict(model, ops_of(compiled, state.params))
+    memory = record['memory']
+    rows.append({
+        'name': name, 'model': case.model, 'batch_size': case.batch_size, 'devices': mesh.size,
+        'predicted_s': seconds,
+        'low_s': seconds * spread[0] if spread else None,
+        'high_s': seconds * spread[1] if spread else None,
+        'examples_per_s': case.batch_size / seconds,
+        'memory_bytes': (memory['argument_bytes'] + memory['output_bytes']
+                         - memory['alias_bytes'] + memory['temp_bytes']),
+        'compile_s': time.perf_counter() - t0})
+  return rows
