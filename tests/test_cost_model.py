@@ -13,6 +13,7 @@ from bench.results import cost_model
 from bench.results import schema as report_lib
 from bench.results import writer
 from bench.run import predict
+from configs import param_vs_runtime
 from configs import quickstart as configs_quickstart
 from tests import test_report
 from tests.conftest import call_cli
@@ -232,3 +233,29 @@ def test_predict_command(tmp_path):
                         module='bench.predict')
   assert no_classes.returncode == 2
   assert "case 'mlp_b32': num_classes=0 takes the class count from the data" in no_classes.stderr
+
+
+def test_a_profiled_study_is_judged_and_a_compile_predicts_as_its_profile(tmp_path):
+  """Through bench.main: three families profiled give report.md its section and
+  predicted.png; and bench.predict, compiling the same cases, costs exactly the ops
+  their profiles list (the traced ops are the compiled program's)."""
+  workdir = tmp_path / 'study'
+  overrides = ['--config=configs/param_vs_runtime.py',
+               '--config.select=mlp_64x2,seed_cnn,width_nf16', '--config.batch_size=8',
+               '--config.image_shape=(32, 32, 3)']
+  result = call_cli(*overrides, f'--workdir={workdir}', '--config.warmup_steps=1',
+                    '--config.timed_steps=3', '--config.profile=True', '--config.profile_steps=2')
+  assert result.returncode == 0, result.stderr
+  md = (workdir / 'report.md').read_text()
+  assert '## What predicts step time (leave one family out)' in md
+  assert '| cost model (ops, rates per category) | 3 |' in md
+  assert (workdir / 'predicted.png').stat().st_size > 0
+  report = report_lib.read(str(workdir / 'report.json'))
+  model, spread = predict.model_from(report)
+  config = param_vs_runtime.get_config()
+  config.select, config.batch_size, config.image_shape = (
+      'mlp_64x2,seed_cnn,width_nf16', 8, (32, 32, 3))
+  rows = {row['name']: row for row in predict.predict(config, model, spread)}
+  for case in report['cases']:
+    assert rows[case['name']]['predicted_s'] == pytest.approx(
+        cost_model.predict(model, cost_model.features(case)), rel=1e-9)

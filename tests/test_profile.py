@@ -394,3 +394,19 @@ def test_dominant_category_named_in_the_verdict():
   assert analysis.dominant(report_lib.new_case('x', {})) is None
   assert np.isclose(sum(r['time_s'] for r in case['profile']['categories']),
                     case['profile']['step_s'])
+
+
+def test_a_loop_body_runs_its_known_trip_count_times():
+  """hlo.executions: a while loop's body runs as often as XLA's known trip count, its
+  condition once more, everything else once."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  def f(x):
+    return jax.lax.fori_loop(0, 7, lambda i, y: jnp.tanh(y @ y), x)
+
+  ops = hlo_ops.ops(jax.jit(f).lower(jnp.ones((8, 8))).compile().as_text())
+  (matmul,) = [op for op in ops.values() if op.category == hlo_ops.DOT]
+  assert (matmul.executions, matmul.flops) == (7, 2 * 8**3)
+  (loop,) = [op for op in ops.values() if op.opcode == 'while']
+  assert loop.executions == 1
+  assert sorted({op.executions for op in ops.values()}) == [1, 7, 8]

@@ -30,6 +30,7 @@ _MODULE = re.compile(r'^HloModule\s+([^\s,]+)')
 _COMMENT = re.compile(r'/\*.*?\*/')
 _OPERAND = re.compile(r'%([^\s,)]+)')
 _OP_NAME = re.compile(r'op_name="((?:[^"\\]|\\.)*)"')
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 _CALLED = re.compile(r'\b(calls|to_apply|body|condition|branch_computations)=(\{[^}]*\}|%[^\s,]+)')
 # An array type: element type (its first number is the bit width: f32, bf16,
 # f8e4m3fn; pred and token have none) and dimensions.
@@ -125,6 +126,32 @@ def called(instruction):
   """{attribute: [computation names]} an instruction calls."""
   return {key: re.findall(r'%([^\s,}]+)', value)
           for key, value in _CALLED.findall(instruction.attributes)}
+
+
+def executions(module):
+  """{computation: how many times it runs per run of the entry} for the computations
+  that run as ops of their own (not fused ones, nor reducers): a while loop's body
+  runs its known trip count times (XLA's backend_config), its condition once more;
+  a loop without a known trip count, a call and each branch of a conditional count
+  as often as their caller (an upper bound for branches)."""
+  out = {module.entry: 1}
+  stack = [module.entry]
+  while stack:
+    name = stack.pop()
+    for instruction in module.computations.get(name, []):
+      if instruction.opcode == 'fusion':
+        continue
+      trips = _TRIP_COUNT.search(instruction.attributes) if instruction.opcode == 'while' else None
+      n = int(trips.group(1)) if trips else 1
+      for key, names in called(instruction).items():
+        if key == 'to_apply':
+          continue
+        runs = out[name] * (n if key == 'body' else n + 1 if key == 'condition' and trips else 1)
+        for callee in names:
+          if callee not in out:
+            stack.append(callee)
+          out[callee] = max(out.get(callee, 0), runs)
+  return out
 
 
 def _attribute(instruction, key):

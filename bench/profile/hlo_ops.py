@@ -206,6 +206,7 @@ class Op:
   flops: int
   bytes: int
   inputs: tuple = ()  # the executed ops whose results it reads (through tuples and bitcasts)
+  executions: int = 1  # per run of the program (hlo.executions: loop bodies run more)
 
 
 def _inputs(instruction, by_name):
@@ -246,22 +247,25 @@ def ops(text, kernels=None):
       inner.update(called.get('to_apply', []))
       if i.opcode == 'fusion':
         inner.update(called.get('calls', []))
-  executed = []  # (instruction, what it fuses, its op_name, its layer, its computation)
+  runs = hlo.executions(module)
+  # (instruction, what it fuses, its op_name, its layer, its computation, its runs)
+  executed = []
   for name, instructions in module.computations.items():
     if name not in inner:
       op_names = _inherited_op_names(module, instructions)
       by_name = {i.name: i for i in instructions}
       executed += [(i, hlo.fused(module, i), op_names[i.name],
-                    layer(op_names[i.name], training), by_name) for i in instructions]
+                    layer(op_names[i.name], training), by_name, runs.get(name, 1))
+                   for i in instructions]
   # A convolution's layer is its own op_name's where it has one: a fusion takes the
   # op_name of its root, which may be a later layer's or the loss's.
   conv_layers = {i.name: layer(conv.op_name, training) if conv.op_name else where
-                 for i, fused, _, where, _ in executed
+                 for i, fused, _, where, _, _ in executed
                  if (conv := _convolution(i, fused)) is not None}
   # The activations each layer's forward convolutions read (the operands that are not
   # a kernel: XLA may put either first): an input gradient has the shape of one.
   activations = collections.defaultdict(set)
-  for i, fused, op_name, _, _ in executed:
+  for i, fused, op_name, _, _, _ in executed:
     conv = _convolution(i, fused)
     if conv is not None and _phase(conv.op_name or op_name, training) == FORWARD:
       where = conv_layers[i.name]
@@ -269,7 +273,7 @@ def ops(text, kernels=None):
       activations[where].update(d for d in map(_dims, map(shapes.get, conv.operands))
                                 if d not in layer_kernels)
   out = {}
-  for i, fused, op_name, where, by_name in executed:
+  for i, fused, op_name, where, by_name, executions in executed:
     conv_layer = conv_layers.get(i.name, where)
     out[i.name] = Op(
         name=i.name, opcode=i.opcode,
@@ -277,5 +281,5 @@ def ops(text, kernels=None):
                            activations.get(conv_layer, set())),
         layer=where, phase=_phase(op_name, training),
         flops=hlo.flops(module, i, shapes), bytes=hlo.accessed_bytes(i, shapes),
-        inputs=_inputs(i, by_name))
+        inputs=_inputs(i, by_name), executions=executions)
   return out

@@ -34,11 +34,12 @@ _STEP = {'compile': 'train_step', 'train': 'train_step'}
 
 
 def ops_of(compiled, params):
-  """[(category, FLOPs, bytes, executions)] of the ops a compiled program runs once a
-  step: what cost_model.features reads from a profile of it."""
+  """[(category, FLOPs, bytes, executions)] per step of the ops a compiled program runs
+  (a loop body's as often as its known trip count): what cost_model.features reads
+  from a profile of it."""
   ops = hlo_ops.ops(compiled.as_text(), trace.kernel_shapes(params))
-  return [(op.category, op.flops, op.bytes, 1) for op in ops.values()
-          if op.opcode not in hlo.FREE_OPS]
+  return [(op.category, op.flops * op.executions, op.bytes * op.executions, op.executions)
+          for op in ops.values() if op.opcode not in hlo.FREE_OPS]
 
 
 def interval(judged):
