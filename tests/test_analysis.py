@@ -173,7 +173,7 @@ def test_degenerate_reports_render_and_write(tmp_path):
 def test_a_wild_fit_gives_finite_numbers():
   assert analysis.fold_error(1e-300, 1.0) == pytest.approx(1e300)
   assert analysis.fold_error(0.0, 1.0) is None and analysis.fold_error(None, 1.0) is None
-  assert analysis._loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
+  assert analysis.loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
   assert formatting.fmt(float('inf')) == 'inf' and formatting.fmt(float('nan')) == 'n/a'
   assert formatting.fmt(np.exp(700)) == '1.01e+304'
   assert formatting.fmt(123_456_789_012) == '123456789012'

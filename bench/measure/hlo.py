@@ -55,8 +55,6 @@ HOST_OPS = frozenset(('send', 'send-done', 'recv', 'recv-done', 'infeed', 'outfe
 FREE_OPS = frozenset(('parameter', 'constant', 'tuple', 'get-tuple-element', 'bitcast'))
 
 
-
-
 @dataclasses.dataclass
 class Instruction:
   name: str

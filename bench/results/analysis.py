@@ -122,7 +122,7 @@ def loglog_fit(x, t):
   return slope, intercept
 
 
-def _loglog_predict(model, x):
+def loglog_predict(model, x):
   if model is None:
     return None
   slope, intercept = model
@@ -152,7 +152,7 @@ def _proxy_row(key, rows):
   predictions = {}
   if row['slope'] is not None:
     predictions = dict(zip((r['name'] for r in usable),
-                           _leave_one_out(loglog_fit, _loglog_predict, x, t)))
+                           _leave_one_out(loglog_fit, loglog_predict, x, t)))
   row['fold_error'] = _median(fold_error(predictions.get(r['name']), r['time']) for r in usable)
   return row, predictions
 
@@ -177,14 +177,14 @@ def case_roofline(row, peaks):
   return roofline(row['flops'], row['bytes'], row['dtype'], peaks)
 
 
-def _two_term_fit(x, t):
+def two_term_fit(x, t):
   """(a, b) >= 0 minimising the squared relative error of a * FLOPs + b * bytes."""
   from scipy import optimize  # pylint: disable=import-outside-toplevel
   coefficients, _ = optimize.nnls(x / t[:, None], np.ones_like(t))
   return coefficients
 
 
-def _two_term_predict(coefficients, x):
+def two_term_predict(coefficients, x):
   return float(x @ coefficients)
 
 
@@ -231,9 +231,9 @@ def analyze(report):
   t = np.array([r['time'] for r in fitted], dtype=np.float64)
   two_term, coefficients = {}, None
   if len(fitted) >= 3:
-    coefficients = [float(c) for c in _two_term_fit(x, t)]
+    coefficients = [float(c) for c in two_term_fit(x, t)]
     two_term = dict(zip((r['name'] for r in fitted),
-                        _leave_one_out(_two_term_fit, _two_term_predict, x, t)))
+                        _leave_one_out(two_term_fit, two_term_predict, x, t)))
   predictors = [
       _predictor_row('roofline', 'roofline max(FLOPs / peak, bytes / bandwidth)', rows,
                      {name: predicted for name, (predicted, _) in roof.items()}),

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from bench.results import analysis
 from bench.results import formatting
 
 # A case's family, from its model's name: the first prefix that matches; any other
@@ -41,13 +42,8 @@ FAMILIES = (('seed_mlp', 'MLPs'), ('seed_cnn', 'seed CNN'), ('seed_cifar', 'CIFA
             ('xception', 'Xception'))
 # Families a leave-one-family-out judgement needs at the least: one to hold out, two to fit.
 MIN_FAMILIES = 3
-# Proxies fitted log-log, as in bench/results/analysis.py: key, label, where a case has it.
-PROXIES = (
-    ('params', 'parameters', lambda c: c['params']['total']),
-    ('flops', 'XLA FLOPs', lambda c: c['xla']['flops']),
-    ('bytes', 'XLA bytes accessed', lambda c: c['xla']['bytes_accessed']),
-    ('temp', 'compiled temp bytes', lambda c: c['memory']['temp_bytes']),
-)
+# Proxies fitted log-log: bench/results/analysis.py's (key, label, where a case has it).
+PROXIES = tuple(p for p in analysis.PROXIES if p[0] in ('params', 'flops', 'bytes', 'temp'))
 TWO_TERM, COST_MODEL = 'two_term', 'cost_model'
 LABELS = {**{key: label for key, label, _ in PROXIES},
           TWO_TERM: 'a * FLOPs + b * bytes', COST_MODEL: 'cost model (ops, rates per category)'}
@@ -150,23 +146,6 @@ def predict(model, ops):
   return total + executions * model['idle_per_op_s']
 
 
-def _fold_error(predicted, measured):
-  if not predicted or predicted <= 0:
-    return None
-  return math.exp(abs(math.log(predicted) - math.log(measured)))
-
-
-def _loglog(x, t):
-  slope, intercept = np.polyfit(np.log(x), np.log(t), 1)
-  return lambda value: float(np.exp(intercept + slope * np.log(value)))
-
-
-def _two_term(x, t):
-  from scipy import optimize  # pylint: disable=import-outside-toplevel
-  coefficients, _ = optimize.nnls(x / t[:, None], np.ones_like(t))
-  return lambda value: float(np.asarray(value) @ coefficients)
-
-
 def _proxy_predictor(key, fitted):
   """Predicts a case's time from the proxy `key`, fitted on `fitted`; None if it cannot."""
   if key == COST_MODEL:
@@ -174,15 +153,17 @@ def _proxy_predictor(key, fitted):
     return None if model is None else (lambda case: predict(model, features(case)))
   if key == TWO_TERM:
     x = np.array([[c['xla']['flops'], c['xla']['bytes_accessed']] for c in fitted], float)
-    t = np.array([c['step_time_s']['median'] for c in fitted], float)
-    line = _two_term(x, t)
-    return lambda case: line([case['xla']['flops'], case['xla']['bytes_accessed']])
+    coefficients = analysis.two_term_fit(x, np.array([c['step_time_s']['median'] for c in fitted],
+                                                     float))
+    return lambda case: analysis.two_term_predict(
+        coefficients, np.array([case['xla']['flops'], case['xla']['bytes_accessed']], float))
   get = next(g for k, _, g in PROXIES if k == key)
   x = np.array([get(c) for c in fitted], float)
-  if (x <= 0).any() or np.ptp(np.log(x)) < math.log(1.01):
+  line = None if (x <= 0).any() else analysis.loglog_fit(
+      x, np.array([c['step_time_s']['median'] for c in fitted], float))
+  if line is None:
     return None
-  line = _loglog(x, np.array([c['step_time_s']['median'] for c in fitted], float))
-  return lambda case: line(get(case)) if get(case) else None
+  return lambda case: analysis.loglog_predict(line, get(case)) if get(case) else None
 
 
 def usable(report):
@@ -230,7 +211,7 @@ def judge(model, report):
 def _errors(rows, keys=KEYS):
   out = []
   for key in keys:
-    errors = [e for e in (_fold_error(r['predicted'].get(key), r['measured_s']) for r in rows)
+    errors = [e for e in (analysis.fold_error(r['predicted'].get(key), r['measured_s']) for r in rows)
               if e is not None]
     out.append({'proxy': key, 'label': LABELS[key], 'n': len(errors),
                 'median': float(np.median(errors)) if errors else None,
@@ -271,7 +252,7 @@ def markdown(result, title='What predicts step time (leave one family out)'):
       ('case', 'family', 'measured', *(LABELS[k] for k in keys), 'cost model fold error'),
       [[r['name'], r['family'], _ms(r['measured_s']),
         *(_ms(r['predicted'].get(k)) for k in keys),
-        formatting.times(_fold_error(r['predicted'].get(COST_MODEL), r['measured_s']))]
+        formatting.times(analysis.fold_error(r['predicted'].get(COST_MODEL), r['measured_s']))]
        for r in sorted(result['cases'], key=lambda r: r['measured_s'])])
   model = result['model']
   if model:
