@@ -65,11 +65,12 @@ def roofline_model(measured):
 def model_from(report):
   """(the cost model fitted on `report`'s profiled cases, its interval); UserError
   when it has too few."""
-  model = cost_model.fit(cost_model.usable(report))
+  judged = cost_model.leave_one_family_out(report)  # its model is fitted on every case
+  model = judged['model'] if judged else cost_model.fit(cost_model.usable(report))
   if model is None:
     raise UserError('fewer than 2 profiled cases to fit the cost model on; run its config '
                     'with --config.profile=True')
-  return model, interval(cost_model.leave_one_family_out(report))
+  return model, interval(judged)
 
 
 def predict(config, model=None, spread=None):

@@ -239,8 +239,9 @@ def run_suite(config, workdir, config_file=None, restart=False):
                ', '.join(f'{flops * 1e-9:.3g} ({dtype})' for dtype, flops in matmul.items()),
                env['peaks']['copy_bytes_per_s'] * 1e-9, env['peaks']['seconds'])
   report = write()
-  # Once, at the end: the leave-one-family-out fits take seconds on a profiled study.
-  judged = cost_model.leave_one_family_out(report)
+  # Once, at the end, by the one writer: the leave-one-family-out fits take seconds on a
+  # profiled study.
+  judged = cost_model.leave_one_family_out(report) if parallel.is_primary() else None
   if judged:
     report = write(judged)
   if report['scaling'] and parallel.is_primary():
