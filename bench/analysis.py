@@ -36,17 +36,17 @@ def main(argv=None):
     other = schema.read(args.fit) if args.fit else None
   except UserError as e:
     fail(e)
+  try:
+    model = cost_model.fit_on(other) if other else None
+  except UserError as e:
+    fail(f'--fit={args.fit}: {e}')
   result = analysis.analyze(report)
   if result is None:
     fail(f'{args.report}: {len(analysis.points(report))} timed cases with status ok; the '
          f'analysis needs at least {analysis.MIN_CASES}')
-  if other is None:
+  if model is None:
     judged, title = cost_model.leave_one_family_out(report), None
   else:
-    model = cost_model.fit(cost_model.usable(other))
-    if model is None:
-      fail(f'--fit={args.fit}: fewer than 2 profiled cases to fit the cost model on; run its '
-           'config with --config.profile=True')
     judged, title = cost_model.judge(model, report), f'The cost model fitted on {args.fit}'
   if args.plots:
     from bench.results import plots  # pylint: disable=import-outside-toplevel  (matplotlib is slow)

@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from bench.core.errors import UserError
 from bench.results import analysis
 from bench.results import formatting
 
@@ -130,6 +131,15 @@ def fit(cases):
                          for c in categories},
           'per_op_s': float(np.exp(log_lam)), 'idle_per_op_s': float(mu),
           'idle_fixed_s': float(t0), 'cases': [c['name'] for c in cases]}
+
+
+def fit_on(report):
+  """The cost model fitted on `report`'s usable cases; UserError when it has too few."""
+  model = fit(usable(report))
+  if model is None:
+    raise UserError('fewer than 2 profiled cases to fit the cost model on; run its config '
+                    'with --config.profile=True')
+  return model
 
 
 def predict(model, ops):

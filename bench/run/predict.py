@@ -66,11 +66,7 @@ def model_from(report):
   """(the cost model fitted on `report`'s profiled cases, its interval); UserError
   when it has too few."""
   judged = cost_model.leave_one_family_out(report)  # its model is fitted on every case
-  model = judged['model'] if judged else cost_model.fit(cost_model.usable(report))
-  if model is None:
-    raise UserError('fewer than 2 profiled cases to fit the cost model on; run its config '
-                    'with --config.profile=True')
-  return model, interval(judged)
+  return judged['model'] if judged else cost_model.fit_on(report), interval(judged)
 
 
 def predict(config, model=None, spread=None):
