@@ -5,7 +5,8 @@
 The command line of bench/results/analysis.py and bench/results/cost_model.py,
 which say what they compute: prints report.md's verdict section and, for a
 profiled report, "What predicts step time" (each model family predicted by a fit
-on the others), or all of it as JSON; with --plots writes proxies.png,
+on the others), and "What predicts peak memory" where its cases' step peaks were
+measured, or all of it as JSON; with --plots writes proxies.png,
 roofline.png and predicted.png. --fit judges the cost model fitted on another
 profiled report (another batch size or input size, say) on this one's cases.
 Exit status 2, with one line on stderr, for a bad flag, a file that is not a
@@ -19,6 +20,7 @@ import sys
 from bench.core.errors import ArgumentParser, UserError, fail
 from bench.results import analysis
 from bench.results import cost_model
+from bench.results import memory_model
 from bench.results import schema
 
 
@@ -48,6 +50,7 @@ def main(argv=None):
     judged, title = cost_model.leave_one_family_out(report), None
   else:
     judged, title = cost_model.judge(model, report), f'The cost model fitted on {args.fit}'
+  memory = memory_model.leave_one_family_out(report)
   if args.plots:
     from bench.results import plots  # pylint: disable=import-outside-toplevel  (matplotlib is slow)
     try:
@@ -59,9 +62,11 @@ def main(argv=None):
       fail(f'--plots={args.plots}: cannot write the plots there ({e.strerror or e}); '
            'name a writable directory')
   if args.format == 'json':
-    print(json.dumps({**result, 'cost_model': judged}, indent=1, allow_nan=False))
+    print(json.dumps({**result, 'cost_model': judged, 'memory_model': memory}, indent=1,
+                     allow_nan=False))
   else:
-    section = cost_model.markdown(judged, *([title] if title else []))
+    section = (cost_model.markdown(judged, *([title] if title else []))
+               + memory_model.markdown(memory))
     sys.stdout.write('\n'.join(analysis.markdown(result) + section) + '\n')
 
 

@@ -9,7 +9,9 @@ profiled report (a run of a config with --config.profile=True, ideally on this
 machine), with the 10th-90th percentile of its leave-one-family-out errors as
 the interval; without, at the device's measured peaks (a roofline: the least the
 step can take). Prints per case the predicted step time, examples/s and the
-memory XLA assigns the step's buffers (per device). Exit status 2, with one
+memory XLA assigns the step's buffers (per device); with a --fit report whose
+step peaks were measured (bench/measure/host_memory.py), also the peak a run of
+it holds, fitted on those buffers, with its interval. Exit status 2, with one
 line, for a bad flag, config or report.
 """
 
@@ -28,14 +30,20 @@ _FIT = flags.DEFINE_string('fit', None, 'A report.json with profiled cases (a ru
 
 def _table(rows, fitted):
   from bench.results import formatting  # pylint: disable=import-outside-toplevel
+
+  def span(low, high, scale):
+    return f'{formatting.fmt(low, scale)}-{formatting.fmt(high, scale)}' if low else 'n/a'
+
+  peaks = any(r['peak_bytes'] for r in rows)
   columns = ('case', 'model', 'batch', 'devices', 'predicted ms',
              'interval ms' if fitted else 'bound', 'examples/s', 'XLA buffers MB',
-             'compile s')
+             *(('peak MB', 'interval MB') if peaks else ()), 'compile s')
   return formatting.table(columns, [
       [r['name'], r['model'], r['batch_size'], r['devices'], formatting.fmt(r['predicted_s'], 1e3),
-       f'{formatting.fmt(r["low_s"], 1e3)}-{formatting.fmt(r["high_s"], 1e3)}'
-       if r['low_s'] else ('n/a' if fitted else 'roofline: at least'),
+       span(r['low_s'], r['high_s'], 1e3) if fitted else 'roofline: at least',
        formatting.fmt(r['examples_per_s']), formatting.fmt(r['memory_bytes'], 1e-6),
+       *((formatting.fmt(r['peak_bytes'], 1e-6),
+          span(r['peak_low_bytes'], r['peak_high_bytes'], 1e-6)) if peaks else ()),
        formatting.fmt(r['compile_s'])] for r in rows])
 
 
@@ -49,18 +57,20 @@ def main(argv):
   from bench.results import schema
   from bench.run import predict
   try:
-    model, spread = predict.model_from(schema.read(_FIT.value)) if _FIT.value else (None, None)
+    fitted = predict.model_from(schema.read(_FIT.value)) if _FIT.value else None
   except UserError as e:
     cli.fail(f'--fit={_FIT.value}: {e}')
   try:
-    rows = predict.predict(cli.CONFIG.value, model, spread)
+    rows = predict.predict(cli.CONFIG.value, fitted)
   except UserError as e:
     cli.fail(e)
   how = (f'the cost model fitted on {_FIT.value}; interval: the 10th-90th percentile of its '
-         'leave-one-family-out errors' if model else
+         'leave-one-family-out errors' if fitted else
          "each op at this device's measured float32 matmul peak and copy bandwidth")
-  sys.stdout.write(f'Predicted step times ({how}), per device, from a compile: no step ran.\n\n'
-                   + '\n'.join(_table(rows, model is not None)) + '\n')
+  peak = ('; peak: a * XLA buffers + b fitted on its measured step peaks, the same interval'
+          if fitted and fitted['memory'] else '')
+  sys.stdout.write(f'Predicted step times ({how}{peak}), per device, from a compile: no step '
+                   'ran.\n\n' + '\n'.join(_table(rows, fitted is not None)) + '\n')
 
 
 if __name__ == '__main__':

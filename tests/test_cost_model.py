@@ -211,7 +211,13 @@ def test_the_roofline_prediction_lies_between_the_max_and_the_sum_of_its_bounds(
 def test_predict_command(tmp_path):
   (tmp_path / 'fit').mkdir()
   (tmp_path / 'plain').mkdir()
-  writer.write(str(tmp_path / 'fit'), _report(_study()['cases']))
+  fitted = _report(_study()['cases'])
+  for i, case in enumerate(fitted['cases']):  # measured step peaks: 1.5 * buffers + 20 MiB
+    buffers = (40 + 10 * i) * 2 ** 20
+    case['memory'].update(argument_bytes=buffers, output_bytes=buffers // 2,
+                          alias_bytes=buffers // 2, temp_bytes=0,
+                          host_step_peak_bytes=int(1.5 * buffers) + 20 * 2 ** 20)
+  writer.write(str(tmp_path / 'fit'), fitted)
   writer.write(str(tmp_path / 'plain'), test_report._report())
   fit = tmp_path / 'fit' / 'report.json'
   result = call_cli('--config=configs/quickstart.py', '--config.select=mlp_b32,cnn_b32',
@@ -222,6 +228,11 @@ def test_predict_command(tmp_path):
   assert [r[0] for r in rows[1:]] == ['| mlp_b32', '| cnn_b32']
   low, high = (float(v) for v in rows[2][5].split('-'))
   assert low < float(rows[2][4]) <= high
+  # The peak, fitted on those, is the law's; every family held out fitted it exactly.
+  assert rows[0][7:10] == ['XLA buffers MB', 'peak MB', 'interval MB']
+  buffers, peak = float(rows[2][7]), float(rows[2][8])
+  assert peak == pytest.approx(1.5 * buffers + 20 * 2 ** 20 / 1e6, rel=0.01)
+  assert rows[2][9] == f'{rows[2][8]}-{rows[2][8]}'
   plain = tmp_path / 'plain' / 'report.json'
   refused = call_cli('--config=configs/quickstart.py', f'--fit={plain}', module='bench.predict')
   assert refused.returncode == 2
@@ -251,11 +262,13 @@ def test_a_profiled_study_is_judged_and_a_compile_predicts_as_its_profile(tmp_pa
   assert '| cost model (ops, rates per category) | 3 |' in md
   assert (workdir / 'predicted.png').stat().st_size > 0
   report = report_lib.read(str(workdir / 'report.json'))
-  model, spread = predict.model_from(report)
+  fitted = predict.model_from(report)
   config = param_vs_runtime.get_config()
   config.select, config.batch_size, config.image_shape = (
       'mlp_64x2,seed_cnn,width_nf16', 8, (32, 32, 3))
-  rows = {row['name']: row for row in predict.predict(config, model, spread)}
+  rows = {row['name']: row for row in predict.predict(config, fitted)}
   for case in report['cases']:
     assert rows[case['name']]['predicted_s'] == pytest.approx(
-        cost_model.predict(model, cost_model.features(case)), rel=1e-9)
+        cost_model.predict(fitted['time'][0], cost_model.features(case)), rel=1e-9)
+    # No memory fit: at batch 8 no case's buffers reach memory_model.MIN_BUFFERS.
+    assert rows[case['name']]['peak_bytes'] is None

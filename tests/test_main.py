@@ -37,6 +37,10 @@ def test_quickstart_end_to_end(tmp_path):
         case['config']['batch_size'] / case['step_time_s']['median'])
     assert case['compile_s'] > 0 and case['xla']['flops'] > 0
     assert case['memory']['device_peak_bytes'] is None  # CPU keeps no device statistics
+    # ... but its steps' resident peak is measured: at least the step's parameters
+    # and Adam's moments, no more than the whole process holds.
+    assert (12 * case['params']['total'] <= case['memory']['host_step_peak_bytes']
+            <= case['memory']['host_peak_rss_bytes'])
   assert cases['mlp_b256']['params']['total'] == 445_450
   assert cases['cnn_b256']['params']['total'] == 227_146
   # From the generated images: 6 classes, exact evaluation over the held-out fifth.

@@ -264,7 +264,9 @@ def test_profile_of_the_seed_cnn(tmp_path):
                                 '--config.batch_size=16', '--config.profile=True',
                                 '--config.profile_steps=8')
   p = case['profile']
-  assert p['steps'] == 8 and p['directory'] == 'profiles/default'
+  # At least the 8 asked for, and enough for a tenth of a second of steps.
+  assert p['steps'] == trace.steps_for(8, case['step_time_s']['median']) >= 8
+  assert p['directory'] == 'profiles/default'
   assert os.path.exists(workdir / p['trace']) and p['trace'].endswith('.xplane.pb')
   assert not os.path.exists(workdir / 'profiles' / 'default.partial')
   # Ops and idle add up to a profiled step exactly. That step is the mean of the
@@ -274,7 +276,10 @@ def test_profile_of_the_seed_cnn(tmp_path):
   total = sum(row['time_s'] for row in p['categories'])
   assert total == pytest.approx(p['step_s'], rel=1e-9)
   assert total == pytest.approx(p['profiled_median_s'], rel=0.25)
-  assert p['coverage'] == pytest.approx(p['step_s'] / case['step_time_s']['median'])
+  # The tracer's cost, estimated from its events, is left out of the coverage.
+  assert 0 < p['tracer_s'] < 0.5 * p['step_s']
+  assert p['coverage'] == pytest.approx((p['step_s'] - p['tracer_s'])
+                                        / case['step_time_s']['median'])
   assert sum(row['time_s'] for row in p['ops']) == pytest.approx(p['op_s'], rel=1e-9)
   assert sum(p['phases'].values()) == pytest.approx(p['op_s'], rel=1e-9)
   by_layer = {row['layer'] for row in p['layers']}
@@ -311,6 +316,7 @@ def test_profile_changes_neither_timings_nor_weights_and_compiles_nothing(tmp_pa
     return out
 
   monkeypatch.setattr(trace, 'profile', counted)
+  trace.tracer_cost_per_event()  # its probe compiles once per process: done here, first
   fields = ('--config.model=seed_mlp', '--config.batch_size=8')
   try:
     _, off = _profiled_run(tmp_path, 'off', *fields)
@@ -318,7 +324,8 @@ def test_profile_changes_neither_timings_nor_weights_and_compiles_nothing(tmp_pa
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   assert compiles and during == [0]  # the profiled steps call the compiled step: nothing compiled
-  assert off['profile']['steps'] is None and on['profile']['steps'] == 5
+  assert off['profile']['steps'] is None
+  assert on['profile']['steps'] == trace.steps_for(5, on['step_time_s']['median'])
   assert on['step_time_s']['n'] == off['step_time_s']['n'] == 10
   # The fingerprint is taken before the profiled steps train any further.
   assert on['fingerprint'] == off['fingerprint']
@@ -410,3 +417,20 @@ def test_a_loop_body_runs_its_known_trip_count_times():
   (loop,) = [op for op in ops.values() if op.opcode == 'while']
   assert loop.executions == 1
   assert sorted({op.executions for op in ops.values()}) == [1, 7, 8]
+
+
+def test_short_steps_are_profiled_for_a_tenth_of_a_second():
+  assert trace.steps_for(5, 0.4e-3) == 250  # ceil(0.1 / 0.0004)
+  assert trace.steps_for(5, 0.1) == 5  # the steps asked for are the least
+  assert trace.steps_for(5, 1e-6) == trace.MAX_STEPS
+  assert trace.steps_for(5, None) == 5  # no timed median: as asked
+
+
+def test_the_tracers_cost_is_left_out_of_the_coverage():
+  op = hlo_ops.Op(name='dot.1', opcode='dot', category=hlo_ops.DOT, layer='Dense_0',
+                  phase=hlo_ops.FORWARD, flops=2e6, bytes=1e4)
+  # 10 steps: the dot ran 8 ms of them, nothing ran for 2 ms; the tracer added 0.1 ms a step.
+  block = trace.summarize({'dot.1': op}, {'dot.1': 8e6}, {'dot.1': 10}, 2e6, 10, [1e-3] * 10,
+                          timed_median=0.8e-3, tracer_s=1e-4)
+  assert block['step_s'] == pytest.approx(1e-3) and block['tracer_s'] == 1e-4
+  assert block['coverage'] == pytest.approx(0.9e-3 / 0.8e-3)

@@ -2,7 +2,11 @@
 
 After a case's timed steps (never inside their window), `profile_steps` more
 steps run under `jax.profiler` in the case's sync mode, each dispatch marked
-with a StepTraceAnnotation. The trace is kept in WORKDIR/profiles/CASE/ (open
+with a StepTraceAnnotation; more where that is under MIN_WINDOW_S of the timed
+median (at most MAX_STEPS), after TRACER_WARMUP_STEPS traced but not attributed.
+Both because the first steps under a tracer run slow: on the study's MLPs
+(0.3-5 ms steps), 5 profiled steps took 1.25-1.55x the timed median, 100 took
+0.97-1.14x. The trace is kept in WORKDIR/profiles/CASE/ (open
 it in TensorBoard or XProf), and read back with `jax.profiler.ProfileData`:
 
   * On a GPU or TPU, the ops are the events of the first device's "XLA Ops"
@@ -32,8 +36,10 @@ some thirty packages in; ProfileData reads the same xplane on every backend.
 import bisect
 import collections
 import glob
+import math
 import os
 import shutil
+import tempfile
 import time
 
 import jax
@@ -42,11 +48,20 @@ from bench.measure import hlo
 from bench.measure import timer
 from bench.profile import hlo_ops
 
+# The tracer's own cost per op (tracer_cost_per_event): measured on a program of this many
+# tiny dots, each its own op, timed this many times per round, traced and not.
+_PROBE_OPS = 128
+_PROBE_RUNS = 30
 # Ops that XLA:CPU's thunks run asynchronously on Eigen's thread pool.
 HOST_ASYNC = ('dot', 'convolution')
 # Name of the annotation around the profiled steps: the window attributed.
 WINDOW = 'bench profiled steps'
 STEP = 'bench profiled step'
+# See the module docstring: the shortest window of profiled steps, in seconds, the most
+# steps it is stretched to, and the steps traced first and left out of it.
+MIN_WINDOW_S = 0.1
+MAX_STEPS = 1000
+TRACER_WARMUP_STEPS = 2
 PROFILES = 'profiles'
 
 
@@ -72,12 +87,13 @@ def _trace_file(directory):
 
 
 def read_events(path, module):
-  """(window, events, on_host) of a trace: the (start, end) ns of the WINDOW
+  """(window, events, on_host, recorded) of a trace: the (start, end) ns of the WINDOW
   annotation; [(start ns, end ns, op name, thread)] of the ops of the program
-  `module` on the first device that ran it; and whether they are a CPU's thunks
-  (else a GPU's or TPU's ops)."""
+  `module` on the first device that ran it; whether they are a CPU's thunks (else a
+  GPU's or TPU's ops); and how many events of any kind (runtime, thread pool, ops)
+  the tracer recorded in the window, what its own cost grows with."""
   data = jax.profiler.ProfileData.from_file(path)
-  window, device, host = None, {}, []
+  window, device, host, starts = None, {}, [], []
   for plane in data.planes:
     on_device = plane.name.startswith('/device:')
     for line in plane.lines:
@@ -85,6 +101,7 @@ def read_events(path, module):
         if event.name == WINDOW and window is None:
           window = (event.start_ns, event.start_ns + event.duration_ns)
           continue
+        starts.append(event.start_ns)
         if on_device and line.name != 'XLA Ops':
           continue
         stats = _stats(event)
@@ -98,10 +115,11 @@ def read_events(path, module):
           host.append((stats.get('device_ordinal', 0), row))
   if window is None:
     raise RuntimeError(f'{path} has no {WINDOW!r} annotation')
+  recorded = sum(window[0] <= t < window[1] for t in starts)
   if device:  # the first device's plane: '/device:GPU:0' sorts before '/device:GPU:1'
-    return window, device[min(device, key=lambda n: (len(n), n))], False
+    return window, device[min(device, key=lambda n: (len(n), n))], False, recorded
   first = min((ordinal for ordinal, _ in host), default=0)
-  return window, [row for ordinal, row in host if ordinal == first], True
+  return window, [row for ordinal, row in host if ordinal == first], True, recorded
 
 
 def _first_at_or_after(times, t):
@@ -213,9 +231,10 @@ def _unknown(name):
                     phase=None, flops=0, bytes=0)
 
 
-def summarize(ops, times, counts, idle_ns, steps, profiled_samples, timed_median):
+def summarize(ops, times, counts, idle_ns, steps, profiled_samples, timed_median, tracer_s=0.0):
   """The report's `profile` block (less its directory and wall time) from the
-  attribution: ops, layers, categories and phases, per step."""
+  attribution: ops, layers, categories and phases, per step. `tracer_s`: what the
+  tracer itself added to a step (left out of the coverage)."""
   ops = dict(ops)
   for name in times:
     ops.setdefault(name, _unknown(name))
@@ -237,7 +256,8 @@ def summarize(ops, times, counts, idle_ns, steps, profiled_samples, timed_median
       'op_s': op_s,
       'idle_s': idle_s,
       'profiled_median_s': _median(profiled_samples),
-      'coverage': step_s / timed_median if timed_median else None,
+      'tracer_s': tracer_s,
+      'coverage': (step_s - tracer_s) / timed_median if timed_median else None,
       'ops': op_rows,
       'layers': sorted(({'layer': key, **row} for key, row in layers.items()),
                        key=lambda r: -r['time_s']),
@@ -249,15 +269,77 @@ def summarize(ops, times, counts, idle_ns, steps, profiled_samples, timed_median
   }
 
 
+_tracer_cost = []  # measured once per process
+
+
+def tracer_cost_per_event():
+  """Seconds the tracer adds to each event it records, on this device (measured once
+  per process): the median over interleaved rounds of a probe program's traced minus
+  untraced run time, over the events its trace holds per run. Its ops are tiny, so
+  what they add is the tracer's recording, not slower work."""
+  if _tracer_cost:
+    return _tracer_cost[0]
+  w = jax.numpy.eye(2) * 0.5
+
+  def chain(x):
+    for _ in range(_PROBE_OPS):
+      x = jax.numpy.tanh(x @ w)  # tanh keeps XLA from joining the dots into one
+    return x
+
+  probe = jax.jit(chain)
+  x = jax.numpy.ones((2, 2))
+  probe(x).block_until_ready()
+
+  def run():
+    times = []
+    for _ in range(_PROBE_RUNS):
+      t = time.perf_counter()
+      probe(x).block_until_ready()
+      times.append(time.perf_counter() - t)
+    return _median(times)
+
+  module = hlo.module_name(probe.lower(x).compile().as_text())
+  directory = tempfile.mkdtemp(prefix='tracer-probe-')
+  options = jax.profiler.ProfileOptions()
+  options.python_tracer_level = 0
+  try:
+    added = []
+    for _ in range(3):
+      untraced = run()
+      jax.profiler.start_trace(directory, profiler_options=options)
+      try:
+        with jax.profiler.TraceAnnotation(WINDOW):
+          traced = run()
+      finally:
+        jax.profiler.stop_trace()
+      added.append(traced - (untraced + run()) / 2)
+      recorded = read_events(_trace_file(directory), module)[3]
+      shutil.rmtree(directory)
+    per_run = recorded / _PROBE_RUNS
+  finally:
+    shutil.rmtree(directory, ignore_errors=True)
+  _tracer_cost.append(max(_median(added), 0.0) / per_run if per_run else 0.0)
+  return _tracer_cost[0]
+
+
 def _median(values):
   values = sorted(values)
   n = len(values)
   return None if not n else (values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2)
 
 
+def steps_for(min_steps, timed_median):
+  """Steps to profile: at least `min_steps`, and enough for MIN_WINDOW_S at `timed_median`
+  seconds a step (at most MAX_STEPS)."""
+  if not timed_median:
+    return min_steps
+  return max(min_steps, min(MAX_STEPS, math.ceil(MIN_WINDOW_S / timed_median)))
+
+
 def profile(step, carry, batches, *, hlo_text, params, steps, sync, workdir, name,
             timed_median):
-  """Runs `steps` more steps of `step` under the profiler and attributes them.
+  """Runs `steps_for(steps, timed_median)` more steps of `step` under the profiler,
+  after TRACER_WARMUP_STEPS, and attributes them.
 
   The trace goes to WORKDIR/profiles/NAME/ (NAME.processI/ for process I > 0 of a
   multi-process run), replacing an earlier one; it is written under a temporary
@@ -272,7 +354,8 @@ def profile(step, carry, batches, *, hlo_text, params, steps, sync, workdir, nam
   partial = final + '.partial'
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
-  counter = iter(range(steps))
+  steps = steps_for(steps, timed_median)
+  counter = iter(range(-TRACER_WARMUP_STEPS, steps))
 
   def annotated(carry, batch):
     with jax.profiler.StepTraceAnnotation(STEP, step_num=next(counter)):
@@ -282,6 +365,10 @@ def profile(step, carry, batches, *, hlo_text, params, steps, sync, workdir, nam
   options.python_tracer_level = 0  # Python function events would slow the dispatch down
   jax.profiler.start_trace(partial, profiler_options=options)
   try:
+    out, batches = None, iter(batches)
+    for _ in range(TRACER_WARMUP_STEPS):
+      carry, out = annotated(carry, next(batches))
+    jax.block_until_ready(out)
     with jax.profiler.TraceAnnotation(WINDOW):
       carry, _, samples, _ = timer.time_steps(annotated, carry, batches, warmup_steps=0,
                                               timed_steps=steps, sync=sync)
@@ -289,10 +376,11 @@ def profile(step, carry, batches, *, hlo_text, params, steps, sync, workdir, nam
     jax.profiler.stop_trace()
   shutil.rmtree(final, ignore_errors=True)
   os.replace(partial, final)
-  window, events, on_host = read_events(_trace_file(final), hlo.module_name(hlo_text))
+  window, events, on_host, recorded = read_events(_trace_file(final), hlo.module_name(hlo_text))
   ops = hlo_ops.ops(hlo_text, kernels)
   times, counts, idle = attribute(until_consumed(events, ops) if on_host else events, window)
-  block = summarize(ops, times, counts, idle, steps, samples, timed_median)
+  block = summarize(ops, times, counts, idle, steps, samples, timed_median,
+                    tracer_s=tracer_cost_per_event() * recorded / steps)
   block['directory'] = os.path.relpath(final, workdir)
   block['trace'] = os.path.relpath(_trace_file(final), workdir)
   block['wall_s'] = time.perf_counter() - t0

@@ -55,7 +55,7 @@ _ENVIRONMENT_KEYS = ('python', 'backend', 'device_kind', 'device_count', 'proces
 # set. Not the device/host peaks (measured) nor the fingerprint (the final weights depend on
 # the floating-point order of backend and host).
 _MEASURED_MEMORY = ('generated_code_bytes', 'device_peak_bytes', 'device_peak_bytes_per_device',
-                    'host_peak_rss_bytes')
+                    'host_peak_rss_bytes', 'host_step_peak_bytes')
 _EXACT = (('params', report_lib.CASE_BLOCKS['params']), ('xla', report_lib.XLA_KEYS),
           ('xla_forward', report_lib.XLA_KEYS),
           ('utilization', ('model_flops', 'normalize_flops')),

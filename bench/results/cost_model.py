@@ -205,7 +205,7 @@ def leave_one_family_out(report):
   rows = [{'name': c['name'], 'family': family(c['config']['model']),
            'measured_s': c['step_time_s']['median'], 'predicted': predicted[c['name']]}
           for c in cases]
-  return {'cases': rows, 'proxies': _errors(rows), 'model': fit(cases)}
+  return {'cases': rows, 'proxies': errors(rows), 'model': fit(cases)}
 
 
 def judge(model, report):
@@ -215,15 +215,18 @@ def judge(model, report):
   rows = [{'name': c['name'], 'family': family(c['config']['model']),
            'measured_s': c['step_time_s']['median'],
            'predicted': {COST_MODEL: predict(model, features(c))}} for c in usable(report)]
-  return {'cases': rows, 'proxies': _errors(rows, keys=(COST_MODEL,)), 'model': model}
+  return {'cases': rows, 'proxies': errors(rows, keys=(COST_MODEL,)), 'model': model}
 
 
-def _errors(rows, keys=KEYS):
+def errors(rows, keys=KEYS, labels=None, measured='measured_s'):
+  """[{proxy, label, n, median, worst}]: each predictor's fold errors over `rows`
+  ({measured: figure, 'predicted': {key: figure}})."""
+  labels = labels or LABELS
   out = []
   for key in keys:
-    errors = [e for e in (analysis.fold_error(r['predicted'].get(key), r['measured_s']) for r in rows)
+    errors = [e for e in (analysis.fold_error(r['predicted'].get(key), r[measured]) for r in rows)
               if e is not None]
-    out.append({'proxy': key, 'label': LABELS[key], 'n': len(errors),
+    out.append({'proxy': key, 'label': labels[key], 'n': len(errors),
                 'median': float(np.median(errors)) if errors else None,
                 'worst': max(errors) if errors else None})
   return out

@@ -12,7 +12,7 @@ import math
 
 from bench.core.errors import UserError
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -31,10 +31,13 @@ CASE_BLOCKS = {
     # activation_bytes: the outputs of the model's leaf layers in one forward pass on
     # one device's share of the batch (bench/measure/costs.py); device_peak_bytes: the
     # largest of device_peak_bytes_per_device (the backend's peak_bytes_in_use per
-    # device of the case, since the process started; null on CPU).
+    # device of the case, since the process started; null on CPU); host_peak_rss_bytes:
+    # the process's peak resident size so far; host_step_peak_bytes: the resident peak
+    # of the case's timed steps over what the process held without the case
+    # (bench/measure/host_memory.py; train_step, eval_step and forward cases on Linux).
     'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
                'generated_code_bytes', 'activation_bytes', 'device_peak_bytes',
-               'device_peak_bytes_per_device', 'host_peak_rss_bytes'),
+               'device_peak_bytes_per_device', 'host_peak_rss_bytes', 'host_step_peak_bytes'),
     # How much of the devices' datasheet peak the step used (bench/workload/build.py). Per step
     # over the global batch: model_flops, the matrix products and convolutions the
     # code asks for (costs.model_flops: no rematerialisation, no elementwise);
@@ -85,13 +88,15 @@ CASE_BLOCKS = {
                    'blocking_share', 'export'),
     # Where the time goes (config profile, bench/profile/trace.py); null otherwise. Per
     # profiled step: step_s = op_s (at least one HLO op running) + idle_s (none);
-    # profiled_median_s: the median of the profiled steps' own timings; coverage:
-    # step_s over the timed median step time; wall_s: what profiling cost, tracing
+    # profiled_median_s: the median of the profiled steps' own timings; tracer_s: what
+    # recording the trace added to a step (its events per step at the tracer's cost per
+    # event, measured on a probe program); coverage: step_s - tracer_s over the timed
+    # median step time; wall_s: what profiling cost, tracing
     # and reading included. directory and trace are relative to the workdir. ops,
     # layers and categories are rows (PROFILE_ROWS), most time first; phases:
     # {forward, backward, update: seconds per step}.
     'profile': ('directory', 'trace', 'steps', 'step_s', 'op_s', 'idle_s',
-                'profiled_median_s', 'coverage', 'wall_s', 'ops', 'layers', 'categories',
+                'profiled_median_s', 'tracer_s', 'coverage', 'wall_s', 'ops', 'layers', 'categories',
                 'phases'),
 }
 # Rows of a profile, per step: time_s (wall time shared among the ops running at once),

@@ -9,7 +9,9 @@ reports) are costed by the cost model fitted on a profiled report
 errors as the interval. Without a fitted report, each op is costed at the
 device's peaks, measured here first: a roofline, the least the step can take.
 The memory a step needs is XLA's buffer assignment: arguments + outputs - what
-donation aliases + temporaries, per device.
+donation aliases + temporaries, per device; with a fitted report whose step peaks
+were measured, also the peak a run holds, fitted on those buffers
+(bench/results/memory_model.py), with its interval.
 """
 
 import time
@@ -24,6 +26,7 @@ from bench.measure import peaks as peaks_lib
 from bench.profile import hlo_ops
 from bench.profile import trace
 from bench.results import cost_model
+from bench.results import memory_model
 from bench.results import schema
 from bench.run import suite as suite_lib
 from bench.workload import build
@@ -42,11 +45,12 @@ def ops_of(compiled, params):
           for op in ops.values() if op.opcode not in hlo.FREE_OPS]
 
 
-def interval(judged):
+def interval(judged, key=cost_model.COST_MODEL, measured='measured_s'):
   """(low, high) factors on a prediction: the 10th and 90th percentiles of measured /
-  predicted over the leave-one-family-out predictions of `judged`; None without."""
-  ratios = [r['measured_s'] / r['predicted'][cost_model.COST_MODEL] for r in judged['cases']
-            if r['predicted'].get(cost_model.COST_MODEL)] if judged else []
+  predicted by `key` over the leave-one-family-out predictions of `judged` (the cost
+  model's, or memory_model's with key and measured its own); None without."""
+  ratios = [r[measured] / r['predicted'][key] for r in judged['cases']
+            if r['predicted'].get(key)] if judged else []
   if len(ratios) < 2:
     return None
   return tuple(float(q) for q in np.percentile(ratios, (10, 90)))
@@ -63,16 +67,25 @@ def roofline_model(measured):
 
 
 def model_from(report):
-  """(the cost model fitted on `report`'s profiled cases, its interval); UserError
-  when it has too few."""
+  """{'time': (the cost model fitted on `report`'s profiled cases, its interval),
+  'memory': (memory_model's a * buffers + b fitted on its measured step peaks, its
+  interval) or None where it has too few}; UserError when it has too few profiled
+  cases."""
   judged = cost_model.leave_one_family_out(report)  # its model is fitted on every case
-  return judged['model'] if judged else cost_model.fit_on(report), interval(judged)
+  memory = memory_model.leave_one_family_out(report)
+  return {'time': (judged['model'] if judged else cost_model.fit_on(report), interval(judged)),
+          'memory': memory and (memory['fit'], interval(memory, memory_model.BUFFERS_FIT,
+                                                        'measured'))}
 
 
-def predict(config, model=None, spread=None):
+def predict(config, fitted=None):
   """[{name, model, batch_size, devices, predicted_s, low_s, high_s, examples_per_s,
-  memory_bytes, compile_s}] for the cases of `config`; `model` from model_from, or
-  None for the roofline at the peaks measured first."""
+  memory_bytes, peak_bytes, peak_low_bytes, peak_high_bytes, compile_s}] for the
+  cases of `config`: memory_bytes XLA's buffers, peak_* the peak fitted on them (None
+  without a memory fit). `fitted` from model_from, or None for the roofline at the
+  peaks measured first."""
+  model, spread = fitted['time'] if fitted else (None, None)
+  memory_fit, memory_spread = (fitted or {}).get('memory') or (None, None)
   suite = suite_lib.expand(config)
   cases = [(name, case) for name, case in suite.cases if case.benchmark != 'input']
   if not cases:
@@ -93,14 +106,16 @@ def predict(config, model=None, spread=None):
     t0 = time.perf_counter()
     _, state, _, compiled = build.build(case, mesh, record, None)
     seconds = cost_model.predict(model, ops_of(compiled, state.params))
-    memory = record['memory']
+    memory = memory_model.buffers(record)
+    peak = memory_model.predict(memory_fit, memory) if memory_fit else None
     rows.append({
         'name': name, 'model': case.model, 'batch_size': case.batch_size, 'devices': mesh.size,
         'predicted_s': seconds,
         'low_s': seconds * spread[0] if spread else None,
         'high_s': seconds * spread[1] if spread else None,
         'examples_per_s': case.batch_size / seconds,
-        'memory_bytes': (memory['argument_bytes'] + memory['output_bytes']
-                         - memory['alias_bytes'] + memory['temp_bytes']),
+        'memory_bytes': memory, 'peak_bytes': peak,
+        'peak_low_bytes': peak * memory_spread[0] if peak and memory_spread else None,
+        'peak_high_bytes': peak * memory_spread[1] if peak and memory_spread else None,
         'compile_s': time.perf_counter() - t0})
   return rows

@@ -26,11 +26,13 @@ from bench.core.errors import UserError
 from bench.core.progress import Progress
 from bench.measure import costs
 from bench.measure import environment
+from bench.measure import host_memory
 from bench.measure import peaks
 from bench.measure import timer
 from bench.profile import trace
 from bench.results import analysis
 from bench.results import cost_model
+from bench.results import memory_model
 from bench.results import plots
 from bench.results import schema as report_lib
 from bench.results import writer
@@ -98,9 +100,10 @@ def _evaluate(case, state, data, record):
                     'wall_s': time.perf_counter() - t0}
 
 
-def _measure(name, case, mesh, record, data, workdir):
+def _measure(name, case, mesh, record, data, workdir, step_peak):
   """Fills `record` in place, block by block, so a failure keeps what was measured.
-  Returns the case's status: 'ok', or 'diverged' for a training run."""
+  Returns the case's status: 'ok', or 'diverged' for a training run. `step_peak`
+  (host_memory.StepPeak) is started and stopped around the timed steps."""
   if case.benchmark == 'train':
     return training.train_and_evaluate(name, case, mesh, record, data, workdir)
   if case.benchmark == 'input':  # the pipeline alone: a step that only receives the batch
@@ -109,7 +112,9 @@ def _measure(name, case, mesh, record, data, workdir):
     return 'ok'
   step, state, batches, compiled = build.build(case, mesh, record, data)
   if case.benchmark != 'compile':
+    step_peak.start()
     state, out = _time(name, case, mesh, record, step, state, batches)
+    step_peak.stop()
     if isinstance(out, dict):
       record['final_metrics'] = {key: build.finite(out[key]) for key in record['final_metrics']}
     if case.eval_split:
@@ -117,7 +122,8 @@ def _measure(name, case, mesh, record, data, workdir):
   record['fingerprint'] = checkpoints.fingerprint(
       {'params': state.params, 'batch_stats': state.batch_stats})
   if case.profile:  # last: its extra steps change neither the timings nor the fingerprint
-    logging.info('%s: profiling %d more steps', name, case.profile_steps)
+    logging.info('%s: profiling %d more steps', name, trace.steps_for(
+        case.profile_steps, record['step_time_s']['median']))
     _, record['profile'] = trace.profile(
         step, state, batches, hlo_text=compiled.as_text(), params=state.params,
         steps=case.profile_steps, sync=case.sync, workdir=workdir, name=name,
@@ -144,12 +150,15 @@ def run_case(name, case, mesh, data=None, workdir=None):
   record.update(num_devices=mesh.size, per_device_batch=case.batch_size // mesh.size)
   record['timing'].update(benchmark=case.benchmark, sync=case.sync,
                           warmup_steps=case.warmup_steps, timed_steps=case.timed_steps)
+  step_peak = host_memory.StepPeak()
   try:
     record['dataset'] = _dataset_block(case, data)
-    record['status'] = _measure(name, case, mesh, record, data, workdir)
+    record['status'] = _measure(name, case, mesh, record, data, workdir, step_peak)
   except Exception as e:  # pylint: disable=broad-except  (one broken case must not end the suite)
     logging.exception('case %s failed', name)
     record['error'] = f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS]
+  else:  # _measure's frame, and the case's buffers with it, are gone
+    record['memory']['host_step_peak_bytes'] = step_peak.bytes()
   peaks = costs.device_peak_bytes(
       [d for d in mesh.devices.flat if d.process_index == jax.process_index()])
   record['memory'].update(device_peak_bytes=max(peaks) if peaks else None,
@@ -212,10 +221,12 @@ def run_suite(config, workdir, config_file=None, restart=False):
                                  else 'incomplete')
     if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
       writer.write(workdir, report, analysis.markdown(analysis.analyze(report))
-                   + cost_model.markdown(judged))
+                   + cost_model.markdown(judged)
+                   + memory_model.markdown(memory_model.leave_one_family_out(report)))
     return report
 
   report = write()
+  host_memory.warm_up()
   if kept:
     logging.info('continuing the run in %s: %d of %d cases are done (%s)', workdir, len(kept),
                  len(names), ', '.join(n for n in names if n in kept))
