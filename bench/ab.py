@@ -62,6 +62,7 @@ import sys
 from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
 from bench.results import ab_result
 from bench.run import ab
+from bench.run import history
 
 
 def _arguments(argv):
@@ -87,6 +88,9 @@ def _arguments(argv):
   parser.add_argument('--confidence', default=0.95,
                       type=number(lambda v: 0.5 <= v < 1, 'a probability in [0.5, 1)'),
                       help='confidence of all looks\' intervals together (default 0.95)')
+  parser.add_argument('--history', help='the results history the result is recorded in '
+                      '(default $FLAX_BENCH_HISTORY or ~/.cache/flax-bench/history.db; "off": '
+                      'none)')
   parser.add_argument('--seed', type=int, help='seed of the round order (default: drawn)')
   parser.add_argument('--changes', choices=('gate', 'advisory'), default='gate',
                       help='gate: a deterministic change or missing case gives exit 1; '
@@ -105,7 +109,11 @@ def _arguments(argv):
 def main(argv=None):
   args, overrides = _arguments(sys.argv[1:] if argv is None else argv)
   try:
+    recording = history.check(args.history)
     result = ab.run(args, overrides)
+    if recording:
+      history.record(recording, result, ab=True,
+                     source=os.path.abspath(os.path.join(args.workdir, ab_result.AB_JSON)))
   except UserError as e:
     fail(e)
   except ab.SideFailed as e:

@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     'analysis': ('bench.analysis', 'does parameter count predict step time? (a report)'),
     'predict': ('bench.predict', 'step times from a compile, by the cost model fitted on a '
                 'profiled report'),
+    'history': ('bench.history', 'the results history: runs by commit and machine, trends, '
+                'where a figure moved'),
     'visualize': ('bench.visualize', 'what a trained model sees: predictions, saliency'),
     'convert-keras': ('bench.convert_keras', 'Keras .h5 weights to an orbax checkpoint'),
     'overhead': ('bench.overhead', "the harness's own overhead against a bare loop"),

@@ -33,6 +33,9 @@ CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Directory for report.json, report.md and report.csv. A rerun '
                                'on the same workdir continues the run there.')
+_HISTORY = flags.DEFINE_string(
+    'history', None, 'The results history a finished run is recorded in (flax-bench history): '
+    'default $FLAX_BENCH_HISTORY or ~/.cache/flax-bench/history.db; "off" records nothing.')
 _RESTART = flags.DEFINE_bool('restart', False,
                              'Delete the outputs of an earlier run in --workdir and start over.')
 # Multi-host runs (bench/core/distributed.py): one process per host (or per GPU), all with the
@@ -122,15 +125,23 @@ def main(argv):
   # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
   from bench.measure import compile_cache
   from bench.core import interrupt
+  from bench.core import parallel
+  from bench.run import history
   from bench.run import runner
   try:
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                            _PROCESS_ID.value)
+    # One process records: the one that writes the report.
+    recording = history.check(_HISTORY.value) if parallel.is_primary() else None
     # Before anything compiles: jax sets the cache up at the first compilation.
     compile_cache.configure(CONFIG.value.get('compile_cache', compile_cache.AUTO),
                             _WORKDIR.value)
-    runner.run_suite(CONFIG.value, _WORKDIR.value,
-                     config_file=configs.resolve(_config_path(sys.argv)), restart=_RESTART.value)
+    report = runner.run_suite(CONFIG.value, _WORKDIR.value,
+                              config_file=configs.resolve(_config_path(sys.argv)),
+                              restart=_RESTART.value)
+    if recording and report['suite']['status'] == 'complete':
+      history.record(recording, report, source=os.path.abspath(
+          os.path.join(_WORKDIR.value, 'report.json')))
   except UserError as e:
     fail(e)
   except interrupt.Interrupted as e:

@@ -8,7 +8,8 @@ The test session shares one persistent JAX compilation cache (under
 .pytest_cache/), in this process and in every subprocess (the environment
 below is set before jax is imported): the same small programs are compiled by
 many tests and CLI runs, and a program compiled once is read back after that.
-Thresholds at zero, so that small programs are cached too.
+Thresholds at zero, so that small programs are cached too. Nothing is recorded
+in the user's results history (bench/run/history.py).
 """
 
 import contextlib
@@ -23,7 +24,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.update(
     JAX_COMPILATION_CACHE_DIR=os.path.join(REPO, '.pytest_cache', 'jax_compilation_cache'),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
+    # Runs record into no user's history; the tests of the history name their own file.
+    FLAX_BENCH_HISTORY='off')
 
 # pylint: disable=wrong-import-position  (after the cache settings above)
 from absl import flags

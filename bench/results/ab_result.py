@@ -19,7 +19,7 @@ from bench.results import formatting
 from bench.results import schema as report_lib
 from bench.results.ab_stats import SIDES, judge, look_confidence, looks, orders
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 AB_JSON, AB_MD = 'ab.json', 'ab.md'
 
 
@@ -100,6 +100,8 @@ class AB:
         'base': {'rev': self.args.base, 'commit': self.commits['base']},
         'new': {'rev': self.args.new, 'commit': self.commits['new']},
         'config': self.config, 'overrides': self.overrides,
+        # The machine, as the new side's first report saw it (its hardware keys and peaks).
+        'machine': self.first['new']['environment'] if 'new' in self.first else None,
         'threshold': self.args.threshold, 'confidence': self.args.confidence,
         'looks': looks(self.args), 'look_confidence': look_confidence(self.args),
         'seed': self.seed, 'stopped': self.stopped,

@@ -39,6 +39,43 @@ def signed_rank_interval(values, confidence):
   return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[len(walsh) - k])
 
 
+def _rank_sum_counts(m, n):
+  """counts[u]: the orderings of m values against n, all equally likely under the null,
+  in which u of the m * n pairs (x, y) have x > y: the Mann-Whitney U distribution
+  times C(m + n, m)."""
+  # table[j][u]: i x's against j y's. The largest of the i + j values is an x (above
+  # all j y's: U grows by j, the rest is i - 1 x's against j y's) or a y (the rest is
+  # i x's against j - 1 y's).
+  table = [np.array([1.0]) for _ in range(n + 1)]
+  for i in range(1, m + 1):
+    row = [np.array([1.0])]
+    for j in range(1, n + 1):
+      size = i * j + 1
+      counts = np.zeros(size)
+      counts[j:j + len(table[j])] += table[j]
+      counts[:len(row[j - 1])] += row[j - 1]
+      row.append(counts)
+    table = row
+  return table[n]
+
+
+def rank_sum_interval(before, after, confidence):
+  """(Hodges-Lehmann estimate, low, high) of the shift from `before` to `after`, two
+  unpaired samples: the median of every difference after - before, and the exact
+  Mann-Whitney interval at `confidence` (at least). The unpaired companion of
+  signed_rank_interval, for runs that were not interleaved in rounds (a history).
+  Too few values for any bound give (estimate, -inf, inf)."""
+  before, after = np.asarray(before, float), np.asarray(after, float)
+  differences = np.sort((after[None, :] - before[:, None]).ravel())
+  estimate = float(np.median(differences))
+  cdf = np.cumsum(_rank_sum_counts(len(before), len(after)))
+  cdf /= cdf[-1]
+  k = int(np.searchsorted(cdf, (1 - confidence) / 2, side='right'))
+  if k == 0:
+    return estimate, -math.inf, math.inf
+  return estimate, float(differences[k - 1]), float(differences[len(differences) - k])
+
+
 def verdict(low, high, threshold):
   """'regression', 'faster' or 'same' for a log-ratio interval [low, high] against a
   relative `threshold`; None while it crosses a bound (undecided)."""

@@ -21,6 +21,7 @@ ROOFLINE = 'roofline.png'
 AB = 'ab.png'
 PROFILE = 'profile.png'
 PREDICTED = 'predicted.png'
+TREND = 'trend.png'
 
 
 def _subplots(*grid, figsize):
@@ -267,3 +268,40 @@ def predicted(workdir, result):
   fig.tight_layout()
   return _save(fig, workdir, PREDICTED)
 
+
+
+_VERDICT_MARKERS = {'regression': ('v', 'red'), 'faster': ('^', 'green'),
+                    'same': ('o', 'grey'), 'inconclusive': ('x', 'black')}
+
+
+def trend(directory, case, series):
+  """DIRECTORY/trend.png: a case's median step time per commit along the commits,
+  the spread of its runs' medians as a bar, one line per machine (never joined), A/B
+  verdicts of a commit against its base marked. `series`: [{'machine', 'points':
+  [{index, commit, median_s, low_s, high_s, runs, ab: [(base, verdict, ratio)]}]}]
+  (bench/history.py show). Returns its path."""
+  fig, ax = _subplots(figsize=(max(6.0, 0.6 * max(len(s['points']) for s in series) + 3), 4.5))
+  labelled = set()
+  for i, line in enumerate(series):
+    points = line['points']
+    xs = [p['index'] for p in points]
+    ys = np.array([p['median_s'] * 1e3 for p in points])
+    spread = np.array([[y - p['low_s'] * 1e3, p['high_s'] * 1e3 - y] for y, p in zip(ys, points)]).T
+    ax.errorbar(xs, ys, yerr=spread, color=f'C{i}', marker='o', markersize=4, capsize=3,
+                linewidth=1, label=f'machine {line["machine"]}')
+    for p, y in zip(points, ys):
+      for _, verdict, _ in p['ab']:
+        marker, color = _VERDICT_MARKERS.get(verdict, ('x', 'black'))
+        label = f'A/B: {verdict}'
+        ax.scatter([p['index']], [y], marker=marker, s=90, facecolors='none', edgecolors=color,
+                   zorder=4, label=None if label in labelled else label)
+        labelled.add(label)
+  commits = {p['index']: p['commit'][:7] for line in series for p in line['points']}
+  ax.set_xticks(sorted(commits), [commits[k] for k in sorted(commits)], rotation=45,
+                ha='right', fontsize=8)
+  ax.set(xlabel='commit (first-parent order)', ylabel='median step time (ms)',
+         title=f'{case}: median step time per commit (bars: range of the runs\' medians)')
+  ax.set_ylim(bottom=0)
+  ax.legend(fontsize='small')
+  fig.tight_layout()
+  return _save(fig, directory, TREND)

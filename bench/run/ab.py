@@ -96,7 +96,8 @@ def run_side(side, round_index, worktree, config, overrides, workdir):
   stem = f'{round_index:03d}-{side}'
   run_dir = os.path.join(workdir, 'runs', stem)
   log_path = os.path.join(workdir, 'logs', f'{stem}.log')
-  env = dict(os.environ, **_CACHE_ENV,
+  # The A/B's result is recorded in the history (bench.ab), not each side's rounds.
+  env = dict(os.environ, **_CACHE_ENV, FLAX_BENCH_HISTORY='off',
              JAX_COMPILATION_CACHE_DIR=os.path.join(workdir, 'compile_cache'),
              PYTHONPATH=os.pathsep.join(p for p in (worktree, os.environ.get('PYTHONPATH'))
                                         if p))

@@ -1,0 +1,248 @@
+"""The results history: every finished run and A/B, by commit, machine and case.
+
+  flax-bench history add REPORT.json|ab.json ...        backfill (recording twice is a no-op)
+  flax-bench history list [--config=C] [--case=C] [--machine=M] [--commits=A..B]
+  flax-bench history show CASE [--plot=DIR] [--rev=REV] [--machine=M]
+  flax-bench history changes [--case=C] [--rev=REV] [--window=3] [--threshold=5%]
+  flax-bench history export --format=csv|json [--case=C] [--config=C]
+
+Every subcommand takes --history=PATH (default $FLAX_BENCH_HISTORY, else
+~/.cache/flax-bench/history.db; bench/run/history.py says why there). bench.main
+records each finished run there, bench.ab each result. The store, and how
+`changes` decides, are bench/results/history.py's. `show` and `changes` read the
+commits along REV's first-parent line (default HEAD, where this runs inside the
+repository; else in commit time order): a side branch is read with --rev=BRANCH.
+Exit status 2, with one line on stderr, for a bad flag, a file that is not a
+report or a history, or a revision git does not know. (`changes` reports the
+past; whether the latest commit regressed is bench.ab's gate.)
+"""
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+
+from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
+from bench.results import formatting
+from bench.results import history
+from bench.run import history as locate
+
+
+def _short(commit):
+  return (commit or 'unknown')[:10]
+
+
+def _when(seconds):
+  return time.strftime('%Y-%m-%d %H:%M', time.localtime(seconds)) if seconds else 'n/a'
+
+
+def _machine_label(row):
+  return f'{row["machine_key"][:8]} ({row.get("cpu_model") or row.get("device_kind")})'
+
+
+def add(args):
+  """Each file recorded by a connection of its own (bench/run/history.py record)."""
+  for path in args.files:
+    try:
+      with open(path, encoding='utf-8') as f:
+        data = json.load(f)
+    except (OSError, ValueError) as e:
+      raise UserError(f'{path}: cannot read it as JSON ({getattr(e, "strerror", None) or e}); '
+                      'pass a report.json or an ab.json') from None
+    ab = isinstance(data, dict) and 'rounds' in data and 'base' in data
+    run_id = locate.record(args.history, data, source=os.path.abspath(path), ab=ab)
+    print(f'{path}: ' + (f'recorded as run {run_id}' if run_id else 'recorded before: skipped'))
+  return 0
+
+
+def _commits(args):
+  if not args.commits:
+    return None
+  found = locate.expand_range(locate.repository(), args.commits)
+  if found is None:
+    raise UserError(f'--commits={args.commits}: git knows no such commit or range here; give '
+                    'A..B or one revision, inside the repository')
+  return found
+
+
+def list_runs(conn, args):
+  rows = history.runs(conn, config=args.config, case=args.case, machine=args.machine,
+                      commits=_commits(args))
+  sys.stdout.write('\n'.join(formatting.table(
+      ('run', 'kind', 'recorded', 'commit', 'config', 'machine', 'status', 'cases'),
+      [[r['id'], r['kind'] if r['kind'] == 'run' else f'ab vs {_short(r["base_commit"])}',
+        _when(r['recorded_at']), _short(r['commit_sha']) + ('+' if r['dirty'] else ''),
+        r['config'], f'{r["machine_key"][:8]} ({r["cpu_model"] or r["device_kind"]})',
+        r['status'], len(r['cases'])] for r in rows])) + f'\n\n{len(rows)} runs\n')
+  return 0
+
+
+def _lineage(args):
+  repo = locate.repository()
+  return locate.lineage(repo, args.rev) if repo else None
+
+
+def show(conn, args):
+  rows = history.case_runs(conn, case=args.case, config=args.config, machine=args.machine)
+  if not rows:
+    raise UserError(f'no run of case {args.case!r} in {args.history}; `flax-bench history '
+                    'list` shows what is there')
+  lineage = _lineage(args)
+  verdicts = history.ab_verdicts(conn, args.case)
+  series = []
+  # One x position per commit along the line, whichever machines ran it.
+  position = {commit: i for i, (commit, _) in enumerate(history.per_commit(rows, lineage))}
+  lines = [f'# {args.case}: median step time per commit, machines apart', '']
+  for (config, batch, _), group in history.series(rows).items():
+    commits = history.per_commit(group, lineage)
+    label = f'{_machine_label(group[0])}, {config}, batch {batch}'
+    points = []
+    table = []
+    for commit, runs_ in commits:
+      medians = sorted(r['median_s'] for r in runs_)
+      i = position[commit]
+      point = {'index': i, 'commit': commit, 'median_s': history.median(medians),
+               'low_s': medians[0], 'high_s': medians[-1], 'runs': len(medians),
+               'ab': verdicts.get(commit, [])}
+      points.append(point)
+      table.append([i, _short(commit), _when(runs_[0]['commit_time'] or runs_[0]['recorded_at']),
+                    len(medians), formatting.fmt(point['median_s'], 1e3),
+                    f'{formatting.fmt(medians[0], 1e3)}-{formatting.fmt(medians[-1], 1e3)}',
+                    formatting.fmt(history.median(r['iqr_over_median'] for r in runs_)),
+                    '; '.join(f'{v or "undecided"} {ratio:.3f}x vs {_short(base)}'
+                              for base, v, ratio in point['ab']) or ''])
+    series.append({'machine': label, 'points': points})
+    lines += [f'## machine {label}', '']
+    lines += formatting.table(('#', 'commit', 'date', 'runs', 'median ms', 'runs\' medians ms',
+                               'IQR/median', 'A/B'), table)
+    lines.append('')
+  sys.stdout.write('\n'.join(lines))
+  if args.plot:
+    from bench.results import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
+    try:
+      os.makedirs(args.plot, exist_ok=True)
+      path = plots.trend(args.plot, args.case, series)
+    except OSError as e:
+      raise UserError(f'--plot={args.plot}: cannot write there ({e.strerror or e}); name a '
+                      'writable directory') from None
+    print(f'trend: {path}')
+  return 0
+
+
+def changes(conn, args):
+  found = history.changes(conn, case=args.case, config=args.config, lineage=_lineage(args),
+                          window=args.window,
+                          threshold=args.threshold, confidence=args.confidence)
+  lines = [f'Changes along {args.rev if locate.repository() else "commit time"} '
+           f'(window {args.window} commits each side, threshold {args.threshold:.0%}, '
+           f'confidence {args.confidence:.0%} per case)', '']
+  if found['timing']:
+    lines += formatting.table(
+        ('case', 'machine', 'commit', 'after', 'ratio', 'interval', 'verdict', 'runs before/after'),
+        [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']),
+          f'{c["ratio"]:.3f}', f'{c["low"]:.3f}-{c["high"]:.3f}', c['verdict'],
+          f'{c["before"]}/{c["after"]}'] for c in found['timing']])
+  else:
+    lines.append('No step time moved beyond its noise.')
+  if found['deterministic']:
+    lines += ['', 'Deterministic figures changed:', '']
+    lines += formatting.table(
+        ('case', 'machine', 'commit', 'after', 'figure', 'before', 'now'),
+        [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']), c['figure'],
+          c['before'], c['after']] for c in found['deterministic']])
+  if found['undecided']:
+    lines += ['', 'Cannot decide:', '']
+    lines += [f'- {c["case"]} at {_short(c["commit"])} on {c["machine"][:8]}: {c["reason"]}'
+              for c in found['undecided']]
+  sys.stdout.write('\n'.join(lines) + '\n')
+  return 0
+
+
+EXPORT_COLUMNS = ('run_id', 'commit_sha', 'commit_time', 'recorded_at', 'dirty', 'config_name',
+                  'machine_key', 'cpu_model', 'device_kind', 'hostname', 'matmul_flops_per_s',
+                  'copy_bytes_per_s', 'name', 'model', 'benchmark', 'batch_size', 'status',
+                  'median_s', 'iqr_over_median', 'examples_per_s', *history.DETERMINISTIC,
+                  'host_step_peak_bytes', 'device_peak_bytes', 'samples')
+
+
+def export(conn, args):
+  rows = history.case_runs(conn, case=args.case, config=args.config)
+  out = [{k: (json.loads(r[k]) if k == 'samples' and args.format == 'json' else r[k])
+          for k in EXPORT_COLUMNS} for r in rows]
+  if args.format == 'json':
+    sys.stdout.write(json.dumps(out, indent=1) + '\n')
+  else:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(out)
+    sys.stdout.write(buffer.getvalue())
+  return 0
+
+
+def _parser():
+  parser = ArgumentParser(prog='bench.history', description=__doc__.split('\n')[0])
+  parser.add_argument('--history', help='the history file (default $FLAX_BENCH_HISTORY or '
+                      '~/.cache/flax-bench/history.db)')
+  commands = parser.add_subparsers(dest='command', required=True)
+  p = commands.add_parser('add', help='record reports or A/B results (backfill)')
+  p.add_argument('files', nargs='+', metavar='REPORT.json')
+  p = commands.add_parser('list', help='the runs recorded')
+  p.add_argument('--config', help='a config name (or file)')
+  p.add_argument('--case')
+  p.add_argument('--machine', help='a machine key prefix, as list shows it')
+  p.add_argument('--commits', help='a git range A..B, or one revision')
+  p = commands.add_parser('show', help="a case's median per commit, and trend.png")
+  p.add_argument('case')
+  p.add_argument('--config', help='a config name')
+  p.add_argument('--machine', help='a machine key prefix')
+  p.add_argument('--rev', default='HEAD', help='whose first-parent line (default HEAD)')
+  p.add_argument('--plot', metavar='DIR', help='write trend.png here')
+  p = commands.add_parser('changes', help='where along the commits a figure moved')
+  p.add_argument('--case')
+  p.add_argument('--config', help='a config name')
+  p.add_argument('--rev', default='HEAD', help='whose first-parent line (default HEAD)')
+  p.add_argument('--window', type=number(lambda v: v >= 1 and v == int(v), 'a whole number '
+                                         '>= 1'), default=3,
+                 help='commits on each side of a point compared (default 3)')
+  p.add_argument('--threshold', type=THRESHOLD, default=0.05,
+                 help='ratio change that counts (default 5%%)')
+  p.add_argument('--confidence', default=0.95,
+                 type=number(lambda v: 0.5 <= v < 1, 'a probability in [0.5, 1)'),
+                 help='for all points of a case together (default 0.95)')
+  p = commands.add_parser('export', help='every case of every run, as CSV or JSON')
+  p.add_argument('--format', choices=('csv', 'json'), default='csv')
+  p.add_argument('--case')
+  p.add_argument('--config')
+  return parser
+
+
+COMMANDS = {'list': list_runs, 'show': show, 'changes': changes, 'export': export}
+
+
+def main(argv=None):
+  args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+  if getattr(args, 'window', None):
+    args.window = int(args.window)
+  try:
+    args.history = locate.path(args.history)
+    if args.history is None:
+      raise UserError('--history=off: there is no history to read; name a file')
+    if args.command == 'add':
+      return add(args)
+    if not os.path.exists(args.history):
+      raise UserError(f'{args.history}: no history here yet; a finished bench.main run '
+                      'records one, or `flax-bench history add REPORT.json`')
+    conn = history.connect(args.history)
+    try:
+      return COMMANDS[args.command](conn, args)
+    finally:
+      conn.close()
+  except UserError as e:
+    fail(e)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,90 @@
+"""Where the results history lives, what git says of its commits, and the recording
+of a finished run or A/B (bench/results/history.py is the store).
+
+The default file is ~/.cache/flax-bench/history.db, one per user and machine, not
+one beside each workdir: a history is worth keeping across workdirs, clean clones
+and worktrees (bench.ab's sides run in fresh ones), and a machine's figures
+belong together. $FLAX_BENCH_HISTORY names another; --history=PATH on the
+command line wins; --history=off records nothing.
+"""
+
+import os
+import subprocess
+
+from bench.results import history
+
+ENV = 'FLAX_BENCH_HISTORY'
+DEFAULT = os.path.join('~', '.cache', 'flax-bench', 'history.db')
+OFF = 'off'
+
+
+def path(flag=None):
+  """The history file to use (expanded), or None for --history=off."""
+  chosen = flag or os.environ.get(ENV) or DEFAULT
+  return None if chosen == OFF else os.path.expanduser(chosen)
+
+
+def _git(repo, *args):
+  try:
+    result = subprocess.run(['git', '-C', repo, *args], capture_output=True, text=True,
+                            timeout=30, check=False)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return result.stdout.strip() if result.returncode == 0 else None
+
+
+def repository(start='.'):
+  """The git repository holding `start`, or None."""
+  return _git(start, 'rev-parse', '--show-toplevel')
+
+
+def commit_time(repo, commit):
+  """The committer time (unix seconds) of `commit`, or None where git does not know it."""
+  if not repo or not commit:
+    return None
+  found = _git(repo, 'show', '-s', '--format=%ct', commit)
+  return int(found) if found and found.isdigit() else None
+
+
+def lineage(repo, rev='HEAD'):
+  """The commits of `rev`'s first-parent line, oldest first: the order along which
+  `changes` reads a history (a side branch's commits are on its own line, not on
+  main's). None outside a repository; a UserError for a revision git does not know."""
+  if not repo:
+    return None
+  listed = _git(repo, 'rev-list', '--first-parent', '--reverse', rev)
+  if listed is None:
+    from bench.core.errors import UserError  # pylint: disable=import-outside-toplevel
+    raise UserError(f'git does not know the revision {rev!r} in {repo}; name a branch, tag or '
+                    'commit')
+  return listed.split()
+
+
+def expand_range(repo, spec):
+  """The commits of a `A..B` range or one revision (git's own syntax), or None."""
+  if not repo:
+    return None
+  listed = _git(repo, 'rev-list', spec) if '..' in spec else _git(repo, 'rev-parse', spec)
+  return set(listed.split()) if listed else None
+
+
+def check(flag=None):
+  """Opens (creating or migrating) the history a run will record into, before the run
+  starts: a bad file is the user's error up front. Returns its path or None (off)."""
+  chosen = path(flag)
+  if chosen:
+    history.connect(chosen).close()
+  return chosen
+
+
+def record(chosen, data, source=None, ab=False):
+  """Records a finished run's report (or an A/B's result) into the history at `chosen`;
+  returns the run's id (None if it was there already)."""
+  repo = repository(os.path.dirname(os.path.abspath(__file__)))
+  commit = data['new']['commit'] if ab else (data.get('environment') or {}).get('git_commit')
+  conn = history.connect(chosen)
+  try:
+    write = history.record_ab if ab else history.record_report
+    return write(conn, data, source=source, commit_time=commit_time(repo, commit))
+  finally:
+    conn.close()

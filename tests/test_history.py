@@ -1,0 +1,208 @@
+"""The results history: recorded runs, their queries, and the changes found along the
+commits, on histories whose figures follow a known law; the file's guards; two writers."""
+
+import json
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench.results import ab_stats
+from bench.results import history
+from bench.results import schema as report_lib
+from tests import test_report
+from tests.conftest import REPO, call_cli, run_cli
+
+_MACHINE = {**test_report._ENV, 'peaks': {'matmul_flops_per_s': {'float32': 4e11},
+                                           'copy_bytes_per_s': 5e10}}
+
+
+def _report(commit, medians, params=400, machine=None, peak=4e11, seed=0):
+  """A report of commit `commit` whose cases {name: median seconds} ran on `machine`."""
+  cases = []
+  for name, median in medians.items():
+    case = test_report._case(name, params, 1e6, median)
+    case['step_time_s']['samples'] = [median * (1 + 0.01 * i) for i in range(-2, 3)]
+    cases.append(case)
+  env = {**_MACHINE, **(machine or {}), 'git_commit': commit, 'git_dirty': False,
+         'peaks': {'matmul_flops_per_s': {'float32': peak}, 'copy_bytes_per_s': 5e10},
+         'hostname': f'run-{commit}-{seed}'}  # every report distinct, as runs are
+  return report_lib.build('study', 'configs/study.py', env, cases, [])
+
+
+def _commit(i):
+  return f'{i:02d}' * 20
+
+
+def _history(tmp_path, slowdown_at=4, commits=8, runs=3, plant=1.3):
+  """Runs of `commits` commits, `runs` each: 'mlp' at 10 ms give or take 3%, 30% slower
+  from commit `slowdown_at` on; 'cnn' unchanged but for its parameters at commit 6."""
+  conn = history.connect(str(tmp_path / 'h.db'))
+  rng = np.random.default_rng(0)
+  for i in range(commits):
+    for r in range(runs):
+      noise = lambda: 1 + rng.uniform(-0.03, 0.03)
+      mlp = 0.010 * noise() * (plant if i >= slowdown_at else 1)
+      report = _report(_commit(i), {'mlp': mlp, 'cnn': 0.05 * noise()},
+                       params=500 if i >= 6 else 400, seed=r)
+      history.record_report(conn, report, commit_time=1_000_000 + 100 * i)
+  return conn
+
+
+def test_recording_is_whole_and_once(tmp_path):
+  conn = history.connect(str(tmp_path / 'h.db'))
+  report = _report(_commit(1), {'mlp': 0.01, 'cnn': 0.05})
+  first = history.record_report(conn, report, source='r.json', commit_time=5)
+  assert first == 1 and history.record_report(conn, report) is None  # the same file again
+  (run,) = history.runs(conn)
+  assert (run['kind'], run['commit_sha'], run['config'], sorted(run['cases'])) == (
+      'run', _commit(1), 'study', ['cnn', 'mlp'])
+  rows = history.case_runs(conn, case='mlp')
+  assert len(rows) == 1 and rows[0]['median_s'] == 0.01 and rows[0]['params'] == 400
+  assert json.loads(rows[0]['samples']) == pytest.approx([0.0098, 0.0099, 0.01, 0.0101, 0.0102])
+  assert rows[0]['matmul_flops_per_s'] == 4e11 and rows[0]['commit_time'] == 5
+  # A report that breaks mid-way lands not at all.
+  broken = _report(_commit(2), {'mlp': 0.01})
+  broken['cases'].append({'name': 'mlp'})  # the same case twice: UNIQUE (run, name)
+  with pytest.raises(sqlite3.IntegrityError):
+    history.record_report(conn, broken)
+  assert len(history.runs(conn)) == 1
+
+
+def test_changes_find_the_planted_commit_and_nothing_else(tmp_path):
+  conn = _history(tmp_path)
+  found = history.changes(conn, lineage=[_commit(i) for i in range(8)])
+  (change,) = found['timing']
+  assert (change['case'], change['commit'], change['previous'], change['verdict']) == (
+      'mlp', _commit(4), _commit(3), 'regression')
+  assert change['low'] < 1.3 < change['high'] and change['ratio'] == pytest.approx(1.3, rel=0.05)
+  assert (change['before'], change['after']) == (9, 9)
+  # The parameters that changed at commit 6 are listed exactly, per case.
+  assert sorted((c['case'], c['commit'], c['figure'], c['before'], c['after'])
+                for c in found['deterministic']) == [('cnn', _commit(6), 'params', 400, 500),
+                                                      ('mlp', _commit(6), 'params', 400, 500)]
+  assert found['undecided'] == []
+
+
+def test_changes_read_one_line_of_commits(tmp_path):
+  """The slow commits on a side branch: main's line, without them, has no change."""
+  conn = _history(tmp_path)
+  main_line = [_commit(i) for i in range(4)] + [_commit(6), _commit(7)]
+  found = history.changes(conn, case='cnn', lineage=main_line)
+  assert found['timing'] == []
+  # Without a lineage, commit time orders the commits.
+  assert history.changes(conn, case='mlp')['timing'][0]['commit'] == _commit(4)
+
+
+def test_machines_apart_and_a_moved_machine_undecided(tmp_path):
+  conn = history.connect(str(tmp_path / 'h.db'))
+  for i in range(4):
+    for r in range(2):
+      history.record_report(conn, _report(_commit(i), {'mlp': 0.010}, seed=r))
+      # A second, slower machine ran the same commits: never compared with the first.
+      history.record_report(conn, _report(_commit(i), {'mlp': 0.020}, seed=r,
+                                          machine={'cpu_model': 'other'}))
+  assert history.changes(conn)['timing'] == []
+  assert len(history.series(history.case_runs(conn, case='mlp'))) == 2
+  # The first machine's matmul peak halves from commit 4 on, and its step time doubles.
+  for r in range(2):
+    history.record_report(conn, _report(_commit(4), {'mlp': 0.020}, peak=2e11, seed=r))
+  found = history.changes(conn, lineage=[_commit(i) for i in range(5)])
+  assert found['timing'] == []
+  (undecided,) = found['undecided']
+  assert undecided['commit'] == _commit(4)
+  assert undecided['reason'] == 'the machine changed: its matmul peak moved 0.50x'
+
+
+def test_a_point_with_too_few_runs_is_undecided(tmp_path):
+  conn = history.connect(str(tmp_path / 'h.db'))
+  history.record_report(conn, _report(_commit(0), {'mlp': 0.01}))
+  history.record_report(conn, _report(_commit(1), {'mlp': 0.02}))
+  (undecided,) = history.changes(conn)['undecided']
+  assert undecided['reason'] == 'too few runs (1 before, 1 after; 2 needed on each side)'
+
+
+def test_rank_sum_interval_exact():
+  # 6 against 6: the exact two-sided 1% bound leaves the 2 most extreme of the 36
+  # differences out on each side (P(U <= 2) = 7/924 / 2 ... as tabulated: U <= 2 at 0.01).
+  estimate, low, high = ab_stats.rank_sum_interval(range(1, 7), range(11, 17), 0.99)
+  assert (estimate, low, high) == (10.0, 6.0, 14.0)
+  assert ab_stats.rank_sum_interval([1, 2, 3], [11, 12, 13], 0.95)[1:] == (-math.inf, math.inf)
+
+
+def test_the_command_line(tmp_path):
+  conn = _history(tmp_path)
+  db = str(tmp_path / 'h.db')
+  conn.close()
+  listed = call_cli(f'--history={db}', 'list', '--case=mlp', module='bench.history')
+  assert listed.returncode == 0, listed.stderr
+  assert listed.stdout.endswith('\n24 runs\n')
+  shown = call_cli(f'--history={db}', 'show', 'mlp', f'--plot={tmp_path}', '--rev=HEAD',
+                   module='bench.history')
+  assert shown.returncode == 0, shown.stderr
+  assert (tmp_path / 'trend.png').stat().st_size > 0
+  exported = call_cli(f'--history={db}', 'export', '--format=json', '--case=cnn',
+                      module='bench.history')
+  rows = json.loads(exported.stdout)
+  assert len(rows) == 24 and rows[0]['name'] == 'cnn' and len(rows[0]['samples']) == 5
+  csv_rows = call_cli(f'--history={db}', 'export', module='bench.history').stdout.splitlines()
+  assert len(csv_rows) == 49 and csv_rows[0].startswith('run_id,commit_sha,')
+
+
+def test_a_foreign_or_newer_file_is_refused_and_left_alone(tmp_path):
+  text = tmp_path / 'notes.txt'
+  text.write_text('not a database\n')
+  result = call_cli(f'--history={text}', 'list', module='bench.history')
+  assert result.returncode == 2
+  assert result.stderr.strip() == (
+      f'error: {text}: is not an SQLite file, so not a flax-bench history; name another file '
+      'with --history=PATH (this one is left as it is)')
+  assert text.read_text() == 'not a database\n'
+  other = tmp_path / 'other.db'
+  sqlite3.connect(other).execute('CREATE TABLE t (x)').connection.commit()
+  with pytest.raises(history.UserError, match='an SQLite database of another program'):
+    history.connect(str(other))
+  newer = tmp_path / 'newer.db'
+  history.connect(str(newer)).execute(f'PRAGMA user_version = {history.SCHEMA_VERSION + 1}')
+  with pytest.raises(history.UserError, match='written by a newer flax-bench'):
+    history.connect(str(newer))
+
+
+def test_two_writers_at_once_lose_nothing(tmp_path):
+  """Two processes each backfilling 15 reports at the same moment: all 30 land."""
+  files = {side: [] for side in 'ab'}
+  for side in 'ab':
+    for i in range(15):
+      path = tmp_path / f'{side}{i}.json'
+      path.write_text(json.dumps(_report(_commit(i), {'mlp': 0.01, 'cnn': 0.05},
+                                         seed=ord(side))))
+      files[side].append(str(path))
+  db = str(tmp_path / 'h.db')
+  procs = [subprocess.Popen([sys.executable, '-m', 'bench.history', f'--history={db}', 'add',
+                             *files[side]], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for side in 'ab']
+  outputs = [p.communicate(timeout=120) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  conn = history.connect(db)
+  assert len(history.runs(conn)) == 30
+  assert conn.execute('SELECT count(*) FROM cases').fetchone()[0] == 60
+  assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
+
+
+def test_a_finished_run_is_recorded(tmp_path):
+  db = tmp_path / 'history.db'
+  result = run_cli('--config=configs/base.py', f'--workdir={tmp_path / "w"}',
+                   '--config.timed_steps=3', '--config.warmup_steps=1',
+                   env={'FLAX_BENCH_HISTORY': str(db)})
+  assert result.returncode == 0, result.stderr
+  conn = history.connect(str(db))
+  (run,) = history.runs(conn)
+  report = report_lib.load(str(tmp_path / 'w' / 'report.json'))
+  assert run['commit_sha'] == report['environment']['git_commit']
+  (row,) = history.case_runs(conn)
+  assert row['median_s'] == report['cases'][0]['step_time_s']['median']
+  assert os.path.exists(db)
