@@ -21,9 +21,10 @@ from tests.conftest import call_cli
 CONV, ELEMENTWISE, DOT = hlo_ops.CONV_FORWARD, hlo_ops.ELEMENTWISE, hlo_ops.DOT
 # The device the synthetic cases ran on: FLOP/s and bytes/s per category, the cost of
 # an op beyond its work, and the idle time per op and per step.
-TRUE = {'categories': {CONV: {'pi': 2e11, 'beta': 4e10}, ELEMENTWISE: {'pi': 5e10, 'beta': 2e10},
-                       DOT: {'pi': 4e11, 'beta': 5e10}},
-        'per_op_s': 3e-6, 'idle_per_op_s': 1e-6, 'idle_fixed_s': 2e-4}
+TRUE = {'categories': {CONV: {'pi': 2e11, 'beta': 4e10, 'per_op_s': 6e-6},
+                       ELEMENTWISE: {'pi': 5e10, 'beta': 2e10, 'per_op_s': 2e-6},
+                       DOT: {'pi': 4e11, 'beta': 5e10, 'per_op_s': 3e-6}},
+        'idle_per_op_s': 1e-6, 'idle_fixed_s': 2e-4}
 
 
 def _case(name, model, feats, tracer=1.0):
@@ -34,7 +35,8 @@ def _case(name, model, feats, tracer=1.0):
   total = cost_model.predict(TRUE, ops)
   rows = [{'category': c, 'flops': f, 'bytes': b, 'count': n,
            'time_s': tracer * (max(f / TRUE['categories'][c]['pi'],
-                                   b / TRUE['categories'][c]['beta']) + n * TRUE['per_op_s'])}
+                                   b / TRUE['categories'][c]['beta'])
+                              + n * TRUE['categories'][c]['per_op_s'])}
           for c, f, b, n in ops]
   idle = tracer * (sum(n for *_, n in ops) * TRUE['idle_per_op_s'] + TRUE['idle_fixed_s'])
   return {'name': name, 'status': 'ok', 'config': {'model': model, 'benchmark': 'step'},
@@ -73,7 +75,7 @@ def test_observations_are_scaled_to_the_timed_step():
   case = _case('c', 'seed_cnn', {CONV: (1e9, 1e8, 5), ELEMENTWISE: (1e6, 4e7, 10)}, tracer=1.4)
   times, idle = cost_model.observations(case)
   assert sum(times) + idle == pytest.approx(case['step_time_s']['median'])
-  assert times[0] == pytest.approx(1e9 / 2e11 + 5 * 3e-6)
+  assert times[0] == pytest.approx(1e9 / 2e11 + 5 * 6e-6)
 
 
 def test_the_fit_recovers_the_device_it_was_drawn_from():
@@ -84,6 +86,10 @@ def test_the_fit_recovers_the_device_it_was_drawn_from():
         case['step_time_s']['median'], rel=0.02)
   assert model['categories'][CONV]['pi'] == pytest.approx(2e11, rel=0.05)
   assert model['categories'][DOT]['pi'] == pytest.approx(4e11, rel=0.05)
+  # Each category's own cost per op: a convolution's is not an elementwise fusion's.
+  for category, rates in TRUE['categories'].items():
+    assert model['categories'][category]['per_op_s'] == pytest.approx(rates['per_op_s'],
+                                                                      rel=0.05)
   assert model['idle_fixed_s'] == pytest.approx(2e-4, rel=0.05)
 
 

@@ -3,16 +3,20 @@ model families it never saw.
 
 A step's time on one device is modelled as
 
-  sum over its ops o of  max(F_o / pi_c(o), B_o / beta_c(o)) + lam,  plus  mu * n + t0
+  sum over its ops o of  max(F_o / pi_c(o), B_o / beta_c(o)) + lam_c(o),  plus  mu * n + t0
 
 F_o, B_o: an op's FLOPs and bytes per step, counted from the compiled HLO
 (bench/profile/hlo_ops.py), so known before anything runs; c(o): its category;
 n: the ops executed per step. pi_c and beta_c: the FLOP/s and bytes/s category c
 achieves on this device (a convolution's kernel gradient is not a dot, nor a
-max-pool a copy); lam: what an op costs beyond its work (its launch, its
-threads); mu and t0: the time in which no op runs (idle), per op and per step.
+max-pool a copy); lam_c: what an op of category c costs beyond its work (its
+launch, its threads: a convolution's on Eigen's pool is not an elementwise
+fusion's); mu and t0: the time in which no op runs (idle), per op and per step.
 Summed per op, not per category: a category's many small ops and its few large
-ones are bound by different rates.
+ones are bound by different rates. One lam for all categories was tried first:
+fitted on the batch-32 study, it bought a slow op's time with an absurd rate
+(0.003 GB/s for 'other'), which then predicted the same study at batch 8 and at
+64x64 up to 47x and 60x off; with a lam per category, at most 4.95x and 4.96x.
 
 Fitted on profiled cases. A profile splits each step's time among its ops and
 idle; scaled to add up to the case's timed median step (so the tracer's own
@@ -86,8 +90,8 @@ def _start(work, measured):
 
 def fit(cases):
   """The cost model fitted on profiled `cases` (report case records), or None with
-  too few: {'categories': {category: {pi, beta, compute_bound, memory_bound}},
-  'per_op_s', 'idle_per_op_s', 'idle_fixed_s', 'cases': the names fitted}, where
+  too few: {'categories': {category: {pi, beta, per_op_s (lam_c), compute_bound,
+  memory_bound}}, 'idle_per_op_s', 'idle_fixed_s', 'cases': the names fitted}, where
   compute_bound and memory_bound count the ops of the fit each rate bounds (a rate
   that bounds none is a guess the fit never tested)."""
   from scipy import optimize  # pylint: disable=import-outside-toplevel  (a second to import)
@@ -108,28 +112,31 @@ def fit(cases):
   flops, nbytes, count, measured, share = (np.array([r[k] for r in rows], dtype=np.float64)
                                            for k in range(1, 6))
 
+  # x: log pi, log beta, log lam of each category in turn.
   def residuals(x):
-    predicted = _op_time(x[0:-1:2][cat], x[1:-1:2][cat], x[-1], flops, nbytes, count)
+    predicted = _op_time(x[0::3][cat], x[1::3][cat], x[2::3][cat], flops, nbytes, count)
     return np.sqrt(share) * (np.log(np.maximum(predicted, 1e-30)) - np.log(measured))
 
   # Each category starts at its median achieved rates, an op's own cost at a microsecond.
-  x0 = [rate for c in categories for work in (flops, nbytes)
-        for rate in [_start(work[cat == index[c]], measured[cat == index[c]])]]
-  solution = optimize.least_squares(residuals, np.array(x0 + [math.log(1e-6)]),
-                                    loss='soft_l1', f_scale=0.1)
-  log_rates, log_lam = solution.x[:-1], solution.x[-1]
+  x0 = [value for c in categories
+        for value in (_start(flops[cat == index[c]], measured[cat == index[c]]),
+                      _start(nbytes[cat == index[c]], measured[cat == index[c]]),
+                      math.log(1e-6))]
+  solution = optimize.least_squares(residuals, np.array(x0), loss='soft_l1', f_scale=0.1)
+  log_pi, log_beta, log_lam = solution.x[0::3], solution.x[1::3], solution.x[2::3]
   a = np.array([[n / s, 1 / s] for n, _, s in idle])
   b = np.array([i / s for _, i, s in idle])
   (mu, t0), _ = optimize.nnls(a, b)
-  compute = flops * np.exp(-log_rates[0::2][cat])
-  memory = nbytes * np.exp(-log_rates[1::2][cat])
-  return {'categories': {c: {'pi': float(np.exp(log_rates[2 * index[c]])),
-                             'beta': float(np.exp(log_rates[2 * index[c] + 1])),
+  compute = flops * np.exp(-log_pi[cat])
+  memory = nbytes * np.exp(-log_beta[cat])
+  return {'categories': {c: {'pi': float(np.exp(log_pi[index[c]])),
+                             'beta': float(np.exp(log_beta[index[c]])),
+                             'per_op_s': float(np.exp(log_lam[index[c]])),
                              'compute_bound': int(((compute >= memory) & (flops > 0))[
                                  cat == index[c]].sum()),
                              'memory_bound': int((compute < memory)[cat == index[c]].sum())}
                          for c in categories},
-          'per_op_s': float(np.exp(log_lam)), 'idle_per_op_s': float(mu),
+          'idle_per_op_s': float(mu),
           'idle_fixed_s': float(t0), 'cases': [c['name'] for c in cases]}
 
 
@@ -144,14 +151,15 @@ def fit_on(report):
 
 def predict(model, ops):
   """Predicted seconds per step of the ops [(category, FLOPs, bytes, executions)]. A
-  category the fit never saw is costed at the slowest rates it did see (a guess, on
-  the safe side)."""
+  category the fit never saw is costed at the slowest rates and the largest cost per
+  op it did see (a guess, on the safe side)."""
   known = model['categories'].values()
-  slowest = {'pi': min(r['pi'] for r in known), 'beta': min(r['beta'] for r in known)}
+  slowest = {'pi': min(r['pi'] for r in known), 'beta': min(r['beta'] for r in known),
+             'per_op_s': max(r['per_op_s'] for r in known)}
   total, executions = model['idle_fixed_s'], 0
   for category, flops, nbytes, count in ops:
     rates = model['categories'].get(category, slowest)
-    total += max(flops / rates['pi'], nbytes / rates['beta']) + count * model['per_op_s']
+    total += max(flops / rates['pi'], nbytes / rates['beta']) + count * rates['per_op_s']
     executions += count
   return total + executions * model['idle_per_op_s']
 
@@ -254,7 +262,7 @@ def markdown(result, title='What predicts step time (leave one family out)'):
            'families only (or on another report), from what the compiled program says: '
            'parameters, XLA FLOPs or bytes, compiled temp bytes (log-log fits), a * FLOPs + '
            'b * bytes, and the cost model: per op, max(FLOPs / FLOP/s, bytes / bytes/s) at '
-           'its category\'s fitted rates + a cost per op, plus idle time per op and per '
+           'its category\'s fitted rates + its category\'s cost per op, plus idle time per op and per '
            'step. Fold error: max(predicted / measured, measured / predicted).', '']
   lines += formatting.table(
       ('predictor', 'cases', 'median fold error', 'worst fold error'),
@@ -269,13 +277,14 @@ def markdown(result, title='What predicts step time (leave one family out)'):
        for r in sorted(result['cases'], key=lambda r: r['measured_s'])])
   model = result['model']
   if model:
-    lines += ['', f'The cost model fitted on all {len(model["cases"])} cases: per op '
-              f'{formatting.fmt(model["per_op_s"], 1e6)} us, idle '
+    lines += ['', f'The cost model fitted on all {len(model["cases"])} cases: idle '
               f'{formatting.fmt(model["idle_per_op_s"], 1e6)} us per op and '
               f'{formatting.fmt(model["idle_fixed_s"], 1e6)} us per step; per category:', '']
     lines += formatting.table(
-        ('category', 'achieved GFLOP/s', 'ops it bounds', 'achieved GB/s', 'ops it bounds'),
+        ('category', 'achieved GFLOP/s', 'ops it bounds', 'achieved GB/s', 'ops it bounds',
+         'cost per op us'),
         [[c, _rate(r['pi'], r['compute_bound']), r['compute_bound'],
-          _rate(r['beta'], r['memory_bound']), r['memory_bound']]
+          _rate(r['beta'], r['memory_bound']), r['memory_bound'],
+          formatting.fmt(r['per_op_s'], 1e6)]
          for c, r in sorted(model['categories'].items())])
   return lines

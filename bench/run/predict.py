@@ -61,9 +61,9 @@ def roofline_model(measured):
   bandwidth (float32), no cost per op, no idle."""
   peak = measured['matmul_flops_per_s'].get('float32') or max(
       measured['matmul_flops_per_s'].values())
-  rates = {'pi': peak, 'beta': measured['copy_bytes_per_s']}
-  return {'categories': {c: rates for c in hlo_ops.CATEGORIES}, 'per_op_s': 0.0,
-          'idle_per_op_s': 0.0, 'idle_fixed_s': 0.0}
+  rates = {'pi': peak, 'beta': measured['copy_bytes_per_s'], 'per_op_s': 0.0}
+  return {'categories': {c: rates for c in hlo_ops.CATEGORIES}, 'idle_per_op_s': 0.0,
+          'idle_fixed_s': 0.0}
 
 
 def model_from(report):
