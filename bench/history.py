@@ -11,7 +11,8 @@ Every subcommand takes --history=PATH (default $FLAX_BENCH_HISTORY, else
 records each finished run there, bench.ab each result. The store, and how
 `changes` decides, are bench/results/history.py's. `show` and `changes` read the
 commits along REV's first-parent line (default HEAD, where this runs inside the
-repository; else in commit time order): a side branch is read with --rev=BRANCH.
+repository; else, or with --by_time, in commit time order): a side branch is read
+with --rev=BRANCH.
 Exit status 2, with one line on stderr, for a bad flag, a file that is not a
 report or a history, or a revision git does not know. (`changes` reports the
 past; whether the latest commit regressed is bench.ab's gate.)
@@ -80,7 +81,7 @@ def list_runs(conn, args):
 
 
 def _lineage(args):
-  repo = locate.repository()
+  repo = None if args.by_time else locate.repository()
   return locate.lineage(repo, args.rev) if repo else None
 
 
@@ -90,13 +91,19 @@ def show(conn, args):
     raise UserError(f'no run of case {args.case!r} in {args.history}; `flax-bench history '
                     'list` shows what is there')
   lineage = _lineage(args)
+  on_line = history.per_commit(rows, lineage)
+  if not on_line:
+    raise UserError(f'none of the {len(rows)} runs of {args.case!r} is of a commit on '
+                    f"{args.rev}'s first-parent line; name another with --rev, or --by_time")
   verdicts = history.ab_verdicts(conn, args.case)
   series = []
   # One x position per commit along the line, whichever machines ran it.
-  position = {commit: i for i, (commit, _) in enumerate(history.per_commit(rows, lineage))}
+  position = {commit: i for i, (commit, _) in enumerate(on_line)}
   lines = [f'# {args.case}: median step time per commit, machines apart', '']
   for (config, batch, _), group in history.series(rows).items():
     commits = history.per_commit(group, lineage)
+    if not commits:
+      continue
     label = f'{_machine_label(group[0])}, {config}, batch {batch}'
     points = []
     table = []
@@ -135,12 +142,12 @@ def changes(conn, args):
   found = history.changes(conn, case=args.case, config=args.config, lineage=_lineage(args),
                           window=args.window,
                           threshold=args.threshold, confidence=args.confidence)
-  lines = [f'Changes along {args.rev if locate.repository() else "commit time"} '
+  lines = [f'Changes along {"commit time" if _lineage(args) is None else args.rev} '
            f'(window {args.window} commits each side, threshold {args.threshold:.0%}, '
            f'confidence {args.confidence:.0%} per case)', '']
   if found['timing']:
     lines += formatting.table(
-        ('case', 'machine', 'commit', 'after', 'ratio', 'interval', 'verdict', 'runs before/after'),
+        ('case', 'machine', 'commit', 'previous', 'ratio', 'interval', 'verdict', 'runs before/after'),
         [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']),
           f'{c["ratio"]:.3f}', f'{c["low"]:.3f}-{c["high"]:.3f}', c['verdict'],
           f'{c["before"]}/{c["after"]}'] for c in found['timing']])
@@ -149,7 +156,7 @@ def changes(conn, args):
   if found['deterministic']:
     lines += ['', 'Deterministic figures changed:', '']
     lines += formatting.table(
-        ('case', 'machine', 'commit', 'after', 'figure', 'before', 'now'),
+        ('case', 'machine', 'commit', 'previous', 'figure', 'before', 'now'),
         [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']), c['figure'],
           c['before'], c['after']] for c in found['deterministic']])
   if found['undecided']:
@@ -200,10 +207,14 @@ def _parser():
   p.add_argument('--machine', help='a machine key prefix')
   p.add_argument('--rev', default='HEAD', help='whose first-parent line (default HEAD)')
   p.add_argument('--plot', metavar='DIR', help='write trend.png here')
+  p.add_argument('--by_time', action='store_true', help='order the commits by commit time, '
+                 'not along --rev (every commit recorded, on any branch)')
   p = commands.add_parser('changes', help='where along the commits a figure moved')
   p.add_argument('--case')
   p.add_argument('--config', help='a config name')
   p.add_argument('--rev', default='HEAD', help='whose first-parent line (default HEAD)')
+  p.add_argument('--by_time', action='store_true', help='order the commits by commit time, '
+                 'not along --rev (every commit recorded, on any branch)')
   p.add_argument('--window', type=number(lambda v: v >= 1 and v == int(v), 'a whole number '
                                          '>= 1'), default=3,
                  help='commits on each side of a point compared (default 3)')

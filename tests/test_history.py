@@ -141,10 +141,19 @@ def test_the_command_line(tmp_path):
   listed = call_cli(f'--history={db}', 'list', '--case=mlp', module='bench.history')
   assert listed.returncode == 0, listed.stderr
   assert listed.stdout.endswith('\n24 runs\n')
-  shown = call_cli(f'--history={db}', 'show', 'mlp', f'--plot={tmp_path}', '--rev=HEAD',
+  shown = call_cli(f'--history={db}', 'show', 'mlp', f'--plot={tmp_path}', '--by_time',
                    module='bench.history')
   assert shown.returncode == 0, shown.stderr
   assert (tmp_path / 'trend.png').stat().st_size > 0
+  assert '| 4 | 0404040404 | 1970-01-12 ' in shown.stdout  # commit 4 of 8, its 3 runs
+  # This repository's HEAD line has none of these made-up commits.
+  off_line = call_cli(f'--history={db}', 'show', 'mlp', module='bench.history')
+  assert off_line.returncode == 2
+  assert off_line.stderr.strip() == (
+      "error: none of the 24 runs of 'mlp' is of a commit on HEAD's first-parent line; "
+      'name another with --rev, or --by_time')
+  changes = call_cli(f'--history={db}', 'changes', '--by_time', module='bench.history')
+  assert '| 0404040404 | 0303030303 | 1.299 | 1.275-1.335 | regression | 9/9 |' in changes.stdout
   exported = call_cli(f'--history={db}', 'export', '--format=json', '--case=cnn',
                       module='bench.history')
   rows = json.loads(exported.stdout)

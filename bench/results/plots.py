@@ -301,7 +301,8 @@ def trend(directory, case, series):
                 ha='right', fontsize=8)
   ax.set(xlabel='commit (first-parent order)', ylabel='median step time (ms)',
          title=f'{case}: median step time per commit (bars: range of the runs\' medians)')
-  ax.set_ylim(bottom=0)
+  # Room above the highest bar for the A/B markers drawn on the points.
+  ax.set_ylim(0, 1.12 * max(p['high_s'] * 1e3 for line in series for p in line['points']))
   ax.legend(fontsize='small')
   fig.tight_layout()
   return _save(fig, directory, TREND)
