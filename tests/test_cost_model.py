@@ -91,6 +91,10 @@ def test_the_fit_recovers_the_device_it_was_drawn_from():
     assert model['categories'][category]['per_op_s'] == pytest.approx(rates['per_op_s'],
                                                                       rel=0.05)
   assert model['idle_fixed_s'] == pytest.approx(2e-4, rel=0.05)
+  # Every op of the fit is bound by one of its three terms.
+  assert sum(r['compute_bound'] + r['memory_bound'] + r['overhead_bound']
+             for r in model['categories'].values()) == sum(
+                 len(c['profile']['ops']) for c in report['cases'])
 
 
 def test_leave_one_family_out_never_fits_on_the_family_it_predicts(monkeypatch):

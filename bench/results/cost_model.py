@@ -88,12 +88,16 @@ def _start(work, measured):
   return math.log(max(float(np.median(rates[rates > 0])) if (rates > 0).any() else 1.0, 1.0))
 
 
+_BOUNDS = ('compute_bound', 'memory_bound', 'overhead_bound')
+
+
 def fit(cases):
   """The cost model fitted on profiled `cases` (report case records), or None with
   too few: {'categories': {category: {pi, beta, per_op_s (lam_c), compute_bound,
-  memory_bound}}, 'idle_per_op_s', 'idle_fixed_s', 'cases': the names fitted}, where
-  compute_bound and memory_bound count the ops of the fit each rate bounds (a rate
-  that bounds none is a guess the fit never tested)."""
+  memory_bound, overhead_bound}}, 'idle_per_op_s', 'idle_fixed_s', 'cases': the names
+  fitted}, where the *_bound count the ops of the fit whose largest term is their
+  FLOPs, their bytes or their fixed cost (a rate that bounds none is a guess the fit
+  never tested)."""
   from scipy import optimize  # pylint: disable=import-outside-toplevel  (a second to import)
   cases = [c for c in cases if features(c)]
   if len(cases) < 2:
@@ -127,14 +131,15 @@ def fit(cases):
   a = np.array([[n / s, 1 / s] for n, _, s in idle])
   b = np.array([i / s for _, i, s in idle])
   (mu, t0), _ = optimize.nnls(a, b)
-  compute = flops * np.exp(-log_pi[cat])
-  memory = nbytes * np.exp(-log_beta[cat])
+  # Which term of its time is an op's largest: its FLOPs, its bytes or its fixed cost.
+  terms = np.stack([flops * np.exp(-log_pi[cat]), nbytes * np.exp(-log_beta[cat]),
+                    count * np.exp(log_lam[cat])])
+  largest = terms.argmax(axis=0)
   return {'categories': {c: {'pi': float(np.exp(log_pi[index[c]])),
                              'beta': float(np.exp(log_beta[index[c]])),
                              'per_op_s': float(np.exp(log_lam[index[c]])),
-                             'compute_bound': int(((compute >= memory) & (flops > 0))[
-                                 cat == index[c]].sum()),
-                             'memory_bound': int((compute < memory)[cat == index[c]].sum())}
+                             **{key: int(((largest == k) & (cat == index[c])).sum())
+                                for k, key in enumerate(_BOUNDS)}}
                          for c in categories},
           'idle_per_op_s': float(mu),
           'idle_fixed_s': float(t0), 'cases': [c['name'] for c in cases]}
@@ -282,9 +287,9 @@ def markdown(result, title='What predicts step time (leave one family out)'):
               f'{formatting.fmt(model["idle_fixed_s"], 1e6)} us per step; per category:', '']
     lines += formatting.table(
         ('category', 'achieved GFLOP/s', 'ops it bounds', 'achieved GB/s', 'ops it bounds',
-         'cost per op us'),
+         'cost per op us', 'ops it bounds'),
         [[c, _rate(r['pi'], r['compute_bound']), r['compute_bound'],
           _rate(r['beta'], r['memory_bound']), r['memory_bound'],
-          formatting.fmt(r['per_op_s'], 1e6)]
+          formatting.fmt(r['per_op_s'], 1e6), r['overhead_bound']]
          for c, r in sorted(model['categories'].items())])
   return lines
