@@ -168,13 +168,19 @@ def test_a_foreign_or_newer_file_is_refused_and_left_alone(tmp_path):
   result = call_cli(f'--history={text}', 'list', module='bench.history')
   assert result.returncode == 2
   assert result.stderr.strip() == (
-      f'error: {text}: is not an SQLite file, so not a flax-bench history; name another file '
-      'with --history=PATH (this one is left as it is)')
+      f'error: {text}: is not an SQLite database, or is a damaged one: not a flax-bench '
+      'history; name another file with --history=PATH (this one is left as it is)')
   assert text.read_text() == 'not a database\n'
   other = tmp_path / 'other.db'
   sqlite3.connect(other).execute('CREATE TABLE t (x)').connection.commit()
   with pytest.raises(history.UserError, match='an SQLite database of another program'):
     history.connect(str(other))
+  damaged = tmp_path / 'damaged.db'
+  damaged.write_bytes(b'SQLite format 3\x00' + bytes(range(256)) * 16)
+  with pytest.raises(history.UserError, match='damaged.db: is not an SQLite database, or is a '
+                     'damaged one'):
+    history.connect(str(damaged))
+  assert damaged.read_bytes()[:16] == b'SQLite format 3\x00'  # left as it was
   newer = tmp_path / 'newer.db'
   history.connect(str(newer)).execute(f'PRAGMA user_version = {history.SCHEMA_VERSION + 1}')
   with pytest.raises(history.UserError, match='written by a newer flax-bench'):

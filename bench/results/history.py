@@ -131,7 +131,7 @@ def connect(path):
       _retrying(lambda: conn.execute('PRAGMA journal_mode = WAL'))
   except sqlite3.DatabaseError as e:
     if 'file is not a database' in str(e):
-      _refuse(path, 'is not an SQLite file, so not a flax-bench history')
+      _refuse(path, 'is not an SQLite database, or is a damaged one: not a flax-bench history')
     _refuse(path, f'cannot be read as a history ({e})')
   return conn
 
