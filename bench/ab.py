@@ -112,8 +112,8 @@ def main(argv=None):
     recording = history.check(args.history)
     result = ab.run(args, overrides)
     if recording:
-      history.record(recording, result, ab=True,
-                     source=os.path.abspath(os.path.join(args.workdir, ab_result.AB_JSON)))
+      history.record_finished(recording, result, ab=True, source=os.path.abspath(
+          os.path.join(args.workdir, ab_result.AB_JSON)))
   except UserError as e:
     fail(e)
   except ab.SideFailed as e:

@@ -52,7 +52,7 @@ def add(args):
     except (OSError, ValueError) as e:
       raise UserError(f'{path}: cannot read it as JSON ({getattr(e, "strerror", None) or e}); '
                       'pass a report.json or an ab.json') from None
-    ab = isinstance(data, dict) and 'rounds' in data and 'base' in data
+    ab = isinstance(data, dict) and 'rounds' in data and 'base' in data  # an ab.json
     run_id = locate.record(args.history, data, source=os.path.abspath(path), ab=ab)
     print(f'{path}: ' + (f'recorded as run {run_id}' if run_id else 'recorded before: skipped'))
   return 0

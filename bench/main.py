@@ -140,7 +140,7 @@ def main(argv):
                               config_file=configs.resolve(_config_path(sys.argv)),
                               restart=_RESTART.value)
     if recording and report['suite']['status'] == 'complete':
-      history.record(recording, report, source=os.path.abspath(
+      history.record_finished(recording, report, source=os.path.abspath(
           os.path.join(_WORKDIR.value, 'report.json')))
   except UserError as e:
     fail(e)

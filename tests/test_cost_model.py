@@ -224,6 +224,7 @@ def test_predict_command(tmp_path):
   fitted = _report(_study()['cases'])
   for i, case in enumerate(fitted['cases']):  # measured step peaks: 1.5 * buffers + 20 MiB
     buffers = (40 + 10 * i) * 2 ** 20
+    case['num_devices'] = 1
     case['memory'].update(argument_bytes=buffers, output_bytes=buffers // 2,
                           alias_bytes=buffers // 2, temp_bytes=0,
                           host_step_peak_bytes=int(1.5 * buffers) + 20 * 2 ** 20)

@@ -33,3 +33,13 @@ def test_a_phase_never_started_or_stopped_is_unmeasured():
   assert peak.bytes() is None
   peak.start()
   assert peak.bytes() is None
+
+
+def test_a_reset_the_kernel_ignores_is_no_measurement(monkeypatch):
+  status = host_memory._status()
+  # The write is accepted, but the mark stays far above the resident size.
+  monkeypatch.setattr(host_memory, '_status', lambda: {**status, 'VmHWM': status['VmRSS'] + MIB * 64})
+  peak = host_memory.StepPeak()
+  peak.start()
+  peak.stop()
+  assert peak.bytes() is None

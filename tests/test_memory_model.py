@@ -15,6 +15,7 @@ MIB = 2 ** 20
 def _case(name, model, params, buffers, measured):
   case = test_report._case(name, params, buffers * 10.0, buffers * 1e-9)
   case['config']['model'] = model
+  case['num_devices'] = 1
   # Arguments + outputs - aliased + temps = buffers.
   case['memory'].update(argument_bytes=buffers // 2, output_bytes=buffers // 2,
                         alias_bytes=buffers // 4, temp_bytes=buffers // 4,
@@ -66,6 +67,14 @@ def test_too_few_families_or_no_measured_peaks_is_no_table():
   report['cases'] = [c for c in report['cases'] if c['config']['model'] != 'resnet18']
   assert memory_model.leave_one_family_out(report) is None
   assert memory_model.markdown(None) == []
+  # On a GPU the step's buffers are not in the process's resident memory: no judgement.
+  gpu = _report()
+  gpu['environment'] = {**gpu['environment'], 'backend': 'gpu'}  # not the shared dict
+  assert memory_model.usable(gpu) == [] and memory_model.leave_one_family_out(gpu) is None
+  several = _report()
+  for case in several['cases']:
+    case['num_devices'] = 2  # buffers per device, the peak the process's: not compared
+  assert memory_model.usable(several) == []
 
 
 def test_analysis_command_prints_the_memory_table(tmp_path):

@@ -169,7 +169,7 @@ def _migrate(conn):
     conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
     conn.execute('COMMIT')
   except BaseException:
-    conn.execute('ROLLBACK')
+    _rollback(conn)
     raise
 
 
@@ -235,13 +235,19 @@ def _insert_run(conn, data, environment, **fields):
       'harness_version': _get(environment.get('versions'), 'flax-bench'), **fields})
 
 
+def _unreadable(source, what):
+  return UserError(f'{source or "the file"}: not {what} this version can read; pass a '
+                   'report.json or an ab.json')
+
+
 def record_report(conn, report, source=None, commit_time=None):
   """Records a report (any schema with cases[].step_time_s and environment): one
   transaction. Returns the run's id, or None when this report was recorded before."""
   if not isinstance(report, dict) or not isinstance(report.get('cases'), list) \
-      or not isinstance(report.get('environment'), dict):
-    raise UserError(f'{source or "the report"}: not a benchmark report (no cases and '
-                    'environment); pass a report.json or an ab.json')
+      or not isinstance(report.get('environment'), dict) \
+      or not all(isinstance(c, dict) and isinstance(c.get('name'), str)
+                 for c in report['cases']):
+    raise _unreadable(source, 'a benchmark report')
   env, suite = report['environment'], report.get('suite') or {}
   with _transaction(conn):
     run_id = _insert_run(conn, report, env, kind='run', commit_sha=env.get('git_commit'),
@@ -260,6 +266,10 @@ def record_report(conn, report, source=None, commit_time=None):
 def record_ab(conn, result, source=None, commit_time=None):
   """Records an A/B result (ab.json): its verdicts per case, under its new commit,
   against its base. Returns the run's id, or None when recorded before."""
+  try:
+    result['new']['commit'], result['base']['commit'], [c['name'] for c in result['cases']]
+  except (KeyError, TypeError):
+    raise _unreadable(source, 'an A/B result') from None
   with _transaction(conn):
     run_id = _insert_run(conn, result, result.get('machine') or {}, kind='ab',
                          commit_sha=result['new']['commit'],
@@ -285,19 +295,36 @@ class _transaction:
     self.conn.execute('BEGIN IMMEDIATE')
 
   def __exit__(self, kind, *_):
-    self.conn.execute('ROLLBACK' if kind else 'COMMIT')
+    if kind:
+      _rollback(self.conn)
+    else:
+      self.conn.execute('COMMIT')
+
+
+def _rollback(conn):
+  """ROLLBACK, unless SQLite already did (a full disk, say): then the error that made it
+  is the one to see, not 'cannot rollback'."""
+  if conn.in_transaction:
+    conn.execute('ROLLBACK')
 
 
 # --------------------------------------------------------------------------- Queries
+
+# A config named as its suite name, its file, or its file's stem (configs/NAME.py).
+_CONFIG_MATCH = ("(r.config_name = ? OR r.config_file = ? OR r.config_file LIKE '%/' || ? "
+                 "|| '.py')")
+
 
 def case_runs(conn, case=None, config=None, machine=None, commits=None):
   """Rows (dicts) of every recorded run of a case, oldest first: run and case columns,
   the machine's key and label. `commits`: only runs of these commits."""
   where, args = ["r.kind = 'run'"], []
-  for column, value in (('c.name', case), ('r.config_name', config)):
-    if value:
-      where.append(f'{column} = ?')
-      args.append(value)
+  if case:
+    where.append('c.name = ?')
+    args.append(case)
+  if config:
+    where.append(_CONFIG_MATCH)
+    args += [config] * 3
   if machine:
     where.append('(m.key LIKE ? OR m.id = ?)')
     args += [machine + '%', machine]
@@ -318,20 +345,20 @@ def case_runs(conn, case=None, config=None, machine=None, commits=None):
 def runs(conn, config=None, case=None, machine=None, commits=None):
   """Every recorded run and A/B, oldest first, as dicts: id, kind, commit, base, when,
   config, machine, status, cases."""
-  rows = conn.execute("""
+  rows = conn.execute(f"""
       SELECT r.id, r.kind, r.commit_sha, r.base_commit, r.recorded_at, r.dirty,
              coalesce(r.config_name, r.config_file) AS config, r.status, m.key AS machine_key,
              m.cpu_model, m.device_kind, m.hostname,
              (SELECT group_concat(name, ',') FROM (
                 SELECT name FROM cases WHERE run_id = r.id UNION ALL
                 SELECT name FROM ab_cases WHERE run_id = r.id)) AS cases
-      FROM runs r JOIN machines m ON r.machine_id = m.id ORDER BY r.recorded_at, r.id""")
+      FROM runs r JOIN machines m ON r.machine_id = m.id
+      WHERE {_CONFIG_MATCH if config else '1'} ORDER BY r.recorded_at, r.id""",
+                      [config] * 3 if config else [])
   names = [d[0] for d in rows.description]
   out = []
   for row in map(lambda r: dict(zip(names, r)), rows.fetchall()):
     row['cases'] = (row['cases'] or '').split(',') if row['cases'] else []
-    if config and row['config'] != config and not (row['config'] or '').endswith(f'/{config}.py'):
-      continue
     if case and case not in row['cases']:
       continue
     if machine and not row['machine_key'].startswith(machine):
@@ -369,8 +396,10 @@ def order_commits(rows, lineage=None):
 
 
 def per_commit(rows, lineage=None):
-  """[(commit, [rows of its ok runs])] along the commits (order_commits)."""
-  ok = [r for r in rows if r['status'] == 'ok' and r['median_s'] and r['commit_sha']]
+  """[(commit, [rows of its ok runs])] along the commits (order_commits). A run with
+  uncommitted changes is not its commit's: left out."""
+  ok = [r for r in rows if r['status'] == 'ok' and r['median_s'] and r['commit_sha']
+        and not r['dirty']]
   return [(c, [r for r in ok if r['commit_sha'] == c]) for c in order_commits(ok, lineage)]
 
 
@@ -421,7 +450,7 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
                  'figure': figure, 'before': a, 'after': b}
                 for figure in DETERMINISTIC
                 for a, b in [(commits[k - 1][1][-1][figure], commits[k][1][-1][figure])]
-                if a != b]
+                if a != b and a is not None and b is not None]  # None: not measured
       before = [r for _, runs_ in commits[max(0, k - window):k] for r in runs_]
       after = [r for _, runs_ in commits[k:k + window] for r in runs_]
       why = _cannot_decide(before, after)
@@ -431,6 +460,11 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
       estimate, low, high = ab_stats.rank_sum_interval(
           np.log([r['median_s'] for r in before]), np.log([r['median_s'] for r in after]),
           per_point)
+      if not math.isfinite(low):
+        undecided.append({'case': name, 'machine': machine, 'commit': commit, 'reason': (
+            f'{len(before)} runs before and {len(after)} after cannot bound the ratio at '
+            f'{per_point:.2%} confidence: record more runs per commit, or widen --window')})
+        continue
       verdict = ab_stats.verdict(low, high, threshold)
       if verdict in ('regression', 'faster'):
         found.append({'case': name, 'machine': machine, 'commit': commit, 'previous': previous,

@@ -46,9 +46,14 @@ def buffers(case):
 
 def usable(report):
   """The report's timed step cases with a measured step peak and buffers of at least
-  MIN_BUFFERS."""
+  MIN_BUFFERS, on one CPU device: there the step's buffers are what the process holds
+  (a GPU's are not in its resident memory; several CPU devices' buffers are per
+  device, the process's peak is all of theirs)."""
+  if report['environment'].get('backend') != 'cpu':
+    return []
   return [c for c in report['cases']
           if c['status'] == 'ok' and c['config'].get('benchmark') in _STEPS
+          and c.get('num_devices') == 1
           and c['memory'].get('host_step_peak_bytes') and (buffers(c) or 0) >= MIN_BUFFERS]
 
 

@@ -9,8 +9,11 @@ command line wins; --history=off records nothing.
 """
 
 import os
+import sqlite3
 import subprocess
+import sys
 
+from bench.core.errors import UserError
 from bench.results import history
 
 ENV = 'FLAX_BENCH_HISTORY'
@@ -54,7 +57,6 @@ def lineage(repo, rev='HEAD'):
     return None
   listed = _git(repo, 'rev-list', '--first-parent', '--reverse', rev)
   if listed is None:
-    from bench.core.errors import UserError  # pylint: disable=import-outside-toplevel
     raise UserError(f'git does not know the revision {rev!r} in {repo}; name a branch, tag or '
                     'commit')
   return listed.split()
@@ -68,6 +70,15 @@ def expand_range(repo, spec):
   return set(listed.split()) if listed else None
 
 
+def record_finished(chosen, data, source, ab=False):
+  """`record` at the end of a run or an A/B, whose own outputs are written by then: a
+  history that fails now (a full disk) costs a warning line, not the run's result."""
+  try:
+    record(chosen, data, source=source, ab=ab)
+  except (UserError, sqlite3.Error) as e:
+    print(f'warning: not recorded in the history {chosen}: {e}', file=sys.stderr)
+
+
 def check(flag=None):
   """Opens (creating or migrating) the history a run will record into, before the run
   starts: a bad file is the user's error up front. Returns its path or None (off)."""
@@ -79,9 +90,11 @@ def check(flag=None):
 
 def record(chosen, data, source=None, ab=False):
   """Records a finished run's report (or an A/B's result) into the history at `chosen`;
-  returns the run's id (None if it was there already)."""
+  returns the run's id (None if it was there already). A UserError for a file it
+  cannot read as either."""
   repo = repository(os.path.dirname(os.path.abspath(__file__)))
-  commit = data['new']['commit'] if ab else (data.get('environment') or {}).get('git_commit')
+  side = (data.get('new') if ab else data.get('environment')) if isinstance(data, dict) else None
+  commit = side.get('commit' if ab else 'git_commit') if isinstance(side, dict) else None
   conn = history.connect(chosen)
   try:
     write = history.record_ab if ab else history.record_report
