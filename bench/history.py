@@ -71,12 +71,12 @@ def _commits(args):
 def list_runs(conn, args):
   rows = history.runs(conn, config=args.config, case=args.case, machine=args.machine,
                       commits=_commits(args))
-  sys.stdout.write('\n'.join(formatting.table(
+  table = formatting.table(
       ('run', 'kind', 'recorded', 'commit', 'config', 'machine', 'status', 'cases'),
       [[r['id'], r['kind'] if r['kind'] == 'run' else f'ab vs {_short(r["base_commit"])}',
         _when(r['recorded_at']), _short(r['commit_sha']) + ('+' if r['dirty'] else ''),
-        r['config'], f'{r["machine_key"][:8]} ({r["cpu_model"] or r["device_kind"]})',
-        r['status'], len(r['cases'])] for r in rows])) + f'\n\n{len(rows)} runs\n')
+        r['config'], _machine_label(r), r['status'], len(r['cases'])] for r in rows])
+  sys.stdout.write('\n'.join(table) + f'\n\n{len(rows)} runs\n')
   return 0
 
 
@@ -100,7 +100,7 @@ def show(conn, args):
   # One x position per commit along the line, whichever machines ran it.
   position = {commit: i for i, (commit, _) in enumerate(on_line)}
   lines = [f'# {args.case}: median step time per commit, machines apart', '']
-  for (config, batch, _), group in history.series(rows).items():
+  for (_, config, batch, _), group in history.series(rows).items():
     commits = history.per_commit(group, lineage)
     if not commits:
       continue
@@ -139,15 +139,17 @@ def show(conn, args):
 
 
 def changes(conn, args):
-  found = history.changes(conn, case=args.case, config=args.config, lineage=_lineage(args),
-                          window=args.window,
-                          threshold=args.threshold, confidence=args.confidence)
-  lines = [f'Changes along {"commit time" if _lineage(args) is None else args.rev} '
+  lineage = _lineage(args)
+  found = history.changes(conn, case=args.case, config=args.config, lineage=lineage,
+                          window=args.window, threshold=args.threshold,
+                          confidence=args.confidence)
+  lines = [f'Changes along {"commit time" if lineage is None else args.rev} '
            f'(window {args.window} commits each side, threshold {args.threshold:.0%}, '
            f'confidence {args.confidence:.0%} per case)', '']
   if found['timing']:
     lines += formatting.table(
-        ('case', 'machine', 'commit', 'previous', 'ratio', 'interval', 'verdict', 'runs before/after'),
+        ('case', 'machine', 'commit', 'previous', 'ratio', 'interval', 'verdict',
+         'runs before/after'),
         [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']),
           f'{c["ratio"]:.3f}', f'{c["low"]:.3f}-{c["high"]:.3f}', c['verdict'],
           f'{c["before"]}/{c["after"]}'] for c in found['timing']])

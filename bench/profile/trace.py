@@ -338,7 +338,7 @@ def steps_for(min_steps, timed_median):
 
 def profile(step, carry, batches, *, hlo_text, params, steps, sync, workdir, name,
             timed_median):
-  """Runs `steps_for(steps, timed_median)` more steps of `step` under the profiler,
+  """Runs `steps` more steps of `step` under the profiler (steps_for says how many),
   after TRACER_WARMUP_STEPS, and attributes them.
 
   The trace goes to WORKDIR/profiles/NAME/ (NAME.processI/ for process I > 0 of a
@@ -354,7 +354,6 @@ def profile(step, carry, batches, *, hlo_text, params, steps, sync, workdir, nam
   partial = final + '.partial'
   shutil.rmtree(partial, ignore_errors=True)
   os.makedirs(partial)
-  steps = steps_for(steps, timed_median)
   counter = iter(range(-TRACER_WARMUP_STEPS, steps))
 
   def annotated(carry, batch):

@@ -75,7 +75,8 @@ def dominant(case):
 
 
 def _dominant_text(row):
-  """'; 61% of its profiled step in pooling (...) at 2.1 GB/s and 0.5 GFLOP/s' ('' without a profile)."""
+  """'; 61% of its profiled step in pooling (...) at 2.1 GB/s and 0.5 GFLOP/s' ('' without
+  a profile)."""
   top = row.get('dominant')
   if not top:
     return ''

@@ -247,6 +247,14 @@ def errors(rows, keys=KEYS, labels=None, measured='measured_s'):
 
 # ------------------------------------------------------------------------ Markdown
 
+def errors_table(proxies):
+  """Markdown lines: each predictor's cases, median and worst fold error (`errors`)."""
+  return formatting.table(
+      ('predictor', 'cases', 'median fold error', 'worst fold error'),
+      [[row['label'], row['n'], formatting.times(row['median']), formatting.times(row['worst'])]
+       for row in proxies])
+
+
 def _ms(seconds):
   return formatting.fmt(seconds, 1e3)
 
@@ -267,12 +275,9 @@ def markdown(result, title='What predicts step time (leave one family out)'):
            'families only (or on another report), from what the compiled program says: '
            'parameters, XLA FLOPs or bytes, compiled temp bytes (log-log fits), a * FLOPs + '
            'b * bytes, and the cost model: per op, max(FLOPs / FLOP/s, bytes / bytes/s) at '
-           'its category\'s fitted rates + its category\'s cost per op, plus idle time per op and per '
-           'step. Fold error: max(predicted / measured, measured / predicted).', '']
-  lines += formatting.table(
-      ('predictor', 'cases', 'median fold error', 'worst fold error'),
-      [[row['label'], row['n'], formatting.times(row['median']), formatting.times(row['worst'])]
-       for row in result['proxies']])
+           'its category\'s fitted rates + its category\'s cost per op, plus idle time per op '
+           'and per step. Fold error: max(predicted / measured, measured / predicted).', '']
+  lines += errors_table(result['proxies'])
   lines += ['', 'Per case (ms per step; fold error of the cost model):', '']
   lines += formatting.table(
       ('case', 'family', 'measured', *(LABELS[k] for k in keys), 'cost model fold error'),

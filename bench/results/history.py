@@ -315,9 +315,9 @@ _CONFIG_MATCH = ("(r.config_name = ? OR r.config_file = ? OR r.config_file LIKE 
                  "|| '.py')")
 
 
-def case_runs(conn, case=None, config=None, machine=None, commits=None):
+def case_runs(conn, case=None, config=None, machine=None):
   """Rows (dicts) of every recorded run of a case, oldest first: run and case columns,
-  the machine's key and label. `commits`: only runs of these commits."""
+  the machine's key and label."""
   where, args = ["r.kind = 'run'"], []
   if case:
     where.append('c.name = ?')
@@ -336,10 +336,7 @@ def case_runs(conn, case=None, config=None, machine=None, commits=None):
       FROM cases c JOIN runs r ON c.run_id = r.id JOIN machines m ON r.machine_id = m.id
       WHERE {' AND '.join(where)} ORDER BY r.recorded_at, r.id""", args)
   names = [d[0] for d in rows.description]
-  out = [dict(zip(names, row)) for row in rows.fetchall()]
-  if commits is not None:
-    out = [r for r in out if r['commit_sha'] in commits]
-  return out
+  return [dict(zip(names, row)) for row in rows.fetchall()]
 
 
 def runs(conn, config=None, case=None, machine=None, commits=None):
@@ -409,9 +406,9 @@ def median(values):
 
 
 def series(rows):
-  """{(config, batch size, machine key): its rows}: figures of two machines, or of one
-  case name in two configs or at two batch sizes, are never one series."""
-  return _by(rows, lambda r: (r['config_name'], r['batch_size'], r['machine_key']))
+  """{(case, config, batch size, machine key): its rows}: figures of two machines, or
+  of one case name in two configs or at two batch sizes, are never one series."""
+  return _by(rows, lambda r: (r['name'], r['config_name'], r['batch_size'], r['machine_key']))
 
 
 def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05,
@@ -425,19 +422,16 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
   all points of a case together (Bonferroni), judged against `threshold` as bench.ab
   judges (ab_stats.verdict). Of consecutive points with the same verdict, the one
   with the largest ratio is the change: a step moves the points around it too.
-  A point is undecided, and says why, when either side has fewer than 2 runs or
-  the machine's measured peaks moved beyond compare.PEAK_NOISE across it.
+  A point is undecided, and says why, when either side has fewer than 2 runs, too
+  few to bound the ratio at that confidence, or the machine's measured peaks moved
+  beyond compare.PEAK_NOISE across it.
 
   Returns {'timing': [{case, machine, commit, previous, ratio, low, high, verdict,
   before, after}], 'undecided': [{case, machine, commit, reason}], 'deterministic':
   [{case, machine, commit, previous, figure, before, after}]}.
   """
-  rows = case_runs(conn, case=case, config=config)
   timing, undecided, exact = [], [], []
-  # A case is its name in its config at its batch size, on one machine: the same name
-  # in another config or at another batch is another figure.
-  series = _by(rows, lambda r: (r['name'], r['config_name'], r['batch_size'], r['machine_key']))
-  for (name, _, _, machine), group in series.items():
+  for (name, _, _, machine), group in series(case_runs(conn, case=case, config=config)).items():
     commits = per_commit(group, lineage)
     points = len(commits) - 1
     if points < 1:

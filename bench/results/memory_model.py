@@ -118,10 +118,7 @@ def markdown(result):
            'case is predicted by a fit on other families only, or with no fit by XLA\'s '
            'buffer assignment of the compiled step. Fold error: max(predicted / measured, '
            'measured / predicted).', '']
-  lines += formatting.table(
-      ('predictor', 'cases', 'median fold error', 'worst fold error'),
-      [[row['label'], row['n'], formatting.times(row['median']), formatting.times(row['worst'])]
-       for row in result['proxies']])
+  lines += cost_model.errors_table(result['proxies'])
   lines += ['', 'Per case (MiB):', '']
   lines += formatting.table(
       ('case', 'family', 'parameters (M)', 'measured', *(LABELS[k] for k in KEYS),
@@ -131,6 +128,5 @@ def markdown(result):
         formatting.times(analysis.fold_error(r['predicted'][BUFFERS], r['measured']))]
        for r in sorted(result['cases'], key=lambda r: r['measured'])])
   a, b = result['fit']
-  lines += ['', f'Fitted on every case: peak = {a:.3g} * buffers + {formatting.fmt(b, 2 ** -20)} '
-            'MiB.']
+  lines += ['', f'Fitted on every case: peak = {a:.3g} * buffers + {_mib(b)} MiB.']
   return lines

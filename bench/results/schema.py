@@ -96,8 +96,8 @@ CASE_BLOCKS = {
     # layers and categories are rows (PROFILE_ROWS), most time first; phases:
     # {forward, backward, update: seconds per step}.
     'profile': ('directory', 'trace', 'steps', 'step_s', 'op_s', 'idle_s',
-                'profiled_median_s', 'tracer_s', 'coverage', 'wall_s', 'ops', 'layers', 'categories',
-                'phases'),
+                'profiled_median_s', 'tracer_s', 'coverage', 'wall_s', 'ops', 'layers',
+                'categories', 'phases'),
 }
 # Rows of a profile, per step: time_s (wall time shared among the ops running at once),
 # flops and bytes (bench/measure/hlo.py), count (executions), ops (distinct ops in the row).

@@ -19,6 +19,7 @@ from bench.core.errors import UserError
 from bench.results import ab_result
 from bench.results import schema as report_lib
 from bench.results.ab_stats import SIDES, looks, stop_reason
+from bench.run.git import git
 
 # The compilation cache the sides share: a round after the first reads its programs
 # back instead of compiling them (compilation is not what is timed), and both sides
@@ -27,14 +28,9 @@ _CACHE_ENV = {'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
               'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
 
 
-def _git(repo, *args):
-  return subprocess.run(['git', '-C', repo, *args], capture_output=True, text=True,
-                        check=False)
-
-
 def repository(path='.'):
   """The top of the git checkout holding `path`."""
-  result = _git(path, 'rev-parse', '--show-toplevel')
+  result = git(path, 'rev-parse', '--show-toplevel')
   if result.returncode:
     raise UserError(f'{os.path.abspath(path)} is not in a git checkout: bench.ab compares '
                     'revisions, so run it inside a clone of the repository')
@@ -43,7 +39,7 @@ def repository(path='.'):
 
 def resolve(repo, rev):
   """The full commit hash `rev` names in `repo`."""
-  result = _git(repo, 'rev-parse', '--verify', '--quiet', f'{rev}^{{commit}}')
+  result = git(repo, 'rev-parse', '--verify', '--quiet', f'{rev}^{{commit}}')
   if result.returncode or not rev:
     raise UserError(f'unknown revision {rev!r}: give a commit, branch or tag of {repo} '
                     '(git log --oneline lists them)')
@@ -51,7 +47,7 @@ def resolve(repo, rev):
 
 
 def _check_config(repo, commit, rev, config):
-  if _git(repo, 'cat-file', '-e', f'{commit}:{config}').returncode:
+  if git(repo, 'cat-file', '-e', f'{commit}:{config}').returncode:
     raise UserError(f'{config} does not exist at {rev} ({commit[:10]}); choose a config '
                     'both revisions have')
 
@@ -60,22 +56,22 @@ def add_worktree(repo, path, commit):
   """A detached checkout of `commit` at `path`. A worktree left there by an earlier
   run is replaced, unless it holds uncommitted changes (someone's work)."""
   if os.path.lexists(path):
-    listed = _git(repo, 'worktree', 'list', '--porcelain').stdout.splitlines()
+    listed = git(repo, 'worktree', 'list', '--porcelain').stdout.splitlines()
     if f'worktree {os.path.realpath(path)}' not in listed:
       raise UserError(f'{path} exists and is not a worktree of {repo}; remove it or choose '
                       'another --workdir')
-    if _git(path, 'status', '--porcelain').stdout.strip():
+    if git(path, 'status', '--porcelain').stdout.strip():
       raise UserError(f'{path} is a worktree with uncommitted changes; commit or discard '
                       'them (or remove it), or choose another --workdir')
     remove_worktree(repo, path)
-  _git(repo, 'worktree', 'prune')
-  result = _git(repo, 'worktree', 'add', '--detach', path, commit)
+  git(repo, 'worktree', 'prune')
+  result = git(repo, 'worktree', 'add', '--detach', path, commit)
   if result.returncode:
     raise RuntimeError(f'git worktree add {path} {commit} failed: {result.stderr.strip()}')
 
 
 def remove_worktree(repo, path):
-  _git(repo, 'worktree', 'remove', '--force', path)
+  git(repo, 'worktree', 'remove', '--force', path)
   shutil.rmtree(path, ignore_errors=True)
   with contextlib.suppress(OSError):  # worktrees/, once empty
     os.rmdir(os.path.dirname(path))
@@ -158,7 +154,7 @@ def _prepare(args):
 def run(args, overrides, out=sys.stdout):
   """The A/B, as main runs it; returns the result dict."""
   repo, commits, config = _prepare(args)
-  if _git(repo, 'status', '--porcelain', '--untracked-files=no').stdout.strip():
+  if git(repo, 'status', '--porcelain', '--untracked-files=no').stdout.strip():
     print(f'note: the uncommitted changes in {repo} are in neither side (each side is a '
           'commit): commit them to time them', file=sys.stderr)
   workdir = os.path.abspath(args.workdir)

@@ -10,11 +10,11 @@ command line wins; --history=off records nothing.
 
 import os
 import sqlite3
-import subprocess
 import sys
 
 from bench.core.errors import UserError
 from bench.results import history
+from bench.run.git import output
 
 ENV = 'FLAX_BENCH_HISTORY'
 DEFAULT = os.path.join('~', '.cache', 'flax-bench', 'history.db')
@@ -27,25 +27,16 @@ def path(flag=None):
   return None if chosen == OFF else os.path.expanduser(chosen)
 
 
-def _git(repo, *args):
-  try:
-    result = subprocess.run(['git', '-C', repo, *args], capture_output=True, text=True,
-                            timeout=30, check=False)
-  except (OSError, subprocess.SubprocessError):
-    return None
-  return result.stdout.strip() if result.returncode == 0 else None
-
-
 def repository(start='.'):
   """The git repository holding `start`, or None."""
-  return _git(start, 'rev-parse', '--show-toplevel')
+  return output(start, 'rev-parse', '--show-toplevel')
 
 
 def commit_time(repo, commit):
   """The committer time (unix seconds) of `commit`, or None where git does not know it."""
   if not repo or not commit:
     return None
-  found = _git(repo, 'show', '-s', '--format=%ct', commit)
+  found = output(repo, 'show', '-s', '--format=%ct', commit)
   return int(found) if found and found.isdigit() else None
 
 
@@ -55,7 +46,7 @@ def lineage(repo, rev='HEAD'):
   main's). None outside a repository; a UserError for a revision git does not know."""
   if not repo:
     return None
-  listed = _git(repo, 'rev-list', '--first-parent', '--reverse', rev)
+  listed = output(repo, 'rev-list', '--first-parent', '--reverse', rev)
   if listed is None:
     raise UserError(f'git does not know the revision {rev!r} in {repo}; name a branch, tag or '
                     'commit')
@@ -66,7 +57,7 @@ def expand_range(repo, spec):
   """The commits of a `A..B` range or one revision (git's own syntax), or None."""
   if not repo:
     return None
-  listed = _git(repo, 'rev-list', spec) if '..' in spec else _git(repo, 'rev-parse', spec)
+  listed = output(repo, 'rev-list', spec) if '..' in spec else output(repo, 'rev-parse', spec)
   return set(listed.split()) if listed else None
 
 

@@ -122,12 +122,12 @@ def _measure(name, case, mesh, record, data, workdir, step_peak):
   record['fingerprint'] = checkpoints.fingerprint(
       {'params': state.params, 'batch_stats': state.batch_stats})
   if case.profile:  # last: its extra steps change neither the timings nor the fingerprint
-    logging.info('%s: profiling %d more steps', name, trace.steps_for(
-        case.profile_steps, record['step_time_s']['median']))
+    median = record['step_time_s']['median']
+    steps = trace.steps_for(case.profile_steps, median)
+    logging.info('%s: profiling %d more steps', name, steps)
     _, record['profile'] = trace.profile(
-        step, state, batches, hlo_text=compiled.as_text(), params=state.params,
-        steps=case.profile_steps, sync=case.sync, workdir=workdir, name=name,
-        timed_median=record['step_time_s']['median'])
+        step, state, batches, hlo_text=compiled.as_text(), params=state.params, steps=steps,
+        sync=case.sync, workdir=workdir, name=name, timed_median=median)
   return 'ok'
 
 

@@ -1,0 +1,20 @@
+"""git, as bench.ab (its revisions and worktrees) and the results history (commit
+times, first-parent lines) ask it."""
+
+import subprocess
+
+
+def git(repo, *args):
+  """`git -C repo args`: its CompletedProcess, text; returncode 127 where git itself
+  cannot be run (not installed)."""
+  command = ['git', '-C', repo, *args]
+  try:
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+  except OSError as e:
+    return subprocess.CompletedProcess(command, 127, '', str(e))
+
+
+def output(repo, *args):
+  """What `git -C repo args` printed, stripped; None where it failed."""
+  result = git(repo, *args)
+  return result.stdout.strip() if result.returncode == 0 else None
