@@ -1,4 +1,6 @@
-"""SEEDS.md section 4b: Xception's ImageNet features on Stanford Cars, backbone frozen.
+"""Reference experiment 4b: Xception's ImageNet features on Stanford Cars, backbone frozen.
+
+docs/reference-experiments.md#4-xception-on-stanford-cars
 
 401,604 trainable parameters (the Dense 196) of 21,263,084. The seeds still took
 ~195 s per epoch against 227 s for full training: 50x fewer trainable parameters

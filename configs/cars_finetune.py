@@ -1,4 +1,6 @@
-"""SEEDS.md section 4c: Xception fine-tuned on Stanford Cars from ImageNet weights.
+"""Reference experiment 4c: Xception fine-tuned on Stanford Cars from ImageNet weights.
+
+docs/reference-experiments.md#4-xception-on-stanford-cars
 
 The top and the backbone's last block (block14: two separable convolutions and
 their BatchNorms) train, 5,150,404 parameters as in the seeds; the rest is

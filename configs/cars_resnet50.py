@@ -1,4 +1,6 @@
-"""SEEDS.md section 5: Stanford Cars with ResNet50, the seeds' PyTorch workflow.
+"""Reference experiment 5: Stanford Cars with ResNet50, the seeds' PyTorch workflow.
+
+docs/reference-experiments.md#5-resnet50-on-stanford-cars
 
   feature_extract  frozen ImageNet ResNet50 -> Dense 1024 ReLU -> Dense 196, 5 epochs
                    (the seeds: 43 min for 5 epochs)

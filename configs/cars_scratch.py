@@ -1,4 +1,5 @@
-"""SEEDS.md section 4a: Xception on Stanford Cars (196 classes), random weights, all trained.
+"""Reference experiment 4a: Xception on Stanford Cars (196 classes), random weights, all
+trained (docs/reference-experiments.md#4-xception-on-stanford-cars).
 
 Xception without its top, average-pooled 2048 features -> Dense 196: 21,263,084
 parameters, 21,208,556 trainable. Batch 32 at 299x299 (255 steps per epoch over

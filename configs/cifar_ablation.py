@@ -1,4 +1,6 @@
-"""SEEDS.md section 3: the CIFAR-10 CNN ablations, the base and every variant as one suite.
+"""Reference experiment 3: the CIFAR-10 CNN ablations, the base and every variant as a suite.
+
+docs/reference-experiments.md#3-cifar-10-cnn-ablations
 
 Base: Conv 7 (3x3 same, ReLU) -> Conv 9 (3x3 valid, ReLU) -> MaxPool 2 ->
 Flatten -> Dropout 0.3 -> Dense 10 (21,032 parameters); Adam, lr 0.01, batch 32,

@@ -1,4 +1,6 @@
-"""SEEDS.md section 1: parameter count versus epoch time on CIFAR-10.
+"""Reference experiment 1: parameter count versus epoch time on CIFAR-10.
+
+docs/reference-experiments.md#1-mlp-versus-cnn
 
 The seed MLP (445,450 parameters) against the seed CNN (227,146): trained for
 10 epochs each with Adam at Keras's defaults, batch 32, exact accuracy on the

@@ -5,7 +5,8 @@ running them (benchmark 'compile'), so even ResNet152 and Xception cost seconds
 on a CPU: the report has parameters (total, trainable, non-trainable), forward
 and train-step XLA FLOPs per example, bytes accessed and memory analysis.
 Besides the registered names at their defaults: ResNet50 in the torchvision
-v1.5 layout, and the seeds' two transfer composites (SEEDS.md sections 2, 4).
+v1.5 layout, and the seeds' two transfer composites (reference experiments 2 and 4,
+docs/reference-experiments.md).
 
   python -m bench.main --config=configs/model_zoo.py --workdir=workdirs/zoo
   python -m bench.main --config=configs/model_zoo.py --workdir=/tmp/z --config.select=resnet50,xception
@@ -29,10 +30,10 @@ def get_config():
   zoo = {name: _case(name) for name in models.names() if not name.startswith('test_')}
   zoo.update(
       resnet50_v1_5=_case('resnet50', model_kwargs={'variant': 'v1_5'}),
-      # SEEDS.md 2: ResNet50 backbone -> Dense 512 -> Dense 24 (24,649,112 parameters).
+      # Reference experiment 2: ResNet50 backbone -> Dense 512 -> Dense 24 (24,649,112 parameters).
       resnet50_dense512_24=_case('resnet50', num_classes=24,
                                  model_kwargs={'head': 'dropout:0.5,dense:512:relu'}),
-      # SEEDS.md 4: Xception backbone -> Dense 196 (21,263,084 parameters).
+      # Reference experiment 4: Xception backbone -> Dense 196 (21,263,084 parameters).
       xception_196=_case('xception', num_classes=196),
   )
   config.cases = base.cases(**zoo)

@@ -3,9 +3,9 @@
 Every case is the Adam train step at the same input (32x32x3, 10 classes) and
 batch (32), so the only thing that changes is the model: MLPs of several widths
 and depths (all parameters, few FLOPs per parameter), the seeds' MLP and CNN
-(SEEDS.md 1), the seed CIFAR family (SEEDS.md 3), the width-sweep nets with
-their U-Net and residual variants (SEEDS.md 6), ResNet18/34/50, MobileNetV2
-and Xception. report.md's "Does parameter count predict step time?" section
+(reference experiment 1), the seed CIFAR family (3), the width-sweep nets with
+their U-Net and residual variants (6; docs/reference-experiments.md), ResNet18/34/50,
+MobileNetV2 and Xception. report.md's "Does parameter count predict step time?" section
 correlates log step time with each proxy (parameters, XLA FLOPs, bytes
 accessed, activation bytes, compiled temp bytes) and tests a roofline
 predictor built on the device peaks measured in the same run; plots:

@@ -1,4 +1,6 @@
-"""The embedded default: the seeds' question (SEEDS.md section 1) on synthetic CIFAR-10.
+"""The embedded default: the seeds' question (reference experiment 1) on synthetic CIFAR-10.
+
+docs/reference-experiments.md#1-mlp-versus-cnn
 
 The seed MLP has twice the parameters of the seed CNN; is it slower? Train steps
 of both at batch 32 and 256 on 32x32x3 inputs; report.md ends with the ratios.

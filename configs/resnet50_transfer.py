@@ -1,4 +1,6 @@
-"""SEEDS.md section 2: ResNet50 transfer learning on a 24-class image folder.
+"""Reference experiment 2: ResNet50 transfer learning on a 24-class image folder.
+
+docs/reference-experiments.md#2-resnet50-transfer
 
 Images letterboxed to 224x224 (longer side scaled, shorter side padded), then
 ResNet50 without its top, global-average-pooled 2048 features -> Dropout 0.5 ->

@@ -1,4 +1,6 @@
-"""SEEDS.md section 6: width sweep and skip connections on a 10-class image task.
+"""Reference experiment 6: width sweep and skip connections on a 10-class image task.
+
+docs/reference-experiments.md#6-width-sweep-and-skip-connections
 
 The encoder-decoder of models/width.py at NF = 16, 32, 48, 64, 80, 96, 128
 filters (kernel 3), trained 30 epochs each; then NF 32 with U-Net skip

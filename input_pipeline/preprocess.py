@@ -13,7 +13,8 @@ size -> (training) a random flip -> normalised float32. The window is:
 JPEGs are decoded and cropped in one op, which decodes only the window's blocks.
 Then `resize` scales the window to the target: 'resize' stretches it;
 'letterbox' scales the longer side to the target keeping the aspect ratio and
-pads the shorter side symmetrically with black (SEEDS.md section 2); after a
+pads the shorter side symmetrically with black (reference experiment 2,
+docs/reference-experiments.md#2-resnet50-transfer); after a
 center crop the window already has the target's aspect ratio.
 
 Every random choice comes from a stateless op seeded by (seed, example index),

@@ -1,4 +1,7 @@
-"""The seed networks of SEEDS.md sections 1 and 3 (CIFAR-10, 32x32x3, 10 classes).
+"""The seed networks of reference experiments 1 and 3 (CIFAR-10, 32x32x3, 10 classes).
+
+docs/reference-experiments.md#1-mlp-versus-cnn,
+docs/reference-experiments.md#3-cifar-10-cnn-ablations
 
 Section 1: the MLP has about twice the parameters of the CNN (445,450 vs
 227,146) but far fewer operations per example: convolution weights are shared
@@ -62,7 +65,7 @@ def _positive_ints(values):
 
 @registry.register('seed_cifar')
 class SeedCIFAR(Classifier):
-  """SEEDS.md section 3: [BatchNorm] -> Conv (same) -> Conv (valid)... -> MaxPools ->
+  """Reference experiment 3: [BatchNorm] -> Conv (same) -> Conv (valid)... -> MaxPools ->
   Flatten -> Dropout 0.3 -> Dense num_classes.
 
   The first convolution pads 'same', the others are 'valid'; `pools` are the

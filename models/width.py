@@ -1,7 +1,8 @@
-"""The width-sweep nets of SEEDS.md section 6: a small encoder-decoder CNN whose
+"""The width-sweep nets of reference experiment 6: a small encoder-decoder CNN whose
 width is NF, plain, with U-Net skip connections, or with residual blocks.
 
-SEEDS.md only says "number of filters NF at kernel k", "U-Net-style skip
+The experiment (docs/reference-experiments.md#6-width-sweep-and-skip-connections)
+only says "number of filters NF at kernel k", "U-Net-style skip
 connections" and "residual blocks"; this is the design, the same in all three
 except for the skips (input 32x32, k = kernel_size, every conv 'same'):
 

@@ -1,4 +1,7 @@
-"""The seed models are exactly SEEDS.md section 1, and the registry names them."""
+"""The seed models are exactly reference experiment 1's, and the registry names them.
+
+docs/reference-experiments.md#1-mlp-versus-cnn
+"""
 
 import jax
 import jax.numpy as jnp

@@ -110,9 +110,9 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_parameters():
 # ----------------------------------------------------------------- transfer
 
 @pytest.mark.parametrize('model, image_shape, kwargs, fields, trainable', [
-    # SEEDS.md 2b: ResNet50 -> Dense 512 -> Dense 24, backbone frozen.
+    # Reference experiment 2b: ResNet50 -> Dense 512 -> Dense 24, backbone frozen.
     ('resnet50', (32, 32, 3), {'head': 'dropout:0.5,dense:512:relu'}, {}, 1_061_400),
-    # SEEDS.md 4b and 4c: Xception -> Dense 196; frozen, then block14 unfrozen.
+    # Reference experiment 4b and 4c: Xception -> Dense 196; frozen, then block14 unfrozen.
     ('xception', (71, 71, 3), {}, {}, 401_604),
     ('xception', (71, 71, 3), {}, {'transfer': 'finetune', 'finetune_blocks': 1}, 5_150_404),
 ])

@@ -32,7 +32,7 @@ def _counts(name, num_classes, shape=(32, 32, 3), **kwargs):
     ('xception', {'include_top': False}, 1000, 20_861_480, 54_528),
     ('mobilenet_v2', {}, 1000, 3_538_984, 34_112),
     ('mobilenet_v2', {'include_top': False}, 1000, 2_257_984, 34_112),
-    # The seeds' composites (SEEDS.md sections 2 and 4).
+    # The seeds' composites (docs/reference-experiments.md, experiments 2 and 4).
     ('resnet50', {'head': 'dropout:0.5,dense:512:relu'}, 24, 24_649_112, 53_120),
     ('xception', {}, 196, 21_263_084, 54_528),
     # torchvision's trainable counts (it does not count BatchNorm statistics).
@@ -49,7 +49,7 @@ def test_reference_parameter_counts(name, kwargs, num_classes, total, non_traina
 
 
 def test_seed_composites_trainable_counts():
-  # SEEDS.md 2(a): everything trained; 4(a) likewise.
+  # Reference experiments 2(a): everything trained; 4(a) likewise.
   assert _counts('resnet50', 24, head='dense:512:relu')['trainable'] == 24_595_992
   assert _counts('xception', 196)['trainable'] == 21_208_556
   # The frozen-backbone heads: 2(b) trains 1,061,400, 4(b) 401,604.
