@@ -250,11 +250,35 @@ def test_predict_command(tmp_path):
   assert refused.stderr.strip().splitlines()[-1] == (
       f'error: --fit={plain}: fewer than 2 profiled cases to fit the cost model on; run its '
       'config with --config.profile=True')
-  no_classes = call_cli('--config=configs/quickstart.py', '--config.select=mlp_b32',
-                        '--config.dataset=shapes', '--config.num_classes=0', f'--fit={fit}',
-                        module='bench.predict')
-  assert no_classes.returncode == 2
-  assert "case 'mlp_b32': num_classes=0 takes the class count from the data" in no_classes.stderr
+  # num_classes=0 reads the class count from the data, as a run does: data that is
+  # not there is one line naming the case.
+  nodata = tmp_path / 'nodata'
+  missing = call_cli('--config=configs/quickstart.py', '--config.select=mlp_b32',
+                     '--config.dataset=cifar10', '--config.num_classes=0',
+                     f'--config.data_dir={nodata}', f'--fit={fit}', module='bench.predict')
+  assert missing.returncode == 2
+  assert missing.stderr.strip().splitlines()[-1].startswith(
+      f"error: case 'mlp_b32': dataset cifar10 is not prepared in {nodata}")
+
+
+def test_predict_takes_the_class_count_from_the_data_as_a_run_does():
+  """The quickstart's shapes case (num_classes=0) is predicted as the 6-class model a
+  run builds: the same buffers and time as num_classes=6 on synthetic data, not 10's."""
+  fitted = {'time': (predict.roofline_model({'matmul_flops_per_s': {'float32': 1e11},
+                                             'copy_bytes_per_s': 1e10}), None),
+            'memory': None}
+
+  def row(**fields):
+    config = configs_quickstart.get_config()
+    config.select = 'cnn_shapes_b32'
+    config.cases.cnn_shapes_b32.update(fields)
+    (result,) = predict.predict(config, fitted)
+    return result['memory_bytes'], result['predicted_s']
+
+  shapes = row()
+  synthetic = dict(dataset='synthetic', eval_split='', augment='none')
+  assert shapes == row(num_classes=6, **synthetic)
+  assert shapes[0] != row(num_classes=10, **synthetic)[0]
 
 
 def test_a_profiled_study_is_judged_and_a_compile_predicts_as_its_profile(tmp_path):

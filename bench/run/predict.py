@@ -78,6 +78,17 @@ def model_from(report):
                                                         'measured'))}
 
 
+def _dataset_classes(name, case):
+  """The class count of a real-data case's dataset, as the runner takes it for
+  num_classes=0 (it sizes the model's last layer); UserError where the data is missing."""
+  # Imported here: TensorFlow takes seconds to import, and most predictions need no data.
+  from input_pipeline import datasets  # pylint: disable=import-outside-toplevel
+  try:
+    return datasets.open_source(case.dataset, case.data_dir, case.download).num_classes
+  except UserError as e:
+    raise UserError(f'case {name!r}: {e}') from None
+
+
 def predict(config, fitted=None):
   """[{name, model, batch_size, devices, predicted_s, low_s, high_s, examples_per_s,
   memory_bytes, peak_bytes, peak_low_bytes, peak_high_bytes, compile_s}] for the
@@ -91,15 +102,15 @@ def predict(config, fitted=None):
   if not cases:
     raise UserError('the config has no case with a step to predict (input-pipeline cases '
                     'have none)')
+  # Every case's data first: a missing dataset is an error before anything is measured.
+  classes = {name: case.num_classes or _dataset_classes(name, case) for name, case in cases}
   if model is None:
     model = roofline_model(peaks_lib.measure({'float32'}))
   rows = []
   for name, case in cases:
-    if not case.num_classes:
-      raise UserError(f'case {name!r}: num_classes=0 takes the class count from the data, '
-                      'which a prediction does not read; set --config.num_classes')
     case = ml_collections.ConfigDict({
-        **case.to_dict(), 'benchmark': _STEP.get(case.benchmark, case.benchmark),
+        **case.to_dict(), 'num_classes': classes[name],
+        'benchmark': _STEP.get(case.benchmark, case.benchmark),
         'dataset': 'synthetic', 'init_from': '', 'profile': False})
     mesh = parallel.mesh(case.num_devices)
     record = schema.new_case(name, case.to_dict())
