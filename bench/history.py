@@ -9,7 +9,8 @@
 Every subcommand takes --history=PATH (default $FLAX_BENCH_HISTORY, else
 ~/.cache/flax-bench/history.db; bench/run/history.py says why there). bench.main
 records each finished run there, bench.ab each result. The store, and how
-`changes` decides, are bench/results/history.py's. `show` and `changes` read the
+`changes` decides, are bench/results/history.py's and change_points.py's (this
+module parses and prints). `show` and `changes` read the
 commits along REV's first-parent line (default HEAD, where this runs inside the
 repository; else, or with --by_time, in commit time order): a side branch is read
 with --rev=BRANCH.
@@ -26,9 +27,11 @@ import sys
 import time
 
 from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
+from bench.results import change_points
 from bench.results import formatting
 from bench.results import history
 from bench.run import history as locate
+from bench.run.git import repository
 
 
 def _short(commit):
@@ -44,16 +47,9 @@ def _machine_label(row):
 
 
 def add(args):
-  """Each file recorded by a connection of its own (bench/run/history.py record)."""
+  """Each file recorded by a connection of its own (bench/run/history.py record_file)."""
   for path in args.files:
-    try:
-      with open(path, encoding='utf-8') as f:
-        data = json.load(f)
-    except (OSError, ValueError) as e:
-      raise UserError(f'{path}: cannot read it as JSON ({getattr(e, "strerror", None) or e}); '
-                      'pass a report.json or an ab.json') from None
-    ab = isinstance(data, dict) and 'rounds' in data and 'base' in data  # an ab.json
-    run_id = locate.record(args.history, data, source=os.path.abspath(path), ab=ab)
+    run_id = locate.record_file(args.history, path)
     print(f'{path}: ' + (f'recorded as run {run_id}' if run_id else 'recorded before: skipped'))
   return 0
 
@@ -61,7 +57,7 @@ def add(args):
 def _commits(args):
   if not args.commits:
     return None
-  found = locate.expand_range(locate.repository(), args.commits)
+  found = locate.expand_range(repository(), args.commits)
   if found is None:
     raise UserError(f'--commits={args.commits}: git knows no such commit or range here; give '
                     'A..B or one revision, inside the repository')
@@ -81,7 +77,7 @@ def list_runs(conn, args):
 
 
 def _lineage(args):
-  repo = None if args.by_time else locate.repository()
+  repo = None if args.by_time else repository()
   return locate.lineage(repo, args.rev) if repo else None
 
 
@@ -90,37 +86,22 @@ def show(conn, args):
   if not rows:
     raise UserError(f'no run of case {args.case!r} in {args.history}; `flax-bench history '
                     'list` shows what is there')
-  lineage = _lineage(args)
-  on_line = history.per_commit(rows, lineage)
-  if not on_line:
+  trend = change_points.trend(rows, _lineage(args), history.ab_verdicts(conn, args.case))
+  if not trend:
     raise UserError(f'none of the {len(rows)} runs of {args.case!r} is of a commit on '
                     f"{args.rev}'s first-parent line; name another with --rev, or --by_time")
-  verdicts = history.ab_verdicts(conn, args.case)
   series = []
-  # One x position per commit along the line, whichever machines ran it.
-  position = {commit: i for i, (commit, _) in enumerate(on_line)}
   lines = [f'# {args.case}: median step time per commit, machines apart', '']
-  for (_, config, batch, _), group in history.series(rows).items():
-    commits = history.per_commit(group, lineage)
-    if not commits:
-      continue
-    label = f'{_machine_label(group[0])}, {config}, batch {batch}'
-    points = []
-    table = []
-    for commit, runs_ in commits:
-      medians = sorted(r['median_s'] for r in runs_)
-      i = position[commit]
-      point = {'index': i, 'commit': commit, 'median_s': history.median(medians),
-               'low_s': medians[0], 'high_s': medians[-1], 'runs': len(medians),
-               'ab': verdicts.get(commit, [])}
-      points.append(point)
-      table.append([i, _short(commit), _when(runs_[0]['commit_time'] or runs_[0]['recorded_at']),
-                    len(medians), formatting.fmt(point['median_s'], 1e3),
-                    f'{formatting.fmt(medians[0], 1e3)}-{formatting.fmt(medians[-1], 1e3)}',
-                    formatting.fmt(history.median(r['iqr_over_median'] for r in runs_)),
-                    '; '.join(f'{v or "undecided"} {ratio:.3f}x vs {_short(base)}'
-                              for base, v, ratio in point['ab']) or ''])
-    series.append({'machine': label, 'points': points})
+  for line in trend:
+    row = line['row']
+    label = f'{_machine_label(row)}, {row["config_name"]}, batch {row["batch_size"]}'
+    table = [[p['index'], _short(p['commit']), _when(p['when']), p['runs'],
+              formatting.fmt(p['median_s'], 1e3),
+              f'{formatting.fmt(p["low_s"], 1e3)}-{formatting.fmt(p["high_s"], 1e3)}',
+              formatting.fmt(p['iqr_over_median']),
+              '; '.join(f'{v or "undecided"} {ratio:.3f}x vs {_short(base)}'
+                        for base, v, ratio in p['ab']) or ''] for p in line['points']]
+    series.append({'machine': label, 'points': line['points']})
     lines += [f'## machine {label}', '']
     lines += formatting.table(('#', 'commit', 'date', 'runs', 'median ms', 'runs\' medians ms',
                                'IQR/median', 'A/B'), table)
@@ -140,9 +121,9 @@ def show(conn, args):
 
 def changes(conn, args):
   lineage = _lineage(args)
-  found = history.changes(conn, case=args.case, config=args.config, lineage=lineage,
-                          window=args.window, threshold=args.threshold,
-                          confidence=args.confidence)
+  found = change_points.changes(conn, case=args.case, config=args.config, lineage=lineage,
+                                window=args.window, threshold=args.threshold,
+                                confidence=args.confidence)
   lines = [f'Changes along {"commit time" if lineage is None else args.rev} '
            f'(window {args.window} commits each side, threshold {args.threshold:.0%}, '
            f'confidence {args.confidence:.0%} per case)', '']
@@ -169,24 +150,15 @@ def changes(conn, args):
   return 0
 
 
-EXPORT_COLUMNS = ('run_id', 'commit_sha', 'commit_time', 'recorded_at', 'dirty', 'config_name',
-                  'machine_key', 'cpu_model', 'device_kind', 'hostname', 'matmul_flops_per_s',
-                  'copy_bytes_per_s', 'name', 'model', 'benchmark', 'batch_size', 'status',
-                  'median_s', 'iqr_over_median', 'examples_per_s', *history.DETERMINISTIC,
-                  'host_step_peak_bytes', 'device_peak_bytes', 'samples')
-
-
 def export(conn, args):
-  rows = history.case_runs(conn, case=args.case, config=args.config)
-  out = [{k: (json.loads(r[k]) if k == 'samples' and args.format == 'json' else r[k])
-          for k in EXPORT_COLUMNS} for r in rows]
+  rows = history.export_rows(conn, case=args.case, config=args.config)
   if args.format == 'json':
-    sys.stdout.write(json.dumps(out, indent=1) + '\n')
+    sys.stdout.write(json.dumps(rows, indent=1) + '\n')
   else:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, EXPORT_COLUMNS, lineterminator='\n')
+    writer = csv.DictWriter(buffer, history.EXPORT_COLUMNS, lineterminator='\n')
     writer.writeheader()
-    writer.writerows(out)
+    writer.writerows({**r, 'samples': json.dumps(r['samples'])} for r in rows)
     sys.stdout.write(buffer.getvalue())
   return 0
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench import compare as compare_cli
+from bench.core import machine
 from bench.results import compare as compare_lib
 from bench.results import formatting
 from bench.results import schema as report_lib
@@ -16,11 +17,16 @@ from tests.conftest import call_cli, run_cli
 from tests.test_report import _report
 
 
+# A machine id as bench/core/machine.py writes it (hashed).
+_HOST = '5d41402abc4b2a76b9719d911017c592'
+
+
 def _timed(seed, slowdown=None, n=60):
   """_report() with `n` samples per ok case, lognormal (sigma 5%) around its median
   times slowdown[name] (default 1)."""
   rng = np.random.RandomState(seed)
   report = copy.deepcopy(_report())  # _report() shares test_report._ENV: edit a copy
+  report['environment'].update(machine_id=_HOST, memory_bytes=16 << 30)
   for case in report['cases']:
     if case['status'] == 'ok':
       median = case['step_time_s']['median'] * (slowdown or {}).get(case['name'], 1)
@@ -157,7 +163,7 @@ def test_a_changed_machine_makes_timing_inconclusive():
   base, new = _timed(0), _timed(1, {'cnn': 2.0, 'mlp': 2.0})
   new['environment']['peaks']['matmul_flops_per_s']['float32'] *= 0.43
   result = compare_lib.compare(base, new)
-  assert result['machine'] == 'matmul float32 peak 0.43x'
+  assert result['machine'] == 'the machine changed: matmul float32 peak 0.43x'
   timing = _timing(result)
   assert {t.verdict for t in timing.values()} == {'inconclusive'}
   assert timing['cnn'].note == 'the machine changed: matmul float32 peak 0.43x'
@@ -170,8 +176,55 @@ def test_a_changed_machine_makes_timing_inconclusive():
   new = _timed(1, {'cnn': 2.0})
   new['environment']['cpu_model'] = 'other cpu'
   result = compare_lib.compare(base, new)
-  assert result['machine'] == 'cpu_model test cpu -> other cpu'
+  assert result['machine'] == 'the machine changed: cpu_model test cpu -> other cpu'
   assert _timing(result)['cnn'].verdict == 'inconclusive'
+
+
+def test_two_hosts_of_one_model_are_two_machines():
+  """Issue 37's two hosts: one CPU model, peaks 0.85x (inside the guard), the second
+  host 30% slower. Only the machine id tells them apart; without it, nothing can."""
+  base, new = _timed(0), _timed(1, {'cnn': 1.3, 'mlp': 1.3})
+  new['environment']['peaks']['matmul_flops_per_s']['float32'] *= 0.85
+  assert _timing(compare_lib.compare(base, copy.deepcopy(new)))['cnn'].verdict == 'regression'
+  new['environment']['machine_id'] = '7cf3931855be5eefc4ecaf7386586eb6'
+  result = compare_lib.compare(base, new)
+  assert result['machine'] == 'the machine changed: machine_id 5d41402a -> 7cf39318'
+  assert {t.verdict for t in result['timing']} == {'inconclusive'}
+  assert _timing(result)['cnn'].note == result['machine']
+  assert Difference('machine_id', _HOST, '7cf3931855be5eefc4ecaf7386586eb6') in result[
+      'environment']
+  # The same id and hardware, a peak 1.36x: beyond machine.PEAK_NOISE (35%), changed.
+  new = _timed(1, {'cnn': 1.3})
+  new['environment']['peaks']['copy_bytes_per_s'] *= 1.36
+  assert compare_lib.compare(base, new)['machine'] == (
+      'the machine changed: copy bandwidth 1.36x')
+
+
+def test_a_report_without_a_machine_id_is_of_an_unknown_machine(tmp_path):
+  """A schema-11 report written before the machine id (the committed CI baseline is
+  one): still read and compared; its deterministic figures judged as ever, its
+  timing inconclusive, said once."""
+  base, new = _timed(0), _timed(1, {'cnn': 2.0})
+  for key in ('machine_id', 'memory_bytes'):
+    del base['environment'][key]
+  report_lib.validate(base)
+  new['cases'][0]['params']['total'] += 1
+  result = compare_lib.compare(base, new)
+  assert result['machine'] == machine.UNKNOWN
+  assert [c.figure for c in result['changes']] == ['params.total']
+  assert {t.verdict for t in result['timing']} == {'inconclusive'}
+  assert compare_lib.exit_status(result) == 1  # the change, not the timing
+  cli = call_cli(_write(tmp_path / 'base.json', base), _write(tmp_path / 'new.json', new),
+                 '--format=text', module='bench.compare')
+  assert cli.returncode == 1, cli.stderr
+  assert ('The machine is unknown: a run records no machine id (written by an older '
+          'flax-bench), so two hosts of one CPU model cannot be told apart; rerun both on '
+          'this version. Timing verdicts are inconclusive.') in cli.stdout
+  # Both without one: as unknown; a hardware difference is still a change.
+  del new['environment']['machine_id']
+  assert compare_lib.compare(base, new)['machine'] == machine.UNKNOWN
+  new['environment']['cpu_count'] = 64
+  assert compare_lib.compare(base, new)['machine'] == 'the machine changed: cpu_count 2 -> 64'
 
 
 def test_peaks_within_their_noise_keep_the_verdict_and_normalise_the_ratio():

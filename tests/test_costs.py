@@ -1,6 +1,7 @@
 """Costs against numbers known exactly: parameter splits and analytic FLOPs."""
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -161,12 +162,31 @@ def test_xla_costs_keeps_totals_and_marks_missing_analysis():
 
 def test_collectives_count_result_bytes_of_each_collective_once():
   hlo = _FakeCompiled(text='\n'.join([
-      '  %all-reduce = (f32[4,3]{1,0}, f32[]) all-reduce(%dot, %r), channel_id=1',  # 48 + 4
+      'HloModule m, entry_computation_layout={()->f32[]}',
+      '%sum (a: f32[], b: f32[]) -> f32[] {',
+      '  %a = f32[] parameter(0)',
+      '  %b = f32[] parameter(1)',
+      '  ROOT %add = f32[] add(%a, %b)',
+      '}',
+      'ENTRY %main () -> f8e4m3fn[64] {',
+      '  %all-reduce = (f32[4,3]{1,0}, f32[]) all-reduce(%dot, %r), channel_id=1, '
+      'to_apply=%sum',  # 48 + 4
       '  %ag-start = (f8e4m3fn[8]{0}, f8e4m3fn[64]{0}) all-gather-start(%p)',  # counted at done
-      '  ROOT %ag-done = f8e4m3fn[64]{0} all-gather-done(%ag-start)',  # 64
       '  %x = f32[2] add(%a, %b), metadata={op_name="= f32[9] all-reduce("}',  # not one
       '  %cb = pred[3] collective-broadcast(%q)',  # 3
       '  %t = ((f32[8]{0}), /*index=1*/bf16[2,2]{1,0}) reduce-scatter(%a, %b)',  # 32 + 8
+      '  ROOT %ag-done = f8e4m3fn[64]{0} all-gather-done(%ag-start)',  # 64
+      '}',
   ]))
   assert costs.collectives(hlo) == {'collective_bytes': 52 + 64 + 3 + 40, 'collective_ops': 4}
   assert costs.collectives(_FakeCompiled()) == {'collective_bytes': None, 'collective_ops': None}
+
+
+def test_collectives_of_compiled_programs():
+  # One device: jit's step has no collective; pmap keeps its one-member all-reduce of
+  # the 3x5 float32 sum (60 bytes).
+  x = jnp.ones((1, 3, 5), jnp.float32)
+  psum = jax.pmap(lambda v: jax.lax.psum(v, 'i'), axis_name='i').lower(x).compile()
+  assert costs.collectives(psum) == {'collective_bytes': 60, 'collective_ops': 1}
+  jitted = jax.jit(lambda v: v * 2).lower(x).compile()
+  assert costs.collectives(jitted) == {'collective_bytes': 0, 'collective_ops': 0}

@@ -11,14 +11,18 @@ import sys
 import numpy as np
 import pytest
 
+from bench.core import machine
 from bench.results import ab_stats
+from bench.results import change_points
 from bench.results import history
+from bench.results import history_schema
 from bench.results import schema as report_lib
 from tests import test_report
 from tests.conftest import REPO, call_cli, run_cli
 
-_MACHINE = {**test_report._ENV, 'peaks': {'matmul_flops_per_s': {'float32': 4e11},
-                                           'copy_bytes_per_s': 5e10}}
+_MACHINE = {**test_report._ENV, 'machine_id': '5d41402abc4b2a76b9719d911017c592',
+            'memory_bytes': 16 << 30,
+            'peaks': {'matmul_flops_per_s': {'float32': 4e11}, 'copy_bytes_per_s': 5e10}}
 
 
 def _report(commit, medians, params=400, machine=None, peak=4e11, seed=0):
@@ -29,7 +33,8 @@ def _report(commit, medians, params=400, machine=None, peak=4e11, seed=0):
     case['step_time_s']['samples'] = [median * (1 + 0.01 * i) for i in range(-2, 3)]
     cases.append(case)
   env = {**_MACHINE, **(machine or {}), 'git_commit': commit, 'git_dirty': False,
-         'peaks': {'matmul_flops_per_s': {'float32': peak}, 'copy_bytes_per_s': 5e10},
+         'peaks': {**test_report._ENV['peaks'], 'matmul_flops_per_s': {'float32': peak},
+                   'copy_bytes_per_s': 5e10},
          'hostname': f'run-{commit}-{seed}'}  # every report distinct, as runs are
   return report_lib.build('study', 'configs/study.py', env, cases, [])
 
@@ -67,7 +72,7 @@ def test_recording_is_whole_and_once(tmp_path):
   assert rows[0]['matmul_flops_per_s'] == 4e11 and rows[0]['commit_time'] == 5
   # A report that breaks mid-way lands not at all.
   broken = _report(_commit(2), {'mlp': 0.01})
-  broken['cases'].append({'name': 'mlp'})  # the same case twice: UNIQUE (run, name)
+  broken['cases'].append(broken['cases'][0])  # the same case twice: UNIQUE (run, name)
   with pytest.raises(sqlite3.IntegrityError):
     history.record_report(conn, broken)
   assert len(history.runs(conn)) == 1
@@ -75,7 +80,7 @@ def test_recording_is_whole_and_once(tmp_path):
 
 def test_changes_find_the_planted_commit_and_nothing_else(tmp_path):
   conn = _history(tmp_path)
-  found = history.changes(conn, lineage=[_commit(i) for i in range(8)])
+  found = change_points.changes(conn, lineage=[_commit(i) for i in range(8)])
   (change,) = found['timing']
   assert (change['case'], change['commit'], change['previous'], change['verdict']) == (
       'mlp', _commit(4), _commit(3), 'regression')
@@ -98,10 +103,10 @@ def test_changes_read_one_line_of_commits(tmp_path):
   """The slow commits on a side branch: main's line, without them, has no change."""
   conn = _history(tmp_path)
   main_line = [_commit(i) for i in range(4)] + [_commit(6), _commit(7)]
-  found = history.changes(conn, case='cnn', lineage=main_line)
+  found = change_points.changes(conn, case='cnn', lineage=main_line)
   assert found['timing'] == []
   # Without a lineage, commit time orders the commits.
-  assert history.changes(conn, case='mlp')['timing'][0]['commit'] == _commit(4)
+  assert change_points.changes(conn, case='mlp')['timing'][0]['commit'] == _commit(4)
 
 
 def test_machines_apart_and_a_moved_machine_undecided(tmp_path):
@@ -112,23 +117,23 @@ def test_machines_apart_and_a_moved_machine_undecided(tmp_path):
       # A second, slower machine ran the same commits: never compared with the first.
       history.record_report(conn, _report(_commit(i), {'mlp': 0.020}, seed=r,
                                           machine={'cpu_model': 'other'}))
-  assert history.changes(conn)['timing'] == []
-  assert len(history.series(history.case_runs(conn, case='mlp'))) == 2
+  assert change_points.changes(conn)['timing'] == []
+  assert len(change_points.series(history.case_runs(conn, case='mlp'))) == 2
   # The first machine's matmul peak halves from commit 4 on, and its step time doubles.
   for r in range(2):
     history.record_report(conn, _report(_commit(4), {'mlp': 0.020}, peak=2e11, seed=r))
-  found = history.changes(conn, lineage=[_commit(i) for i in range(5)])
+  found = change_points.changes(conn, lineage=[_commit(i) for i in range(5)])
   assert found['timing'] == []
   moved = [u for u in found['undecided'] if u['reason'].startswith('the machine changed')]
   assert [(u['commit'], u['reason']) for u in moved] == [
-      (_commit(4), 'the machine changed: its matmul peak moved 0.50x')]
+      (_commit(4), 'the machine changed: matmul peak 0.50x')]
 
 
 def test_a_point_with_too_few_runs_is_undecided(tmp_path):
   conn = history.connect(str(tmp_path / 'h.db'))
   history.record_report(conn, _report(_commit(0), {'mlp': 0.01}))
   history.record_report(conn, _report(_commit(1), {'mlp': 0.02}))
-  (undecided,) = history.changes(conn)['undecided']
+  (undecided,) = change_points.changes(conn)['undecided']
   assert undecided['reason'] == 'too few runs (1 before, 1 after; 2 needed on each side)'
 
 
@@ -188,7 +193,8 @@ def test_a_foreign_or_newer_file_is_refused_and_left_alone(tmp_path):
     history.connect(str(damaged))
   assert damaged.read_bytes()[:16] == b'SQLite format 3\x00'  # left as it was
   newer = tmp_path / 'newer.db'
-  history.connect(str(newer)).execute(f'PRAGMA user_version = {history.SCHEMA_VERSION + 1}')
+  history.connect(str(newer)).execute(
+      f'PRAGMA user_version = {history_schema.SCHEMA_VERSION + 1}')
   with pytest.raises(history.UserError, match='written by a newer flax-bench'):
     history.connect(str(newer))
 
@@ -240,9 +246,9 @@ def test_dirty_runs_missing_figures_and_config_files(tmp_path):
   dirty = _report(_commit(1), {'mlp': 0.05}, seed=9)
   dirty['environment']['git_dirty'] = True  # uncommitted changes: not commit 1's figure
   history.record_report(conn, dirty)
-  commits = history.per_commit(history.case_runs(conn, case='mlp'))
+  commits = change_points.per_commit(history.case_runs(conn, case='mlp'))
   assert [(c, len(rows)) for c, rows in commits] == [(_commit(0), 2), (_commit(1), 2)]
-  assert history.changes(conn)['deterministic'] == []
+  assert change_points.changes(conn)['deterministic'] == []
   # A config by its suite name, its file or its file's stem.
   for config in ('study', 'configs/study.py'):
     assert len(history.runs(conn, config=config)) == 5
@@ -261,3 +267,89 @@ def test_a_file_that_is_no_report_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (f'error: {path}: not {what} this version can read; '
                                      'pass a report.json or an ab.json')
+
+
+def test_two_hosts_of_one_model_are_two_series(tmp_path):
+  """Issue 37's two hosts: one CPU model and hardware, the second host 30% slower with
+  peaks 0.85x (inside the guard), the runs switching host at commit 4. Apart by
+  their machine ids, neither series moved."""
+  conn = history.connect(str(tmp_path / 'h.db'))
+  other = {'machine_id': '7cf3931855be5eefc4ecaf7386586eb6'}
+  for i in range(8):
+    for r in range(3):
+      slow = i >= 4
+      history.record_report(conn, _report(_commit(i), {'mlp': 0.013 if slow else 0.010},
+                                          machine=other if slow else None,
+                                          peak=4e11 * (0.85 if slow else 1), seed=r))
+  assert len(change_points.series(history.case_runs(conn, case='mlp'))) == 2
+  found = change_points.changes(conn, lineage=[_commit(i) for i in range(8)])
+  assert found['timing'] == [] and found['deterministic'] == []
+  assert {(r['host_id'], r['cpu_model'], r['memory_bytes'], r['jax']) for r in
+          history.case_runs(conn)} == {(_MACHINE['machine_id'], 'test cpu', 16 << 30, '0.10.2'),
+                                       (other['machine_id'], 'test cpu', 16 << 30, '0.10.2')}
+
+
+def test_runs_without_a_machine_id_are_undecided(tmp_path):
+  """Reports written before the machine id: recorded, their points never judged."""
+  conn = history.connect(str(tmp_path / 'h.db'))
+  for i in range(4):
+    for r in range(3):
+      report = _report(_commit(i), {'mlp': 0.010 * (2 if i >= 2 else 1)}, seed=r)
+      del report['environment']['machine_id'], report['environment']['memory_bytes']
+      assert history.record_report(conn, report)
+  found = change_points.changes(conn, lineage=[_commit(i) for i in range(4)])
+  assert found['timing'] == []
+  assert [(u['commit'], u['reason']) for u in found['undecided']] == [
+      (_commit(i), machine.UNKNOWN) for i in (1, 2, 3)]
+
+
+def test_a_history_of_schema_1_is_migrated(tmp_path):
+  """A file of the first schema (no machine id in its machines table) gains the
+  identity's columns; its machine is unknown, a new run's machine a new row."""
+  path = str(tmp_path / 'old.db')
+  old = sqlite3.connect(path, isolation_level=None)
+  for statement in history._statements(history_schema.MIGRATIONS[0]):
+    old.execute(statement)
+  old.execute(f'PRAGMA application_id = {history_schema.APPLICATION_ID}')
+  old.execute('PRAGMA user_version = 1')
+  old.execute("INSERT INTO machines (key, cpu_model) VALUES ('k1', 'test cpu')")
+  old.execute("INSERT INTO runs (kind, digest, recorded_at, commit_sha, machine_id, status) "
+              f"VALUES ('run', 'd1', 1.0, '{_commit(0)}', 1, 'complete')")
+  old.execute("INSERT INTO cases (run_id, name, status, median_s) VALUES (1, 'mlp', 'ok', 0.01)")
+  old.close()
+  conn = history.connect(path)
+  assert conn.execute('PRAGMA user_version').fetchone()[0] == 2
+  history.record_report(conn, _report(_commit(1), {'mlp': 0.01}))
+  rows = history.case_runs(conn, case='mlp')
+  assert [(r['machine_key'], r['host_id'], r['jax']) for r in rows] == [
+      ('k1', None, None), (machine.key(machine.identity(_MACHINE)), _MACHINE['machine_id'],
+                           '0.10.2')]
+  conn.close()
+  assert history.connect(path).execute('PRAGMA user_version').fetchone()[0] == 2
+
+
+@pytest.mark.parametrize('where, value, line', [
+    ('step_time_s', 'fast', "case 'mlp' step_time_s must be an object, got str"),
+    ('median', 'fast', "case 'mlp' step_time_s.median is 'fast', not a number"),
+    ('samples', ['a'], "case 'mlp' step_time_s.samples is not a list of numbers"),
+    ('flops', '1e6', "case 'mlp' xla.flops is '1e6', not a number"),
+])
+def test_a_report_with_a_figure_that_is_no_number_is_one_line(tmp_path, where, value, line):
+  for version in (report_lib.SCHEMA_VERSION, 9):  # this version's, and an older one
+    report = _report(_commit(1), {'mlp': 0.01})
+    report['schema_version'] = version
+    case = report['cases'][0]
+    if where == 'step_time_s':
+      case['step_time_s'] = value
+    elif where == 'flops':
+      case['xla']['flops'] = value
+    else:
+      case['step_time_s'][where] = value
+    path = tmp_path / f'r{version}.json'
+    path.write_text(json.dumps(report))
+    db = tmp_path / 'h.db'
+    result = call_cli(f'--history={db}', 'add', str(path), module='bench.history')
+    assert (result.returncode, result.stdout) == (2, '')
+    assert result.stderr.strip() == (f'error: {path}: {line}; not recorded: pass a report.json '
+                                     'as a run wrote it')
+    assert history.runs(history.connect(str(db))) == []

@@ -1,6 +1,5 @@
 """What a case costs: parameters, XLA's compiled cost and memory analyses, peaks."""
 
-import re
 import resource
 import sys
 
@@ -51,36 +50,27 @@ def xla_costs(compiled):
   return {name: float(analysis.get(key, 0.0)) for key, name in _XLA_KEYS.items()}
 
 
-# An HLO instruction line: `[ROOT] %name = TYPE opcode(operands), attributes`.
-# Asynchronous collectives are split into -start and -done; the -done's type is
-# the result, so only it is counted.
-_COLLECTIVE = re.compile(
-    r'^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(\([^=]*?\)|\S+)\s+'
-    r'(all-reduce|all-gather|reduce-scatter|all-to-all|ragged-all-to-all|collective-permute|'
-    r'collective-broadcast)(-done)?\(')
-_COMMENT = re.compile(r'/\*.*?\*/')
+# Asynchronous collectives are split into -start and -done; the -done's type is the
+# result, so only it is counted.
+_COLLECTIVES = frozenset((*hlo.COLLECTIVE_OPS, *(f'{op}-done' for op in hlo.COLLECTIVE_OPS)))
 
 
 def collectives(compiled):
   """{'collective_bytes', 'collective_ops'} of one device's compiled program: the
-  number of cross-device collectives in its optimised HLO and the bytes of their
-  results (for an all-reduce, the gradients it sums). XLA's cost analysis does not
-  count them. None where the backend gives no HLO text."""
+  number of cross-device collectives in its optimised HLO (hlo.parse: every
+  computation, each written once) and the bytes of their results (for an
+  all-reduce, the gradients it sums). XLA's cost analysis does not count them.
+  None where the backend gives no HLO text."""
   try:
     text = compiled.as_text()
   except Exception:  # pylint: disable=broad-except  (a backend without HLO text)
     text = None
   if not text:
     return {'collective_bytes': None, 'collective_ops': None}
-  total, ops = 0, 0
-  for line in text.splitlines():
-    # Long tuple types carry /*index=5*/ comments, whose '=' would end the type.
-    found = _COLLECTIVE.search(_COMMENT.sub('', line))
-    if not found:
-      continue
-    ops += 1
-    total += hlo.nbytes(found.group(1))
-  return {'collective_bytes': total, 'collective_ops': ops}
+  found = [i for instructions in hlo.parse(text).computations.values() for i in instructions
+           if i.opcode in _COLLECTIVES]
+  return {'collective_bytes': sum(hlo.nbytes(i.type) for i in found),
+          'collective_ops': len(found)}
 
 
 def model_flops(fn, *args, axis_env=None):

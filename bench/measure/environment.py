@@ -1,4 +1,5 @@
-"""The report's `environment` block: what produced the numbers."""
+"""The report's `environment` block: what produced the numbers (the host's identity
+keys read by bench/core/machine.py)."""
 
 import datetime
 import importlib.metadata
@@ -10,6 +11,7 @@ import sys
 
 import jax
 
+from bench.core import machine
 from bench.measure import compile_cache
 
 # The harness itself first: which version of it produced the numbers, installed or not.
@@ -31,17 +33,6 @@ def _version(distributions):
     except importlib.metadata.PackageNotFoundError:
       continue
   return None
-
-
-def _cpu_model():
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or None
 
 
 def _git(*args):
@@ -70,8 +61,8 @@ def collect():
       # Devices of each process, in process order.
       'devices_per_process': [sum(d.process_index == p for d in devices)
                               for p in range(jax.process_count())],
-      'cpu_model': _cpu_model(),
-      'cpu_count': os.cpu_count(),
+      # machine_id, cpu_model, cpu_count, memory_bytes: bench/core/machine.py's identity.
+      **machine.host(),
       'xla_flags': os.environ.get('XLA_FLAGS'),
       'compile_cache': compile_cache.current(),
       'git_commit': commit,

@@ -44,6 +44,7 @@ import time
 
 import jax
 
+from bench.core.stats import median as _median
 from bench.measure import hlo
 from bench.measure import timer
 from bench.profile import hlo_ops
@@ -320,12 +321,6 @@ def tracer_cost_per_event():
     shutil.rmtree(directory, ignore_errors=True)
   _tracer_cost.append(max(_median(added), 0.0) / per_run if per_run else 0.0)
   return _tracer_cost[0]
-
-
-def _median(values):
-  values = sorted(values)
-  n = len(values)
-  return None if not n else (values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2)
 
 
 def steps_for(min_steps, timed_median):

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from bench.core.stats import median as _median
 from bench.results import formatting
 
 # Proxies: key, label, and where a case record holds it.
@@ -92,11 +93,6 @@ def fold_error(predicted, measured):
   if predicted is None or predicted <= 0:
     return None
   return math.exp(min(abs(math.log(predicted) - math.log(measured)), _MAX_LOG))
-
-
-def _median(values):
-  values = [v for v in values if v is not None]
-  return float(np.median(values)) if values else None
 
 
 def _finite(value):

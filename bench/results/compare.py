@@ -13,12 +13,15 @@ case is a 'regression' when the ratio exceeds 1 + threshold and p < alpha,
 'faster' when it is below 1 / (1 + threshold) and p < alpha, else 'noise'.
 
 Two reports are two runs, possibly on two machines, or on one machine doing
-other work the second time. Each run measures the device's peaks after its
-last case (environment.peaks), so the comparison knows when the machine
-changed: when a peak moved beyond its own run-to-run noise (PEAK_NOISE) or the
-hardware differs (_MACHINE_KEYS), every timing verdict is 'inconclusive: the
-machine changed (matmul peak 0.43x)' instead of a regression; rerun both on one
-machine, or interleaved with bench.ab. The ratio normalised by the peak that
+other work the second time. Each run records its machine's identity and
+measures the device's peaks after its last case (environment.peaks), so the
+comparison knows when the machine changed (bench/core/machine.py decides, as it
+does for the history): when an identity key differs (machine id, CPU, devices,
+jax) or a peak moved beyond its run-to-run noise (machine.PEAK_NOISE), every
+timing verdict is 'inconclusive: the machine changed: matmul float32 peak 0.43x'
+instead of a regression; a report without a machine id (written before one was
+recorded) is of an unknown machine, and its verdicts are inconclusive too. Rerun
+both on one machine, or interleaved with bench.ab. The ratio normalised by the peak that
 bounds the case (its roofline: FLOPs or bytes) is shown beside the raw one, for
 reading: a peak is measured in seconds, after the cases, and moves by its own
 noise, so verdicts stay on the raw ratio of an unchanged machine.
@@ -40,38 +43,17 @@ give 1: for noisy shared machines); new cases are listed and never fail;
 """
 
 import collections
-import math
 
 import numpy as np
 
+from bench.core import machine as machine_lib
 from bench.results import analysis
 from bench.results import formatting
 from bench.results import schema as report_lib
 
 MIN_SAMPLES = 5
 _ENVIRONMENT_KEYS = ('python', 'backend', 'device_kind', 'device_count', 'process_count',
-                     'cpu_model', 'cpu_count', 'xla_flags')
-# Not memory.generated_code_bytes: machine code size depends on the host CPU's instruction
-# set. Not the device/host peaks (measured) nor the fingerprint (the final weights depend on
-# the floating-point order of backend and host).
-_MEASURED_MEMORY = ('generated_code_bytes', 'device_peak_bytes', 'device_peak_bytes_per_device',
-                    'host_peak_rss_bytes', 'host_step_peak_bytes')
-_EXACT = (('params', report_lib.CASE_BLOCKS['params']), ('xla', report_lib.XLA_KEYS),
-          ('xla_forward', report_lib.XLA_KEYS),
-          ('utilization', ('model_flops', 'normalize_flops')),
-          ('memory', tuple(k for k in report_lib.CASE_BLOCKS['memory']
-                           if k not in _MEASURED_MEMORY)))
-
-# The environment keys that say which machine ran: when one differs, the two runs'
-# step times measure two machines, not two versions of the code.
-_MACHINE_KEYS = ('backend', 'device_kind', 'device_count', 'process_count', 'cpu_model',
-                 'cpu_count', 'xla_flags')
-# How far a measured peak moves between runs of unchanged code on an unchanged
-# machine. Measured on a quiet 2-core VM, 48 processes: of the pairs of processes
-# that had the whole machine, 99% were within 1.31x (matmul) and 1.35x (copy); 8
-# of the 48 measured half the matmul peak and ran the seed CNN 20-30% slower (a
-# neighbour had a core: the machine did change). Beyond this, the machine changed.
-PEAK_NOISE = 0.35
+                     'machine_id', 'cpu_model', 'cpu_count', 'memory_bytes', 'xla_flags')
 
 Difference = collections.namedtuple('Difference', 'key base new')
 Peak = collections.namedtuple('Peak', 'key base new ratio')
@@ -115,25 +97,8 @@ def _changes(base, new):
     # A failed case's figures are null: its status is the one change worth listing.
     return [Change(base['name'], 'status', _status(base), _status(new))]
   return [Change(base['name'], f'{block}.{key}', base[block][key], new[block][key])
-          for block, keys in _EXACT for key in keys if base[block][key] != new[block][key]]
-
-
-def _peak_name(key):
-  """'matmul float32 peak' for peaks.matmul_flops_per_s.float32, 'copy bandwidth'."""
-  if key.startswith('peaks.matmul_flops_per_s.'):
-    return f'matmul {key.rsplit(".", 1)[1]} peak'
-  return 'copy bandwidth'
-
-
-def machine_change(environment, peaks):
-  """What says the machine changed between two runs ('' if nothing): a hardware
-  difference, or a peak that moved beyond PEAK_NOISE."""
-  reasons = [f'{d.key} {_value(d.base)} -> {_value(d.new)}' for d in environment
-             if d.key in _MACHINE_KEYS]
-  bound = math.log1p(PEAK_NOISE)
-  reasons += [f'{_peak_name(p.key)} {p.ratio:.2f}x' for p in peaks
-              if p.ratio and abs(math.log(p.ratio)) > bound]
-  return '; '.join(reasons)
+          for block, keys in report_lib.DETERMINISTIC.items() for key in keys
+          if base[block][key] != new[block][key]]
 
 
 def _normaliser(case, base_peaks, new_peaks):
@@ -167,8 +132,7 @@ def _timing(name, base, new, threshold, alpha, peaks=(None, None), machine=''):
   from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
   p = float(stats.mannwhitneyu(a, b, alternative='two-sided').pvalue)
   if machine:
-    return Timing(*figures, p, len(a), len(b), 'inconclusive',
-                  f'the machine changed: {machine}')
+    return Timing(*figures, p, len(a), len(b), 'inconclusive', machine)
   verdict = 'noise'
   if p < alpha and ratio > 1 + threshold:
     verdict = 'regression'
@@ -220,7 +184,7 @@ def compare(base, new, threshold=0.1, alpha=0.01):
   environment = _environment(base['environment'], new['environment'])
   peak_pair = base['environment']['peaks'], new['environment']['peaks']
   peaks = _peaks(*peak_pair)
-  machine = machine_change(environment, peaks)
+  machine = machine_lib.change(base['environment'], new['environment'])
   timings = (_timing(n, base_cases[n], new_cases[n], threshold, alpha, peak_pair, machine)
              for n in matched)
   return {
@@ -282,9 +246,9 @@ def _environment_blocks(result):
                                           for d in result['environment']])
   peaks = (('peak', 'base', 'new', 'new/base'), [
       [p.key, _figure(p.base), _figure(p.new), _ratio(p.ratio)] for p in result['peaks']])
-  machine = (f'The machine changed: {result["machine"]}. Timing verdicts are inconclusive.'
-             if result['machine'] else
-             f'The machine is the same within the peaks\' noise ({PEAK_NOISE:.0%}).')
+  machine = (f'{result["machine"][0].upper()}{result["machine"][1:]}. Timing verdicts are '
+             'inconclusive.' if result['machine'] else
+             f'The machine is the same within the peaks\' noise ({machine_lib.PEAK_NOISE:.0%}).')
   return [context, differences if result['environment'] else 'Differences: none.',
           'Measured peaks (each run\'s, after its last case):', peaks, machine]
 

@@ -1,6 +1,7 @@
-"""The results history: every finished run and A/B in one SQLite file, keyed by
-commit, machine, config and case, and the places along a line of commits where a
-case's figures moved.
+"""The results history's store: every finished run and A/B in one SQLite file, keyed
+by commit, machine, config and case: the file opened, migrated and guarded, the
+recording and the queries. Where along the commits a case's figures moved is
+bench/results/change_points.py's.
 
 One file, the standard library's sqlite3: no server, copyable, readable by any
 SQLite tool. WAL journal, and each run recorded in one IMMEDIATE transaction, so
@@ -10,84 +11,23 @@ migrated in place by MIGRATIONS; the file is marked as ours (PRAGMA
 application_id), so another program's database, a newer version's, or a
 damaged file is a UserError and never written to.
 
-WORKSPACE.md documents the tables. Reads reports as plain data (no jax).
+The tables, their migrations and which column holds what are
+bench/results/history_schema.py's. Reads reports as plain data (no jax).
 """
 
 import hashlib
 import json
-import math
 import os
 import sqlite3
 import time
 
-import numpy as np
-
+from bench.core import machine
 from bench.core.errors import UserError
-from bench.results import ab_stats
-from bench.results import compare
+from bench.results import schema as report_lib
+from bench.results.history_schema import (APPLICATION_ID, DETERMINISTIC, FIGURES,
+                                          MACHINE_COLUMNS, MIGRATIONS, SCHEMA_VERSION)
 
-APPLICATION_ID = 0x46424831  # 'FBH1'
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60
-
-# MIGRATIONS[v] takes a file of version v to v + 1.
-MIGRATIONS = ("""
-CREATE TABLE machines (
-  id INTEGER PRIMARY KEY,
-  key TEXT UNIQUE NOT NULL,          -- sha256 of the hardware keys below
-  backend TEXT, device_kind TEXT, device_count INTEGER, process_count INTEGER,
-  cpu_model TEXT, cpu_count INTEGER, xla_flags TEXT, hostname TEXT
-);
-CREATE TABLE runs (
-  id INTEGER PRIMARY KEY,
-  kind TEXT NOT NULL CHECK (kind IN ('run', 'ab')),
-  digest TEXT UNIQUE NOT NULL,       -- sha256 of the file recorded: recording twice is a no-op
-  recorded_at REAL NOT NULL,         -- unix time
-  commit_sha TEXT,                   -- the run's commit; an A/B's new side
-  base_commit TEXT,                  -- an A/B's base side; null for a run
-  commit_time INTEGER,               -- committer time of commit_sha, when git knew it
-  dirty INTEGER,                     -- uncommitted changes were in the run
-  harness_version TEXT,
-  config_name TEXT, config_file TEXT,
-  machine_id INTEGER REFERENCES machines (id),
-  matmul_flops_per_s REAL,           -- the run's measured peaks (float32 matmul, copy)
-  copy_bytes_per_s REAL,
-  status TEXT,                       -- the report's suite status; an A/B's: complete
-  source TEXT                        -- the file it was read from
-);
-CREATE TABLE cases (
-  id INTEGER PRIMARY KEY,
-  run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  name TEXT NOT NULL, model TEXT, benchmark TEXT, batch_size INTEGER, status TEXT,
-  median_s REAL, iqr_over_median REAL,
-  samples TEXT,                      -- JSON list of the timed step times, seconds
-  examples_per_s REAL,
-  params INTEGER, flops REAL, bytes_accessed REAL,
-  argument_bytes INTEGER, output_bytes INTEGER, alias_bytes INTEGER, temp_bytes INTEGER,
-  host_step_peak_bytes INTEGER, device_peak_bytes INTEGER,
-  UNIQUE (run_id, name)
-);
-CREATE TABLE profile_categories (
-  case_id INTEGER NOT NULL REFERENCES cases (id) ON DELETE CASCADE,
-  category TEXT NOT NULL, time_s REAL, flops REAL, bytes REAL,
-  PRIMARY KEY (case_id, category)
-);
-CREATE TABLE ab_cases (
-  run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  name TEXT NOT NULL, ratio REAL, ci_low REAL, ci_high REAL, verdict TEXT,
-  base_median_s REAL, new_median_s REAL, rounds INTEGER,
-  PRIMARY KEY (run_id, name)
-);
-CREATE INDEX cases_by_name ON cases (name);
-CREATE INDEX runs_by_commit ON runs (commit_sha);
-""",)
-assert len(MIGRATIONS) == SCHEMA_VERSION
-
-MACHINE_KEYS = ('backend', 'device_kind', 'device_count', 'process_count', 'cpu_model',
-                'cpu_count', 'xla_flags')
-# Figures of a case that only change with the code (or XLA): listed exactly by `changes`.
-DETERMINISTIC = ('params', 'flops', 'bytes_accessed', 'argument_bytes', 'output_bytes',
-                 'alias_bytes', 'temp_bytes')
 
 
 def _refuse(path, why):
@@ -176,12 +116,18 @@ def _migrate(conn):
 # ------------------------------------------------------------------------- Recording
 
 def _machine_id(conn, environment):
-  values = [environment.get(k) for k in MACHINE_KEYS]
-  key = hashlib.sha256(json.dumps(values).encode()).hexdigest()
-  conn.execute(f'INSERT OR IGNORE INTO machines (key, {", ".join(MACHINE_KEYS)}, hostname) '
-               f'VALUES (?, {", ".join("?" * len(MACHINE_KEYS))}, ?)',
-               [key, *values, environment.get('hostname')])
+  """The machines row of the machine `environment` describes, added when new."""
+  found = machine.identity(environment)
+  key = machine.key(found)
+  conn.execute(f'INSERT OR IGNORE INTO machines (key, {", ".join(MACHINE_COLUMNS.values())}, '
+               f'hostname) VALUES (?, {", ".join("?" * len(found))}, ?)',
+               [key, *found.values(), environment.get('hostname')])
   return conn.execute('SELECT id FROM machines WHERE key = ?', (key,)).fetchone()[0]
+
+
+def identity(row):
+  """machine.identity of a case_runs row's machine."""
+  return {key: row[column] for key, column in MACHINE_COLUMNS.items()}
 
 
 def _peaks(environment):
@@ -197,7 +143,6 @@ def _get(block, key):
 
 def _case_row(case):
   timing = case.get('step_time_s') or {}
-  memory, xla = case.get('memory') or {}, case.get('xla') or {}
   config = case.get('config') or {}
   return {'name': case['name'], 'model': config.get('model'),
           'benchmark': config.get('benchmark'), 'batch_size': config.get('batch_size'),
@@ -205,11 +150,7 @@ def _case_row(case):
           'iqr_over_median': timing.get('iqr_over_median'),
           'samples': json.dumps(timing.get('samples') or []),
           'examples_per_s': _get(case.get('throughput'), 'examples_per_s'),
-          'params': _get(case.get('params'), 'total'), 'flops': xla.get('flops'),
-          'bytes_accessed': xla.get('bytes_accessed'),
-          **{k: memory.get(k) for k in ('argument_bytes', 'output_bytes', 'alias_bytes',
-                                         'temp_bytes', 'host_step_peak_bytes',
-                                         'device_peak_bytes')}}
+          **{column: _get(case.get(block), key) for column, (block, key) in FIGURES.items()}}
 
 
 def _insert(conn, table, row):
@@ -248,6 +189,12 @@ def record_report(conn, report, source=None, commit_time=None):
       or not all(isinstance(c, dict) and isinstance(c.get('name'), str)
                  for c in report['cases']):
     raise _unreadable(source, 'a benchmark report')
+  try:  # every key of this version's reports; the figures read here of older ones
+    (report_lib.validate if report.get('schema_version') == report_lib.SCHEMA_VERSION
+     else report_lib.check_figures)(report)
+  except (ValueError, TypeError) as e:
+    raise UserError(f'{source or "the report"}: {e}; not recorded: pass a report.json as a '
+                    'run wrote it') from None
   env, suite = report['environment'], report.get('suite') or {}
   with _transaction(conn):
     run_id = _insert_run(conn, report, env, kind='run', commit_sha=env.get('git_commit'),
@@ -331,8 +278,8 @@ def case_runs(conn, case=None, config=None, machine=None):
   rows = conn.execute(f"""
       SELECT r.id AS run_id, r.commit_sha, r.commit_time, r.recorded_at, r.dirty,
              r.config_name, r.status AS run_status, r.matmul_flops_per_s, r.copy_bytes_per_s,
-             r.harness_version, m.id AS machine_id, m.key AS machine_key, m.cpu_model,
-             m.cpu_count, m.backend, m.device_kind, m.hostname, c.*
+             r.harness_version, m.id AS machine_id, m.key AS machine_key, m.hostname,
+             {', '.join(f'm.{column}' for column in MACHINE_COLUMNS.values())}, c.*
       FROM cases c JOIN runs r ON c.run_id = r.id JOIN machines m ON r.machine_id = m.id
       WHERE {' AND '.join(where)} ORDER BY r.recorded_at, r.id""", args)
   names = [d[0] for d in rows.description]
@@ -366,6 +313,20 @@ def runs(conn, config=None, case=None, machine=None, commits=None):
   return out
 
 
+# `history export`'s columns: a run, its machine, a case's figures and samples.
+EXPORT_COLUMNS = ('run_id', 'commit_sha', 'commit_time', 'recorded_at', 'dirty', 'config_name',
+                  'machine_key', 'host_id', 'cpu_model', 'device_kind', 'hostname',
+                  'matmul_flops_per_s', 'copy_bytes_per_s', 'name', 'model', 'benchmark',
+                  'batch_size', 'status', 'median_s', 'iqr_over_median', 'examples_per_s',
+                  *DETERMINISTIC, 'host_step_peak_bytes', 'device_peak_bytes', 'samples')
+
+
+def export_rows(conn, case=None, config=None):
+  """Every case of every run (case_runs), as EXPORT_COLUMNS; samples a list."""
+  return [{k: json.loads(r[k]) if k == 'samples' else r[k] for k in EXPORT_COLUMNS}
+          for r in case_runs(conn, case=case, config=config)]
+
+
 def ab_verdicts(conn, case):
   """{new commit: [(base commit, verdict, ratio)]} of the A/Bs that judged `case`."""
   out = {}
@@ -374,128 +335,3 @@ def ab_verdicts(conn, case):
       JOIN runs r ON a.run_id = r.id WHERE a.name = ? ORDER BY r.recorded_at""", (case,)):
     out.setdefault(new, []).append((base, verdict, ratio))
   return out
-
-
-# ----------------------------------------------------------------- Along the commits
-
-def order_commits(rows, lineage=None):
-  """The commits of `rows` in order: along `lineage` (commits, oldest first, from git)
-  where given, dropping those off it; else by commit time, then first recording."""
-  if lineage is not None:
-    position = {c: i for i, c in enumerate(lineage)}
-    return sorted({r['commit_sha'] for r in rows if r['commit_sha'] in position},
-                  key=position.get)
-  first = {}
-  for r in rows:
-    key = (r['commit_time'] if r['commit_time'] is not None else math.inf, r['recorded_at'])
-    first[r['commit_sha']] = min(first.get(r['commit_sha'], key), key)
-  return sorted(first, key=first.get)
-
-
-def per_commit(rows, lineage=None):
-  """[(commit, [rows of its ok runs])] along the commits (order_commits). A run with
-  uncommitted changes is not its commit's: left out."""
-  ok = [r for r in rows if r['status'] == 'ok' and r['median_s'] and r['commit_sha']
-        and not r['dirty']]
-  return [(c, [r for r in ok if r['commit_sha'] == c]) for c in order_commits(ok, lineage)]
-
-
-def median(values):
-  values = [v for v in values if v is not None]
-  return float(np.median(values)) if values else None
-
-
-def series(rows):
-  """{(case, config, batch size, machine key): its rows}: figures of two machines, or
-  of one case name in two configs or at two batch sizes, are never one series."""
-  return _by(rows, lambda r: (r['name'], r['config_name'], r['batch_size'], r['machine_key']))
-
-
-def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05,
-            confidence=0.95):
-  """Where along the commits each case's median step time moved beyond its noise,
-  per config, batch size and machine, and where its deterministic figures changed.
-
-  At each point between two consecutive commits, the run medians of up to `window`
-  commits before and after are compared: the Hodges-Lehmann ratio after/before and
-  its exact Mann-Whitney interval (ab_stats.rank_sum_interval), at `confidence` for
-  all points of a case together (Bonferroni), judged against `threshold` as bench.ab
-  judges (ab_stats.verdict). Of consecutive points with the same verdict, the one
-  with the largest ratio is the change: a step moves the points around it too.
-  A point is undecided, and says why, when either side has fewer than 2 runs, too
-  few to bound the ratio at that confidence, or the machine's measured peaks moved
-  beyond compare.PEAK_NOISE across it.
-
-  Returns {'timing': [{case, machine, commit, previous, ratio, low, high, verdict,
-  before, after}], 'undecided': [{case, machine, commit, reason}], 'deterministic':
-  [{case, machine, commit, previous, figure, before, after}]}.
-  """
-  timing, undecided, exact = [], [], []
-  for (name, _, _, machine), group in series(case_runs(conn, case=case, config=config)).items():
-    commits = per_commit(group, lineage)
-    points = len(commits) - 1
-    if points < 1:
-      continue
-    per_point = 1 - (1 - confidence) / points
-    found = []
-    for k in range(1, len(commits)):
-      commit, previous = commits[k][0], commits[k - 1][0]
-      exact += [{'case': name, 'machine': machine, 'commit': commit, 'previous': previous,
-                 'figure': figure, 'before': a, 'after': b}
-                for figure in DETERMINISTIC
-                for a, b in [(commits[k - 1][1][-1][figure], commits[k][1][-1][figure])]
-                if a != b and a is not None and b is not None]  # None: not measured
-      before = [r for _, runs_ in commits[max(0, k - window):k] for r in runs_]
-      after = [r for _, runs_ in commits[k:k + window] for r in runs_]
-      why = _cannot_decide(before, after)
-      if why:
-        undecided.append({'case': name, 'machine': machine, 'commit': commit, 'reason': why})
-        continue
-      estimate, low, high = ab_stats.rank_sum_interval(
-          np.log([r['median_s'] for r in before]), np.log([r['median_s'] for r in after]),
-          per_point)
-      if not math.isfinite(low):
-        undecided.append({'case': name, 'machine': machine, 'commit': commit, 'reason': (
-            f'{len(before)} runs before and {len(after)} after cannot bound the ratio at '
-            f'{per_point:.2%} confidence: record more runs per commit, or widen --window')})
-        continue
-      verdict = ab_stats.verdict(low, high, threshold)
-      if verdict in ('regression', 'faster'):
-        found.append({'case': name, 'machine': machine, 'commit': commit, 'previous': previous,
-                      'index': k, 'ratio': math.exp(estimate), 'low': math.exp(low),
-                      'high': math.exp(high), 'verdict': verdict, 'before': len(before),
-                      'after': len(after)})
-    timing += _strongest(found)
-  return {'timing': timing, 'undecided': undecided, 'deterministic': exact}
-
-
-def _by(rows, key):
-  out = {}
-  for r in rows:
-    out.setdefault(key(r), []).append(r)
-  return out
-
-
-def _cannot_decide(before, after):
-  if min(len(before), len(after)) < 2:
-    return f'too few runs ({len(before)} before, {len(after)} after; 2 needed on each side)'
-  bound = math.log1p(compare.PEAK_NOISE)
-  for label, column in (('matmul peak', 'matmul_flops_per_s'), ('copy bandwidth',
-                                                                'copy_bytes_per_s')):
-    a, b = median(r[column] for r in before), median(r[column] for r in after)
-    if a and b and abs(math.log(b / a)) > bound:
-      return f'the machine changed: its {label} moved {b / a:.2f}x'
-  return None
-
-
-def _strongest(found):
-  """Of each stretch of consecutive points with one verdict, the one moved most."""
-  stretches = []
-  for point in found:
-    last = stretches[-1][-1] if stretches else None
-    if last and last['verdict'] == point['verdict'] and last['index'] == point['index'] - 1:
-      stretches[-1].append(point)
-    else:
-      stretches.append([point])
-  strongest = [max(s, key=lambda p: abs(math.log(p['ratio']))) for s in stretches]
-  return [{k: v for k, v in p.items() if k != 'index'} for p in strongest]

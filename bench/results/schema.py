@@ -106,6 +106,15 @@ PROFILE_ROWS = {
     'layers': ('layer', 'time_s', 'flops', 'bytes', 'ops'),
     'categories': ('category', 'time_s', 'flops', 'bytes', 'ops'),
 }
+# The figures of a case that only the code, XLA and the device count decide: equal in
+# every run of one program, so compare diffs them exactly and the history lists their
+# changes. Not memory.generated_code_bytes (machine code size depends on the host
+# CPU's instruction set), not the measured peaks nor the fingerprint (the final
+# weights depend on the floating-point order of backend and host).
+DETERMINISTIC = {'params': CASE_BLOCKS['params'], 'xla': XLA_KEYS, 'xla_forward': XLA_KEYS,
+                 'utilization': ('model_flops', 'normalize_flops'),
+                 'memory': ('argument_bytes', 'output_bytes', 'alias_bytes', 'temp_bytes',
+                            'activation_bytes')}
 HISTORY_KEYS = ('epoch', 'steps', 'train_loss', 'train_accuracy', 'eval_loss', 'eval_accuracy',
                 'train_s', 'eval_s', 'data_wait_s', 'step_time_median_s', 'learning_rate')
 SAVE_KEYS = ('step', 'epoch', 'reason', 'blocking_s', 'total_s')
@@ -125,11 +134,15 @@ REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios', 'sca
 SCALING_KEYS = ('case', 'of', 'mode', 'devices', 'batch_size', 'per_device_batch', 'parallel',
                 'step_time_s', 'examples_per_s', 'speedup', 'efficiency', 'collective_bytes')
 SCALING_MODES = ('weak', 'strong')
-# bench/measure/environment.py's block: what produced the numbers.
+# bench/measure/environment.py's block: what produced the numbers. machine_id (hashed)
+# and memory_bytes (bench/core/machine.py) came after schema 11's first reports: a
+# report without them (the committed CI baseline) is still of schema 11, its machine
+# unknown to compare and the history.
 ENVIRONMENT_KEYS = ('python', 'versions', 'backend', 'device_kind', 'device_count',
-                    'local_device_count', 'process_count', 'devices_per_process', 'cpu_model',
-                    'cpu_count', 'xla_flags', 'compile_cache', 'git_commit', 'git_dirty',
-                    'hostname', 'command', 'peaks', 'timestamp_utc')
+                    'local_device_count', 'process_count', 'devices_per_process', 'machine_id',
+                    'cpu_model', 'cpu_count', 'memory_bytes', 'xla_flags', 'compile_cache',
+                    'git_commit', 'git_dirty', 'hostname', 'command', 'peaks', 'timestamp_utc')
+_LATER_ENVIRONMENT_KEYS = ('machine_id', 'memory_bytes')
 # environment.peaks (bench/measure/peaks.py; null until the cases are done): the device the
 # peaks were measured on, best matmul FLOP/s and its square size per dtype of the
 # cases ({dtype: value}), best copy bandwidth (bytes read + written per second) and
@@ -217,13 +230,38 @@ def build(suite_name, config_file, environment, cases, pairs, scaling_runs=(), n
   }
 
 
-def _check_keys(what, value, keys):
+def _check_keys(what, value, keys, optional=()):
   if not isinstance(value, dict):
     raise ValueError(f'{what} must be an object, got {type(value).__name__}')
-  if set(value) != set(keys):
-    missing, extra = sorted(set(keys) - set(value)), sorted(set(value) - set(keys))
+  if set(value) != set(keys) - (set(optional) - set(value)):
+    missing = sorted(set(keys) - set(optional) - set(value))
+    extra = sorted(set(value) - set(keys))
     raise ValueError(f'{what} keys differ from schema {SCHEMA_VERSION}: missing {missing}, '
                      f'unexpected {extra}')
+
+
+def _number(value):
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_figures(report):
+  """Raises ValueError where a case's step times or deterministic figures are not
+  numbers (or null). Reads the keys it finds, so it checks a report of any schema
+  version: the history records older ones."""
+  for case in report['cases']:
+    name = case.get('name')
+    timing = {'step_time_s': [k for k in CASE_BLOCKS['step_time_s'] if k != 'samples']}
+    for block, keys in {**timing, **DETERMINISTIC}.items():
+      values = case.get(block)
+      if values is not None and not isinstance(values, dict):
+        raise ValueError(f'case {name!r} {block} must be an object, got {type(values).__name__}')
+      for key in keys if values else ():
+        if values.get(key) is not None and not _number(values[key]):
+          raise ValueError(f'case {name!r} {block}.{key} is {values[key]!r}, not a number')
+    samples = (case.get('step_time_s') or {}).get('samples')
+    if samples is not None and not (isinstance(samples, list) and all(
+        _number(v) and math.isfinite(v) for v in samples)):
+      raise ValueError(f'case {name!r} step_time_s.samples is not a list of numbers')
 
 
 def validate(report):
@@ -234,7 +272,7 @@ def validate(report):
     raise ValueError(f'schema_version {report["schema_version"]} is not {SCHEMA_VERSION}')
   _check_keys('report', report, REPORT_KEYS)
   _check_keys('suite', report['suite'], SUITE_KEYS)
-  _check_keys('environment', report['environment'], ENVIRONMENT_KEYS)
+  _check_keys('environment', report['environment'], ENVIRONMENT_KEYS, _LATER_ENVIRONMENT_KEYS)
   if report['environment']['peaks'] is not None:
     _check_keys('environment peaks', report['environment']['peaks'], PEAK_KEYS)
   for case in report['cases']:
@@ -245,11 +283,6 @@ def validate(report):
       raise ValueError(f'case {case["name"]!r} has status {case["status"]!r}')
     for block, keys in CASE_BLOCKS.items():
       _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
-    samples = case['step_time_s']['samples']
-    if samples is not None and not (isinstance(samples, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        for v in samples)):
-      raise ValueError(f'case {case["name"]!r} step_time_s.samples is not a list of numbers')
     for row in case['training']['history'] or ():
       _check_keys(f'case {case["name"]!r} training history row', row, HISTORY_KEYS)
     for row in case['checkpoint']['saves'] or ():
@@ -257,6 +290,7 @@ def validate(report):
     for table_name, keys in PROFILE_ROWS.items():
       for row in case['profile'][table_name] or ():
         _check_keys(f'case {case["name"]!r} profile {table_name} row', row, keys)
+  check_figures(report)
   for row in report['ratios']:
     _check_keys('ratio', row, RATIO_KEYS)
   for row in report['scaling']:

@@ -19,22 +19,13 @@ from bench.core.errors import UserError
 from bench.results import ab_result
 from bench.results import schema as report_lib
 from bench.results.ab_stats import SIDES, looks, stop_reason
-from bench.run.git import git
+from bench.run.git import git, repository
 
 # The compilation cache the sides share: a round after the first reads its programs
 # back instead of compiling them (compilation is not what is timed), and both sides
 # of an unchanged case run the same executable.
 _CACHE_ENV = {'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
               'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
-
-
-def repository(path='.'):
-  """The top of the git checkout holding `path`."""
-  result = git(path, 'rev-parse', '--show-toplevel')
-  if result.returncode:
-    raise UserError(f'{os.path.abspath(path)} is not in a git checkout: bench.ab compares '
-                    'revisions, so run it inside a clone of the repository')
-  return result.stdout.strip()
 
 
 def resolve(repo, rev):
@@ -141,6 +132,9 @@ def _prepare(args):
   """(repo, commits, the config's path in the repository), every problem a UserError,
   before anything is written."""
   repo = repository()
+  if repo is None:
+    raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bench.ab compares '
+                    'revisions, so run it inside a clone of the repository')
   commits = {side: resolve(repo, getattr(args, side)) for side in SIDES}
   config = os.path.relpath(os.path.abspath(args.config), repo)
   if config.startswith(os.pardir):

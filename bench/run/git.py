@@ -18,3 +18,8 @@ def output(repo, *args):
   """What `git -C repo args` printed, stripped; None where it failed."""
   result = git(repo, *args)
   return result.stdout.strip() if result.returncode == 0 else None
+
+
+def repository(start='.'):
+  """The top of the git checkout holding `start`; None outside one (or without git)."""
+  return output(start, 'rev-parse', '--show-toplevel')

@@ -8,13 +8,14 @@ belong together. $FLAX_BENCH_HISTORY names another; --history=PATH on the
 command line wins; --history=off records nothing.
 """
 
+import json
 import os
 import sqlite3
 import sys
 
 from bench.core.errors import UserError
 from bench.results import history
-from bench.run.git import output
+from bench.run.git import output, repository
 
 ENV = 'FLAX_BENCH_HISTORY'
 DEFAULT = os.path.join('~', '.cache', 'flax-bench', 'history.db')
@@ -25,11 +26,6 @@ def path(flag=None):
   """The history file to use (expanded), or None for --history=off."""
   chosen = flag or os.environ.get(ENV) or DEFAULT
   return None if chosen == OFF else os.path.expanduser(chosen)
-
-
-def repository(start='.'):
-  """The git repository holding `start`, or None."""
-  return output(start, 'rev-parse', '--show-toplevel')
 
 
 def commit_time(repo, commit):
@@ -77,6 +73,19 @@ def check(flag=None):
   if chosen:
     history.connect(chosen).close()
   return chosen
+
+
+def record_file(chosen, path):
+  """`record` of the report.json or ab.json at `path` (`history add`); a UserError for a
+  file that is not JSON."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      data = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path}: cannot read it as JSON ({getattr(e, "strerror", None) or e}); '
+                    'pass a report.json or an ab.json') from None
+  ab = isinstance(data, dict) and 'rounds' in data and 'base' in data  # an ab.json
+  return record(chosen, data, source=os.path.abspath(path), ab=ab)
 
 
 def record(chosen, data, source=None, ab=False):
