@@ -44,7 +44,7 @@ the machine out of the comparison instead:
     where a regression sits.
 
 Writes D/ab.json (after every round; `status` is `complete` at the end, schema in
-WORKSPACE.md), D/ab.md (a pull-request comment) and D/ab.png (every round's ratio
+docs/measurement.md), D/ab.md (a pull-request comment) and D/ab.png (every round's ratio
 per case). Each side's report of round R is kept as D/runs/R-SIDE.json, its log
 as D/logs/R-SIDE.log.
 

@@ -47,8 +47,8 @@ def usage():
             listed(configs.shipped()), '', 'models (--config.model=NAME):',
             listed(models.names()), '',
             f'Every config field, with its default: {os.path.join(configs.DIRECTORY, "base.py")}',
-            'What each field means, the workdir layout and the report schema: WORKSPACE.md in '
-            'the repository.']
+            'What each field means: docs/configuration.md; the workdir and the report schema: '
+            'docs/report.md (in the repository).']
   return '\n'.join(lines) + '\n'
 
 

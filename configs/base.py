@@ -1,7 +1,7 @@
 """Every config field with its default: one case, the seed MLP's train step.
 
 Other configs start from `get_config()` here and override a few fields; a suite
-adds named cases with `cases(...)`. WORKSPACE.md documents each field.
+adds named cases with `cases(...)`. docs/configuration.md documents each field.
 """
 
 import ml_collections

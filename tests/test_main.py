@@ -231,7 +231,7 @@ def test_flax_bench_entry_point():
   help_ = run('--help')
   assert help_.returncode == 0
   for text in ('  run            run a config', '  compare  ', '  gpu-check  ', 'quickstart',
-               'seed_cnn', 'resnet50', 'WORKSPACE.md'):
+               'seed_cnn', 'resnet50', 'docs/configuration.md'):
     assert text in help_.stdout, text
   unknown = run('nope')
   assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown subcommand 'nope'")

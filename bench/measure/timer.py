@@ -1,6 +1,6 @@
 """The one timer: compile separately, warm up, then time every step.
 
-How a step is timed (WORKSPACE.md repeats this):
+How a step is timed (docs/measurement.md repeats this):
   * Lowering and compilation are done ahead of time and timed on their own, so no
     timed call can trigger a compile.
   * Warm-up steps run first and are waited for (one device sync) before the clock

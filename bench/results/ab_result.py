@@ -4,7 +4,7 @@
 round) and makes the result: each case's figures and verdict (bench/results/
 ab_stats.py), the deterministic diff of the first reports of the two sides and
 the profiled cases' per-category and per-layer changes (bench/results/compare.py).
-`SCHEMA_VERSION` is ab.json's; WORKSPACE.md documents its keys.
+`SCHEMA_VERSION` is ab.json's; docs/measurement.md (Timing A/B) documents its keys.
 """
 
 import json

@@ -2,7 +2,7 @@
 
 A run writes DIR/report.json (the record), DIR/report.md (tables to read) and
 DIR/report.csv (one row per case), each atomically (bench/results/writer.py).
-WORKSPACE.md documents every key; `validate` enforces them, and `SCHEMA_VERSION`
+docs/report.md documents every key; `validate` enforces them, and `SCHEMA_VERSION`
 changes when they change. The renderings (markdown.py, tables.py, writer.py) read
 a report through the keys defined here.
 """
