@@ -2,8 +2,9 @@
 answer to "did two runs see the same machine" that compare, the history and the
 A/B share.
 
-A machine is its IDENTITY: a stable machine id (hashed: `machine_id`), the full
-CPU model, its cores and memory, the devices (kind, count, processes), XLA_FLAGS
+A machine is its IDENTITY: a stable machine id (hashed: `machine_id`), the CPU's
+model name and signature (vendor, family, model, stepping: a VM may name only "AMD
+EPYC"), its cores and memory, the devices (kind, count, processes), XLA_FLAGS
 and the jax/jaxlib versions (a jaxlib upgrade moves step times as a new machine
 would). Two runs saw the same machine when every identity key is equal and each
 measured peak (environment.peaks: matmul FLOP/s, copy bandwidth) is within
@@ -23,12 +24,12 @@ import os
 import platform
 import uuid
 
-IDENTITY = ('machine_id', 'cpu_model', 'cpu_count', 'memory_bytes', 'backend', 'device_kind',
-            'device_count', 'process_count', 'xla_flags', 'jax', 'jaxlib')
+IDENTITY = ('machine_id', 'cpu_model', 'cpu_signature', 'cpu_count', 'memory_bytes', 'backend',
+            'device_kind', 'device_count', 'process_count', 'xla_flags', 'jax', 'jaxlib')
 # Read from the environment block's `versions`, not from its top level.
 _VERSIONS = ('jax', 'jaxlib')
 # Keys that reports before the machine id lack: null there is not known, not a difference.
-_LATER = ('machine_id', 'memory_bytes')
+_LATER = ('machine_id', 'cpu_signature', 'memory_bytes')
 # How far a measured peak moves between runs of unchanged code on an unchanged
 # machine. Measured on a quiet 2-core VM, 48 processes: of the pairs of processes
 # that had the whole machine, 99% were within 1.31x (matmul) and 1.35x (copy); 8
@@ -89,13 +90,15 @@ def _cpuinfo():
   return fields
 
 
-def cpu_model(fields=None):
-  """The CPU's whole 'model name' and its signature: 'AMD EPYC (AuthenticAMD family 25
-  model 17 stepping 1)'; off Linux, what platform says."""
-  fields = _cpuinfo() if fields is None else fields
-  name = fields.get('model name') or platform.processor() or platform.machine() or None
-  signature = ' '.join(f'{label}{fields[key]}' for key, label in _SIGNATURE if fields.get(key))
-  return f'{name} ({signature})' if name and signature else name
+def cpu_model(fields):
+  """The CPU's whole 'model name' line ('AMD EPYC'); off Linux, what platform says."""
+  return fields.get('model name') or platform.processor() or platform.machine() or None
+
+
+def cpu_signature(fields):
+  """Which silicon: 'AuthenticAMD family 25 model 17 stepping 1' (x86), 'implementer
+  0x41 part 0xd0c ...' (Arm); None off Linux."""
+  return ' '.join(f'{label}{fields[key]}' for key, label in _SIGNATURE if fields.get(key)) or None
 
 
 def memory_bytes():
@@ -108,7 +111,9 @@ def memory_bytes():
 
 def host():
   """The host's identity keys, for the report's environment block."""
-  return {'machine_id': machine_id(), 'cpu_model': cpu_model(), 'cpu_count': os.cpu_count(),
+  fields = _cpuinfo()
+  return {'machine_id': machine_id(), 'cpu_model': cpu_model(fields),
+          'cpu_signature': cpu_signature(fields), 'cpu_count': os.cpu_count(),
           'memory_bytes': memory_bytes()}
 
 

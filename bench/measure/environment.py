@@ -61,7 +61,7 @@ def collect():
       # Devices of each process, in process order.
       'devices_per_process': [sum(d.process_index == p for d in devices)
                               for p in range(jax.process_count())],
-      # machine_id, cpu_model, cpu_count, memory_bytes: bench/core/machine.py's identity.
+      # machine_id, cpu_model, cpu_signature, cpu_count, memory_bytes: bench/core/machine.py.
       **machine.host(),
       'xla_flags': os.environ.get('XLA_FLAGS'),
       'compile_cache': compile_cache.current(),

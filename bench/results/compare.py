@@ -53,7 +53,8 @@ from bench.results import schema as report_lib
 
 MIN_SAMPLES = 5
 _ENVIRONMENT_KEYS = ('python', 'backend', 'device_kind', 'device_count', 'process_count',
-                     'machine_id', 'cpu_model', 'cpu_count', 'memory_bytes', 'xla_flags')
+                     'machine_id', 'cpu_model', 'cpu_signature', 'cpu_count', 'memory_bytes',
+                     'xla_flags')
 
 Difference = collections.namedtuple('Difference', 'key base new')
 Peak = collections.namedtuple('Peak', 'key base new ratio')

@@ -181,20 +181,35 @@ def _unreadable(source, what):
                    'report.json or an ab.json')
 
 
-def record_report(conn, report, source=None, commit_time=None):
-  """Records a report (any schema with cases[].step_time_s and environment): one
-  transaction. Returns the run's id, or None when this report was recorded before."""
+def check_report(report, source=None):
+  """A UserError unless `report` can be recorded: a report of this schema version that
+  validates, or of an older one whose cases have names and whose figures read here
+  are numbers (schema.check_figures)."""
   if not isinstance(report, dict) or not isinstance(report.get('cases'), list) \
       or not isinstance(report.get('environment'), dict) \
       or not all(isinstance(c, dict) and isinstance(c.get('name'), str)
                  for c in report['cases']):
     raise _unreadable(source, 'a benchmark report')
-  try:  # every key of this version's reports; the figures read here of older ones
+  try:
     (report_lib.validate if report.get('schema_version') == report_lib.SCHEMA_VERSION
      else report_lib.check_figures)(report)
   except (ValueError, TypeError) as e:
     raise UserError(f'{source or "the report"}: {e}; not recorded: pass a report.json as a '
                     'run wrote it') from None
+
+
+def check_ab(result, source=None):
+  """A UserError unless `result` is an A/B result (ab.json) that can be recorded."""
+  try:
+    result['new']['commit'], result['base']['commit'], [c['name'] for c in result['cases']]
+  except (KeyError, TypeError):
+    raise _unreadable(source, 'an A/B result') from None
+
+
+def record_report(conn, report, source=None, commit_time=None):
+  """Records a report (check_report): one transaction. Returns the run's id, or None
+  when this report was recorded before."""
+  check_report(report, source)
   env, suite = report['environment'], report.get('suite') or {}
   with _transaction(conn):
     run_id = _insert_run(conn, report, env, kind='run', commit_sha=env.get('git_commit'),
@@ -213,10 +228,7 @@ def record_report(conn, report, source=None, commit_time=None):
 def record_ab(conn, result, source=None, commit_time=None):
   """Records an A/B result (ab.json): its verdicts per case, under its new commit,
   against its base. Returns the run's id, or None when recorded before."""
-  try:
-    result['new']['commit'], result['base']['commit'], [c['name'] for c in result['cases']]
-  except (KeyError, TypeError):
-    raise _unreadable(source, 'an A/B result') from None
+  check_ab(result, source)
   with _transaction(conn):
     run_id = _insert_run(conn, result, result.get('machine') or {}, kind='ab',
                          commit_sha=result['new']['commit'],

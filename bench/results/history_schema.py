@@ -67,8 +67,10 @@ CREATE INDEX cases_by_name ON cases (name);
 CREATE INDEX runs_by_commit ON runs (commit_sha);
 """, """
 -- bench/core/machine.py's whole identity: the hashed machine id (null: a machine
--- recorded before, or a report without one: unknown), memory, jax and jaxlib.
+-- recorded before, or a report without one: unknown), the CPU's signature, memory,
+-- jax and jaxlib.
 ALTER TABLE machines ADD COLUMN host_id TEXT;
+ALTER TABLE machines ADD COLUMN cpu_signature TEXT;
 ALTER TABLE machines ADD COLUMN memory_bytes INTEGER;
 ALTER TABLE machines ADD COLUMN jax TEXT;
 ALTER TABLE machines ADD COLUMN jaxlib TEXT;

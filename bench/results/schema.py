@@ -134,15 +134,16 @@ REPORT_KEYS = ('schema_version', 'suite', 'environment', 'cases', 'ratios', 'sca
 SCALING_KEYS = ('case', 'of', 'mode', 'devices', 'batch_size', 'per_device_batch', 'parallel',
                 'step_time_s', 'examples_per_s', 'speedup', 'efficiency', 'collective_bytes')
 SCALING_MODES = ('weak', 'strong')
-# bench/measure/environment.py's block: what produced the numbers. machine_id (hashed)
-# and memory_bytes (bench/core/machine.py) came after schema 11's first reports: a
-# report without them (the committed CI baseline) is still of schema 11, its machine
-# unknown to compare and the history.
+# bench/measure/environment.py's block: what produced the numbers. machine_id (hashed),
+# cpu_signature and memory_bytes (bench/core/machine.py) came after schema 11's first
+# reports: a report without them (the committed CI baseline) is still of schema 11,
+# its machine unknown to compare and the history.
 ENVIRONMENT_KEYS = ('python', 'versions', 'backend', 'device_kind', 'device_count',
                     'local_device_count', 'process_count', 'devices_per_process', 'machine_id',
-                    'cpu_model', 'cpu_count', 'memory_bytes', 'xla_flags', 'compile_cache',
-                    'git_commit', 'git_dirty', 'hostname', 'command', 'peaks', 'timestamp_utc')
-_LATER_ENVIRONMENT_KEYS = ('machine_id', 'memory_bytes')
+                    'cpu_model', 'cpu_signature', 'cpu_count', 'memory_bytes', 'xla_flags',
+                    'compile_cache', 'git_commit', 'git_dirty', 'hostname', 'command', 'peaks',
+                    'timestamp_utc')
+_LATER_ENVIRONMENT_KEYS = ('machine_id', 'cpu_signature', 'memory_bytes')
 # environment.peaks (bench/measure/peaks.py; null until the cases are done): the device the
 # peaks were measured on, best matmul FLOP/s and its square size per dtype of the
 # cases ({dtype: value}), best copy bandwidth (bytes read + written per second) and

@@ -95,6 +95,8 @@ def record(chosen, data, source=None, ab=False):
   repo = repository(os.path.dirname(os.path.abspath(__file__)))
   side = (data.get('new') if ab else data.get('environment')) if isinstance(data, dict) else None
   commit = side.get('commit' if ab else 'git_commit') if isinstance(side, dict) else None
+  # Checked before the file is opened: a refused file leaves no new history behind.
+  (history.check_ab if ab else history.check_report)(data, source)
   conn = history.connect(chosen)
   try:
     write = history.record_ab if ab else history.record_report
