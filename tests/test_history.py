@@ -232,6 +232,9 @@ def test_a_finished_run_is_recorded(tmp_path):
   assert run['commit_sha'] == report['environment']['git_commit']
   (row,) = history.case_runs(conn)
   assert row['median_s'] == report['cases'][0]['step_time_s']['median']
+  env = report['environment']
+  assert (row['host_id'], row['cpu_model'], row['cpu_signature'], row['memory_bytes']) == (
+      env['machine_id'], env['cpu_model'], env['cpu_signature'], env['memory_bytes'])
   assert os.path.exists(db)
 
 
