@@ -10,7 +10,8 @@ measured, or all of it as JSON; with --plots writes proxies.png,
 roofline.png and predicted.png. --fit judges the cost model fitted on another
 profiled report (another batch size or input size, say) on this one's cases.
 Exit status 2, with one line on stderr, for a bad flag, a file that is not a
-report, fewer than 4 timed cases, or a --fit report without profiled cases.
+report, fewer than 4 timed cases, or a --fit report, or this one with --fit, without
+profiled cases. A section the report cannot have is one line saying what it needs.
 """
 
 import json
@@ -49,7 +50,10 @@ def main(argv=None):
   if model is None:
     judged, title = cost_model.leave_one_family_out(report), None
   else:
-    judged, title = cost_model.judge(model, report), f'The cost model fitted on {args.fit}'
+    try:
+      judged, title = cost_model.judge(model, report), f'The cost model fitted on {args.fit}'
+    except UserError as e:
+      fail(f'{args.report}: {e}')
   memory = memory_model.leave_one_family_out(report)
   if args.plots:
     from bench.results import plots  # pylint: disable=import-outside-toplevel  (matplotlib is slow)
@@ -67,6 +71,9 @@ def main(argv=None):
   else:
     section = (cost_model.markdown(judged, *([title] if title else []))
                + memory_model.markdown(memory))
+    absent = [line for line in (None if judged else cost_model.missing(report),
+                                None if memory else memory_model.missing(report)) if line]
+    section += [''] + absent if absent else []
     sys.stdout.write('\n'.join(analysis.markdown(result) + section) + '\n')
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from bench.results import analysis
+from bench.results import fits
 from bench.results import formatting
 from bench.results import schema as report_lib
+from bench.results import significance
 from bench.results import writer
 from tests.conftest import call_cli, run_cli
 from tests.test_report import _ENV, _case
@@ -171,9 +173,9 @@ def test_degenerate_reports_render_and_write(tmp_path):
 
 
 def test_a_wild_fit_gives_finite_numbers():
-  assert analysis.fold_error(1e-300, 1.0) == pytest.approx(1e300)
-  assert analysis.fold_error(0.0, 1.0) is None and analysis.fold_error(None, 1.0) is None
-  assert analysis.loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
+  assert fits.fold_error(1e-300, 1.0) == pytest.approx(1e300)
+  assert fits.fold_error(0.0, 1.0) is None and fits.fold_error(None, 1.0) is None
+  assert fits.loglog_predict((1000.0, 0.0), 10.0) == pytest.approx(np.exp(700))
   assert formatting.fmt(float('inf')) == 'inf' and formatting.fmt(float('nan')) == 'n/a'
   assert formatting.fmt(np.exp(700)) == '1.01e+304'
   assert formatting.fmt(123_456_789_012) == '123456789012'
@@ -228,11 +230,12 @@ def test_a_proxy_pointing_the_wrong_way_is_named_and_never_the_best():
   assert params['wrong_way'] is True
   assert _row(result, 'flops')['wrong_way'] is False and _row(result, 'flops')['r2_log'] < 0.999
   text = '\n'.join(analysis.markdown(analysis.analyze(_report(specs))))
-  assert '| parameters | 5 | **points the wrong way** | -1.000 | ' in text
-  assert '| XLA FLOPs | 5 | more, slower | 1.000 | ' in text
+  # A perfect ordering of 5 cases: 2 of the 5! = 120 orderings are as extreme (p = 0.017).
+  assert '| parameters | 5 | **points the wrong way** | -1.00 | 0.017 | ' in text
+  assert '| XLA FLOPs | 5 | more, slower | 1.00 | 0.017 | ' in text
   assert ('\n- **Parameter count points the wrong way**: here the cases with more parameters '
-          'took less time per step (Spearman rho = -1.000, log-log slope -1.000). Its R^2 = '
-          '1.000 measures that inverse trend; it is not parameters costing time. The log-log '
+          'took less time per step (Spearman rho = -1.00, log-log slope -1.000). Its R^2 = '
+          '1.00 measures that inverse trend; it is not parameters costing time. The log-log '
           'fit on the other cases, with its negative slope, predicts a case\'s time within a '
           'median factor of 1.00x.') in text
   assert 'Parameter count** explains' not in text
@@ -250,3 +253,49 @@ def test_when_every_proxy_points_the_wrong_way_none_is_best():
   assert 'The best single proxy' not in text
   assert ('\n- No proxy here points the right way (more of it, more time): none predicts '
           'these step times.\n') in text
+
+
+def test_spearman_p_is_exact_at_small_n_and_never_below_what_n_allows():
+  # A perfect ordering of 5: 2 of the 120 orderings (it and its reverse) are as extreme.
+  assert significance.spearman(np.arange(5.0), np.arange(5.0)**3) == (1.0, 2 / 120)
+  assert significance.spearman(np.arange(8.0), -np.arange(8.0)) == (-1.0, 2 / 40320)
+  # Ties take average ranks; the p is scipy's exact permutation test's.
+  rho, p = significance.spearman([1, 1, 2, 2, 3], [5, 3, 1, 2, 4])
+  assert rho == pytest.approx(-0.2635231383)
+  assert p == pytest.approx(80 / 120)
+  # 4 cases: even a perfect ordering is p = 2/24, so no p at all.
+  assert significance.spearman(np.arange(4.0), np.arange(4.0)) == (1.0, None)
+  assert significance.spearman(np.arange(6.0), np.ones(6)) == (None, None)
+  # Past 8 cases, random orderings: the p of a perfect ordering is at the resolution.
+  _, p = significance.spearman(np.arange(12.0), np.arange(12.0))
+  assert p == 1 / (significance.PERMUTATIONS + 1)
+  _, p = significance.spearman(np.arange(12.0), np.arange(12.0)[[1, 0, 3, 2, 5, 4, 7, 6, 9, 8,
+                                                                    11, 10]])
+  assert 0 < p < 1e-3
+
+
+def test_a_report_of_5_cases_prints_no_p_below_2_in_120():
+  # The quickstart's shape: a two-term fit whose leave-one-out predictions order the 5
+  # cases perfectly, which scipy's t approximation called p = 1.4e-24.
+  specs = [('mlp_b32', 445_450, 6.6e7, 2.4e7, 0.0015), ('cnn_b32', 227_146, 9.7e8, 1.7e8, 0.067),
+           ('mlp_b256', 445_450, 4.9e8, 3.5e7, 0.010), ('cnn_b256', 227_146, 7.8e9, 1.3e9, 0.58),
+           ('shapes', 226_118, 9.7e8, 1.7e8, 0.074)]
+  result = analysis.analyze(_report(specs))
+  ps = [row['spearman_p'] for row in result['proxies'] + result['predictors']]
+  assert min(ps) == pytest.approx(2 / 120)
+  assert significance.P_NOTE in analysis.markdown(result)
+
+
+def test_inverted_pairs_only_between_cases_doing_the_same_work():
+  report = _report([('mlp_b32', 400_000, 6e7, 2e7, 0.0015), ('cnn_b32', 200_000, 1e9, 2e8, 0.067),
+                    ('mlp_b256', 400_000, 5e8, 3e7, 0.010), ('cnn_b256', 200_000, 8e9, 1e9, 0.58)])
+  for case in report['cases']:
+    case['config']['batch_size'] = int(case['name'].split('_b')[1])
+  result = analysis.analyze(report)
+  # cnn_b256 against mlp_b32 would be 387x: batch 256 against 32, not a model's cost.
+  assert [(p['case'], p['other']) for p in result['inverted_pairs']] == [
+      ('cnn_b256', 'mlp_b256'), ('cnn_b32', 'mlp_b32')]
+  text = '\n'.join(analysis.markdown(result))
+  assert ('- cnn_b256 has 0.500x the parameters of mlp_b256 and takes 58.0x its time per step '
+          '(same batch and input shape).') in text
+  assert 'of mlp_b32 and takes 387x' not in text

@@ -186,6 +186,29 @@ def test_analysis_command_judges_the_model_and_draws_it(tmp_path):
   assert unprofiled.stderr == (f'error: --fit={tmp_path / "c" / "report.json"}: fewer than 2 '
                                'profiled cases to fit the cost model on; run its config with '
                                '--config.profile=True\n')
+  # This report unprofiled, the other profiled: nothing to predict, one line (not an
+  # empty table).
+  (tmp_path / 'd').mkdir()
+  timed_only = _report(study[:4])
+  for case in timed_only['cases']:
+    case['profile']['steps'] = None
+  writer.write(str(tmp_path / 'd'), timed_only)
+  nothing = call_cli(str(tmp_path / 'd' / 'report.json'), f'--fit={tmp_path / "a" / "report.json"}',
+                     module='bench.analysis')
+  assert nothing.returncode == 2 and nothing.stdout == ''
+  assert nothing.stderr == (f'error: {tmp_path / "d" / "report.json"}: no profiled timed cases '
+                            'for the cost model to predict; run its config with '
+                            '--config.profile=True\n')
+  # Without --fit, the section it cannot have says what it needs.
+  alone = call_cli(str(tmp_path / 'd' / 'report.json'), module='bench.analysis')
+  assert alone.returncode == 0, alone.stderr
+  assert ('\n"What predicts step time" needs profiled cases (--config.profile=True) of 3 or '
+          'more model families, one to predict and two to fit on; this report has 0 profiled '
+          'cases.\n') in alone.stdout
+  one_family = _report([c for c in study if c['config']['model'] == 'seed_cnn'])
+  assert cost_model.missing(one_family).endswith(
+      'this report has 4 profiled cases of 1 family: seed CNN.')
+  assert cost_model.missing(_report(study)) is None
 
 
 # ------------------------------------------------------------------------ predict
@@ -206,9 +229,9 @@ def test_the_roofline_prediction_lies_between_the_max_and_the_sum_of_its_bounds(
   config.select = 'cnn_b32'
   (row,) = predict.predict(config)
   records = []
-  monkeypatch.setattr(predict.schema, 'new_case',
-                      lambda *a, real=predict.schema.new_case: records.append(real(*a)) or
-                      records[-1])
+  monkeypatch.setattr(predict.case_record, 'assemble',
+                      lambda *a, real=predict.case_record.assemble, **k:
+                      records.append(real(*a, **k)) or records[-1])
   predict.predict(config)
   flops, nbytes = records[0]['xla']['flops'], records[0]['xla']['bytes_accessed']
   assert max(flops / 1e11, nbytes / 1e10) <= row['predicted_s'] <= flops / 1e11 + nbytes / 1e10

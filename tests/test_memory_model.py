@@ -67,10 +67,19 @@ def test_too_few_families_or_no_measured_peaks_is_no_table():
   report['cases'] = [c for c in report['cases'] if c['config']['model'] != 'resnet18']
   assert memory_model.leave_one_family_out(report) is None
   assert memory_model.markdown(None) == []
+  # report.md says what the section needs instead ('tiny' is under MIN_BUFFERS).
+  assert memory_model.missing(report) == (
+      '"What predicts peak memory" needs timed cases on one CPU device whose step buffers '
+      'take at least 32.0 MiB, of 3 or more model families; this report has 4 such cases of '
+      '2 families: MLPs, MobileNetV2.')
+  assert memory_model.missing(_report()) is None
   # On a GPU the step's buffers are not in the process's resident memory: no judgement.
   gpu = _report()
   gpu['environment'] = {**gpu['environment'], 'backend': 'gpu'}  # not the shared dict
   assert memory_model.usable(gpu) == [] and memory_model.leave_one_family_out(gpu) is None
+  assert memory_model.missing(gpu) == ('"What predicts peak memory" needs a run on CPU: a '
+                                       "step's peak is measured there only; this report ran "
+                                       'on gpu.')
   several = _report()
   for case in several['cases']:
     case['num_devices'] = 2  # buffers per device, the peak the process's: not compared

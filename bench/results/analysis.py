@@ -3,7 +3,8 @@
 Over the timed cases of a report (status ok, with a median step time):
   * each proxy (parameters, trainable parameters, XLA FLOPs, XLA bytes accessed,
     activation bytes, compiled temp bytes) against step time: Spearman's rank
-    correlation, Pearson's r of log time on log proxy with its R^2 and slope, and
+    correlation with its permutation p (significance.py), Pearson's r of log time on
+    log proxy with its R^2 and slope, and
     the median fold error of that log-log fit predicting each case from the
     others (leave-one-out), so a proxy is not judged on the case it was fitted to;
   * the roofline: predicted time = max(FLOPs / peak FLOP/s, bytes / peak
@@ -12,7 +13,8 @@ Over the timed cases of a report (status ok, with a median step time):
     the device could do;
   * time ~ a * FLOPs + b * bytes (a, b >= 0, least squares on relative errors so
     that slow cases do not outweigh fast ones), judged leave-one-out.
-Fold error: max(predicted / measured, measured / predicted), 1 = exact.
+Fold error: max(predicted / measured, measured / predicted), 1 = exact (fits.py).
+Cases are compared in pairs only where they do the same work per step (`work`).
 
 Its command line is bench/analysis.py (python -m bench.analysis REPORT.json).
 """
@@ -24,7 +26,9 @@ import math
 import numpy as np
 
 from bench.core.stats import median as _median
+from bench.results import fits
 from bench.results import formatting
+from bench.results import significance
 
 # Proxies: key, label, and where a case record holds it.
 PROXIES = (
@@ -41,11 +45,6 @@ LABELS = dict((key, label) for key, label, _ in PROXIES)
 MIN_CASES = 4
 # How many cases and pairs the verdict names.
 _NAMED = 3
-# Log-space predictions are clipped here, so that a wild fit gives a huge but finite
-# number (exp(700) ~ 1e304), which JSON and the Markdown formatting can hold.
-_MAX_LOG = 700.0
-# A log-log fit needs its proxy to vary by more than this factor over the cases fitted.
-_MIN_SPREAD = math.log(1.01)
 
 
 def points(report):
@@ -56,10 +55,18 @@ def points(report):
     if case['status'] != 'ok' or not time or case['config'].get('benchmark') == 'input':
       continue
     row = {'name': case['name'], 'dtype': case['config'].get('dtype'), 'time': time,
-           'dominant': dominant(case)}
+           'dominant': dominant(case), 'work': work(case)}
     row.update({key: get(case) for key, _, get in PROXIES})
     rows.append(row)
   return rows
+
+
+def work(case):
+  """What a step of `case` processes: (batch, input shape, dtype, devices). Two cases' time
+  ratio says what their models cost only where these are the same."""
+  cfg = case['config']
+  return (cfg.get('batch_size'), tuple(cfg.get('image_shape') or ()), cfg.get('dtype'),
+          case.get('num_devices'))
 
 
 def dominant(case):
@@ -88,57 +95,26 @@ def _dominant_text(row):
   return text
 
 
-def fold_error(predicted, measured):
-  """max(predicted / measured, measured / predicted); None without a prediction."""
-  if predicted is None or predicted <= 0:
-    return None
-  return math.exp(min(abs(math.log(predicted) - math.log(measured)), _MAX_LOG))
-
-
 def _finite(value):
   value = float(value)
   return value if math.isfinite(value) else None
 
 
-def _leave_one_out(fit, predict, x, t):
-  """Prediction for each case by the model `fit` on all the others."""
-  keep = np.ones(len(t), dtype=bool)
-  predictions = []
-  for i in range(len(t)):
-    keep[i] = False
-    predictions.append(predict(fit(x[keep], t[keep]), x[i]))
-    keep[i] = True
-  return predictions
-
-
-def loglog_fit(x, t):
-  """(slope, intercept) of log t on log x; None where x hardly varies (any slope fits)."""
-  if np.ptp(np.log(x)) < _MIN_SPREAD:
-    return None
-  slope, intercept = np.polyfit(np.log(x), np.log(t), 1)
-  return slope, intercept
-
-
-def loglog_predict(model, x):
-  if model is None:
-    return None
-  slope, intercept = model
-  return float(np.exp(np.clip(intercept + slope * np.log(x), -_MAX_LOG, _MAX_LOG)))
-
-
 def _agreement(x, t):
-  """Spearman's rho (and p), Pearson's r of log t on log x, its R^2 and slope, and
-  whether x points the wrong way: more of it going with less time (a negative rho
-  or slope), where a high R^2 measures that inverse trend, not a cost."""
-  if len(t) < 3 or np.ptp(np.log(x)) < _MIN_SPREAD:
+  """Spearman's rho and its permutation p (significance.spearman), Pearson's r of log t
+  on log x, its R^2 and slope, and whether x points the wrong way: more of it going with
+  less time (a negative rho or slope), where a high R^2 measures that inverse trend, not
+  a cost."""
+  if len(t) < 3 or np.ptp(np.log(x)) < fits.MIN_SPREAD:
     return {'spearman': None, 'spearman_p': None, 'pearson_log': None, 'r2_log': None,
             'slope': None, 'wrong_way': None}
-  from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
-  rho, p = stats.spearmanr(x, t)
-  r, _ = stats.pearsonr(np.log(x), np.log(t))
-  slope = float(loglog_fit(x, t)[0])
-  return {'spearman': _finite(rho), 'spearman_p': _finite(p), 'pearson_log': _finite(r),
-          'r2_log': _finite(r * r), 'slope': slope, 'wrong_way': bool(rho < 0 or slope < 0)}
+  rho, p = significance.spearman(x, t)
+  with np.errstate(invalid='ignore', divide='ignore'):  # constant times: r is nan, then None
+    r = np.corrcoef(np.log(x), np.log(t))[0, 1]
+  slope = float(fits.loglog_fit(x, t)[0])
+  return {'spearman': rho, 'spearman_p': p, 'pearson_log': _finite(r),
+          'r2_log': _finite(r * r), 'slope': slope,
+          'wrong_way': bool((rho or 0) < 0 or slope < 0)}
 
 
 def _proxy_row(key, rows):
@@ -149,8 +125,9 @@ def _proxy_row(key, rows):
   predictions = {}
   if row['slope'] is not None:
     predictions = dict(zip((r['name'] for r in usable),
-                           _leave_one_out(loglog_fit, loglog_predict, x, t)))
-  row['fold_error'] = _median(fold_error(predictions.get(r['name']), r['time']) for r in usable)
+                           fits.leave_one_out(fits.loglog_fit, fits.loglog_predict, x, t)))
+  row['fold_error'] = _median(fits.fold_error(predictions.get(r['name']), r['time'])
+                              for r in usable)
   return row, predictions
 
 
@@ -174,31 +151,22 @@ def case_roofline(row, peaks):
   return roofline(row['flops'], row['bytes'], row['dtype'], peaks)
 
 
-def two_term_fit(x, t):
-  """(a, b) >= 0 minimising the squared relative error of a * FLOPs + b * bytes."""
-  from scipy import optimize  # pylint: disable=import-outside-toplevel
-  coefficients, _ = optimize.nnls(x / t[:, None], np.ones_like(t))
-  return coefficients
-
-
-def two_term_predict(coefficients, x):
-  return float(x @ coefficients)
-
-
 def _predictor_row(key, label, rows, predictions):
   usable = [r for r in rows if (predictions.get(r['name']) or 0) > 0]
   x = np.array([predictions[r['name']] for r in usable], dtype=np.float64)
   t = np.array([r['time'] for r in usable], dtype=np.float64)
   return {'proxy': key, 'label': label, 'n': len(usable), **_agreement(x, t),
-          'fold_error': _median(fold_error(predictions[r['name']], r['time']) for r in usable)}
+          'fold_error': _median(fits.fold_error(predictions[r['name']], r['time']) for r in usable)}
 
 
 def _inverted_pairs(rows):
-  """Pairs where the case with fewer parameters is slower, most inverted first (by
-  time ratio over parameter ratio), each case named first at most once."""
+  """Pairs doing the same work (batch, input, dtype, devices) where the case with fewer
+  parameters is slower, most inverted first (by time ratio over parameter ratio), each
+  case named first at most once."""
   pairs = []
   for a, b in itertools.permutations(rows, 2):
-    if a['params'] and b['params'] and a['params'] < b['params'] and a['time'] > b['time']:
+    if (a['work'] == b['work'] and a['params'] and b['params'] and a['params'] < b['params']
+        and a['time'] > b['time']):
       pairs.append({'case': a['name'], 'other': b['name'],
                     'params_ratio': a['params'] / b['params'], 'time_ratio': a['time'] / b['time']})
   pairs.sort(key=lambda p: p['time_ratio'] / p['params_ratio'], reverse=True)
@@ -208,6 +176,15 @@ def _inverted_pairs(rows):
       named.add(pair['case'])
       chosen.append(pair)
   return chosen
+
+
+def missing(report):
+  """Why `report` has no analysis section (a line), or None where it has one."""
+  n = len(points(report))
+  if n >= MIN_CASES:
+    return None
+  return (f'"Does parameter count predict step time?" needs {MIN_CASES} or more timed cases '
+          f'with status ok (input-only cases do not count); this report has {n}.')
 
 
 def analyze(report):
@@ -228,9 +205,9 @@ def analyze(report):
   t = np.array([r['time'] for r in fitted], dtype=np.float64)
   two_term, coefficients = {}, None
   if len(fitted) >= 3:
-    coefficients = [float(c) for c in two_term_fit(x, t)]
+    coefficients = [float(c) for c in fits.two_term_fit(x, t)]
     two_term = dict(zip((r['name'] for r in fitted),
-                        _leave_one_out(two_term_fit, two_term_predict, x, t)))
+                        fits.leave_one_out(fits.two_term_fit, fits.two_term_predict, x, t)))
   predictors = [
       _predictor_row('roofline', 'roofline max(FLOPs / peak, bytes / bandwidth)', rows,
                      {name: predicted for name, (predicted, _) in roof.items()}),
@@ -362,7 +339,8 @@ def _verdict(result):
                    'a cache serves, so the memory term overestimates cases whose working set '
                    'fits in cache.')
     if beat['compute']:
-      lines.append(f'  {beat["compute"]} compute-bound cases beat the measured matmul peak.')
+      lines.append(f'  {beat["compute"]} compute-bound case{"s" * (beat["compute"] > 1)} beat '
+                   'the measured matmul peak.')
   if result['two_term']:
     a, b = result['two_term']['a_s_per_flop'], result['two_term']['b_s_per_byte']
     lines.append(
@@ -370,7 +348,7 @@ def _verdict(result):
         f'{_rate("b", b, "GB/s")}. Left out of the fit, each case is predicted within a '
         f'median factor of {_times(by_key["two_term"]["fold_error"])}.')
   mislead = sorted((c for c in result['cases'] if c['params_fit_s']),
-                   key=lambda c: fold_error(c['params_fit_s'], c['time']), reverse=True)
+                   key=lambda c: fits.fold_error(c['params_fit_s'], c['time']), reverse=True)
   if mislead:
     lines.append('- **Where parameters mislead most** (time predicted from the parameter '
                  'count by the log-log fit on the other cases):')
@@ -381,7 +359,8 @@ def _verdict(result):
   by_name = {c['name']: c for c in result['cases']}
   for pair in result['inverted_pairs']:
     lines.append(f'- {pair["case"]} has {_times(pair["params_ratio"])} the parameters of '
-                 f'{pair["other"]} and takes {_times(pair["time_ratio"])} its time per step'
+                 f'{pair["other"]} and takes {_times(pair["time_ratio"])} its time per step '
+                 '(same batch and input shape)'
                  f'{_dominant_text(by_name[pair["case"]])}.')
   return lines
 
@@ -396,5 +375,5 @@ def markdown(result):
            'for the log-log fits and a*F+b*B predicting each case from the others '
            '(leave-one-out). Plots, written when the run ends (or by python -m bench.analysis '
            '--plots=DIR): proxies.png, roofline.png.', '']
-          + _correlation_table(result) + [''] + _verdict(result) + ['', 'Per case:', '']
-          + _case_table(result))
+          + _correlation_table(result) + ['', significance.P_NOTE, ''] + _verdict(result)
+          + ['', 'Per case:', ''] + _case_table(result))

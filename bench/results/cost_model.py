@@ -38,6 +38,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.results import analysis
+from bench.results import fits
 from bench.results import formatting
 
 # A case's family, from its model's name: the first prefix that matches; any other
@@ -176,17 +177,17 @@ def _proxy_predictor(key, fitted):
     return None if model is None else (lambda case: predict(model, features(case)))
   if key == TWO_TERM:
     x = np.array([[c['xla']['flops'], c['xla']['bytes_accessed']] for c in fitted], float)
-    coefficients = analysis.two_term_fit(x, np.array([c['step_time_s']['median'] for c in fitted],
-                                                     float))
-    return lambda case: analysis.two_term_predict(
+    coefficients = fits.two_term_fit(x, np.array([c['step_time_s']['median'] for c in fitted],
+                                                 float))
+    return lambda case: fits.two_term_predict(
         coefficients, np.array([case['xla']['flops'], case['xla']['bytes_accessed']], float))
   get = next(g for k, _, g in PROXIES if k == key)
   x = np.array([get(c) for c in fitted], float)
-  line = None if (x <= 0).any() else analysis.loglog_fit(
+  line = None if (x <= 0).any() else fits.loglog_fit(
       x, np.array([c['step_time_s']['median'] for c in fitted], float))
   if line is None:
     return None
-  return lambda case: analysis.loglog_predict(line, get(case)) if get(case) else None
+  return lambda case: fits.loglog_predict(line, get(case)) if get(case) else None
 
 
 def usable(report):
@@ -221,13 +222,30 @@ def leave_one_family_out(report):
   return {'cases': rows, 'proxies': errors(rows), 'model': fit(cases)}
 
 
+def missing(report):
+  """Why `report` has no leave-one-family-out section (a line), or None where it can."""
+  cases = usable(report)
+  families = sorted({family(c['config']['model']) for c in cases})
+  if len(families) >= MIN_FAMILIES:
+    return None
+  return (f'"What predicts step time" needs profiled cases (--config.profile=True) of '
+          f'{MIN_FAMILIES} or more model families, one to predict and two to fit on; this '
+          f'report has {len(cases)} profiled cases' + (
+              f' of {len(families)} {"family" if len(families) == 1 else "families"}: '
+              f'{", ".join(families)}.' if cases else '.'))
+
+
 def judge(model, report):
   """The cost model `model` (fitted on another report: another batch or input size)
   predicting this report's usable cases: the same shape as leave_one_family_out's,
-  with the cost model alone."""
+  with the cost model alone. UserError when `report` has no profiled case to predict."""
+  cases = usable(report)
+  if not cases:
+    raise UserError('no profiled timed cases for the cost model to predict; run its config '
+                    'with --config.profile=True')
   rows = [{'name': c['name'], 'family': family(c['config']['model']),
            'measured_s': c['step_time_s']['median'],
-           'predicted': {COST_MODEL: predict(model, features(c))}} for c in usable(report)]
+           'predicted': {COST_MODEL: predict(model, features(c))}} for c in cases]
   return {'cases': rows, 'proxies': errors(rows, keys=(COST_MODEL,)), 'model': model}
 
 
@@ -237,7 +255,7 @@ def errors(rows, keys=KEYS, labels=None, measured='measured_s'):
   labels = labels or LABELS
   out = []
   for key in keys:
-    errors = [e for e in (analysis.fold_error(r['predicted'].get(key), r[measured]) for r in rows)
+    errors = [e for e in (fits.fold_error(r['predicted'].get(key), r[measured]) for r in rows)
               if e is not None]
     out.append({'proxy': key, 'label': labels[key], 'n': len(errors),
                 'median': float(np.median(errors)) if errors else None,
@@ -283,7 +301,7 @@ def markdown(result, title='What predicts step time (leave one family out)'):
       ('case', 'family', 'measured', *(LABELS[k] for k in keys), 'cost model fold error'),
       [[r['name'], r['family'], _ms(r['measured_s']),
         *(_ms(r['predicted'].get(k)) for k in keys),
-        formatting.times(analysis.fold_error(r['predicted'].get(COST_MODEL), r['measured_s']))]
+        formatting.times(fits.fold_error(r['predicted'].get(COST_MODEL), r['measured_s']))]
        for r in sorted(result['cases'], key=lambda r: r['measured_s'])])
   model = result['model']
   if model:

@@ -2,6 +2,10 @@
 
 import collections
 
+from bench.results import analysis
+from bench.results import cost_model
+from bench.results import memory_model
+from bench.results import significance
 from bench.results import tables
 from bench.results.formatting import fmt, table, times
 
@@ -19,7 +23,29 @@ def _environment_line(env):
           f'{env["hostname"]}, {env["timestamp_utc"]}')
 
 
-def _verdict(row):
+def _unlike(a, b, t):
+  """' Not like with like: ...' where cases `a` and `b` differ in what a step processes
+  (analysis.work), with the time ratio `t` per example where only the batch differs."""
+  work_a, work_b = analysis.work(a), analysis.work(b)
+  if work_a == work_b:
+    return ''
+  names = ('batch', 'input', 'dtype', 'devices')
+  differ = '; '.join(f'{name} {_shown(x)} against {_shown(y)}'
+                     for name, x, y in zip(names, work_a, work_b) if x != y)
+  text = (f' **Not like with like**: {differ}, so these ratios compare different work per '
+          'step')
+  if work_a[1:] == work_b[1:] and work_a[0] and work_b[0]:
+    text += f'; per example, it takes {times(t * work_b[0] / work_a[0])} its time'
+  return text + '.'
+
+
+def _shown(value):
+  if isinstance(value, tuple):
+    return 'x'.join(map(str, value)) or 'n/a'
+  return str(value)
+
+
+def _verdict(row, by_name):
   p, f, t = row['params'], row['flops'], row['step_time']
   if None in (p, f, t):
     return f'- {row["numerator"]} vs {row["denominator"]}: not comparable (a case failed).'
@@ -27,8 +53,21 @@ def _verdict(row):
                else 'points the right way')
   return (f'- **{row["numerator"]}** has {times(p)} the parameters of '
           f'**{row["denominator"]}**, {times(f)} its XLA FLOPs, and takes {times(t)} its '
-          f'time per step. Parameter count {direction}, off by a factor of '
-          f'{fmt(max(t / p, p / t))}; FLOPs are off by {fmt(max(t / f, f / t))}.')
+          f'time per step. Parameter count {direction}: the parameter ratio ({times(p)}) '
+          f'misses the time ratio ({times(t)}) by a factor of {fmt(max(t / p, p / t))}, the '
+          f'FLOPs ratio ({times(f)}) by {fmt(max(t / f, f / t))}.'
+          + _unlike(by_name[row['numerator']], by_name[row['denominator']], t))
+
+
+def absent(report):
+  """Lines saying which analysis sections a report with timed cases lacks, and what each
+  needs; none where it has them all (or no timed case, which they are about)."""
+  if not analysis.points(report):
+    return []
+  lines = [line for line in (analysis.missing(report), cost_model.missing(report),
+                             memory_model.missing(report)) if line]
+  return ['', '## Sections not in this report', ''] + [f'- {line}' for line in lines] if (
+      lines) else []
 
 
 def to_markdown(report, sections=()):
@@ -46,6 +85,7 @@ def to_markdown(report, sections=()):
     lines += [''] + tables.timed_table(timed)
     lines += ['', 'data wait: share of the timed step time the device idled waiting for its '
               'next batch. compile s "(cached)": read from the compilation cache, not compiled.']
+    lines += significance.noise_note(timed)
     measured = [c for c in timed if c['utilization']['model_flops'] is not None
                 and c['step_time_s']['median']]
     if measured:
@@ -55,7 +95,9 @@ def to_markdown(report, sections=()):
                 'the step asks for, over the global batch (analytic, from its jaxpr: no '
                 'rematerialisation, no elementwise work). XLA FLOPs: what the compiled program '
                 'runs on all devices, rematerialisation, elementwise work and the uint8 '
-                "normalisation (its share apart) included. MFU = model FLOP/s over the devices' "
+                'normalisation (its share apart) included, but not the multiply-adds of a '
+                "convolution's taps over its padding, which the model FLOPs count: so a CNN's "
+                'XLA FLOPs can fall below its model FLOPs. MFU = model FLOP/s over the devices\' '
                 'datasheet peak, HFU the same with XLA FLOPs; MFU of measured: against the '
                 'matmul peak measured in this run.'
                 + (f' No MFU: {"; ".join(unknown)}.' if unknown else ''), '']
@@ -75,11 +117,18 @@ def to_markdown(report, sections=()):
               'of the final weights and statistics.', ''] + tables.checkpoint_table(trained)
   if evaluated:
     lines += ['', '## Evaluation', '', 'Exact metrics over every example of the split, '
-              'after the timed steps.', ''] + tables.eval_table(evaluated)
+              'after the timed steps. trained here: what this run trained the weights for '
+              '(none: initial or loaded weights); a train_step case is evaluated after its '
+              'warm-up and timed steps only, a '
+              'timing run rather than a training run, so its accuracy may be at chance (1 / '
+              'classes, what guessing scores). 95% interval: the Wilson interval of the '
+              'accuracy over this many examples; an accuracy whose interval holds chance is '
+              'no evidence of learning, nor of less than chance.', '']
+    lines += tables.eval_table(evaluated)
   if inputs:
     lines += ['', '## Input pipeline only', '',
               'Batches delivered to the devices per second, no model.', '']
-    lines += tables.input_table(inputs)
+    lines += tables.input_table(inputs) + significance.noise_note(inputs)
   if compiled:
     lines += ['', '## Compile-only cases', '',
               'XLA cost and memory analyses of the compiled train step (the forward pass '
@@ -106,7 +155,9 @@ def to_markdown(report, sections=()):
                       times(row['step_time']), times(row['epoch_time'])]
                      for row in report['ratios']])
     lines.append('')
-    lines += [_verdict(row) for row in report['ratios']]
+    by_name = {case['name']: case for case in report['cases']}
+    lines += [_verdict(row, by_name) for row in report['ratios']]
   if sections:
     lines += [''] + list(sections)
+  lines += absent(report)
   return '\n'.join(lines) + '\n'

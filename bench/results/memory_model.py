@@ -19,8 +19,8 @@ Predictors, each judged leave-one-family-out as the cost model's step times are
 
 import numpy as np
 
-from bench.results import analysis
 from bench.results import cost_model
+from bench.results import fits
 from bench.results import formatting
 
 PARAMS, BUFFERS, BUFFERS_FIT = 'params', 'xla_buffers', 'xla_buffers_fit'
@@ -59,7 +59,7 @@ def usable(report):
 
 def fit(cases):
   """(a, b) >= 0 of peak = a * buffers + b, least relative squares over `cases`."""
-  return tuple(float(v) for v in analysis.two_term_fit(
+  return tuple(float(v) for v in fits.two_term_fit(
       np.array([[buffers(c), 1.0] for c in cases], float),
       np.array([c['memory']['host_step_peak_bytes'] for c in cases], float)))
 
@@ -77,8 +77,25 @@ def _predictor(key, fitted):
     coefficients = fit(fitted)
     return lambda case: predict(coefficients, buffers(case))
   measured = np.array([c['memory']['host_step_peak_bytes'] for c in fitted], float)
-  line = analysis.loglog_fit(np.array([c['params']['total'] for c in fitted], float), measured)
-  return lambda case: analysis.loglog_predict(line, case['params']['total'])
+  line = fits.loglog_fit(np.array([c['params']['total'] for c in fitted], float), measured)
+  return lambda case: fits.loglog_predict(line, case['params']['total'])
+
+
+def missing(report):
+  """Why `report` has no peak memory section (a line), or None where it can."""
+  backend = report['environment'].get('backend')
+  if backend != 'cpu':
+    return ('"What predicts peak memory" needs a run on CPU: a step\'s peak is measured '
+            f'there only; this report ran on {backend}.')
+  cases = usable(report)
+  families = sorted({cost_model.family(c['config']['model']) for c in cases})
+  if len(families) >= cost_model.MIN_FAMILIES:
+    return None
+  return (f'"What predicts peak memory" needs timed cases on one CPU device whose step '
+          f'buffers take at least {_mib(MIN_BUFFERS)} MiB, of {cost_model.MIN_FAMILIES} or more '
+          f'model families; this report has {len(cases)} such cases' + (
+              f' of {len(families)} {"family" if len(families) == 1 else "families"}: '
+              f'{", ".join(families)}.' if cases else '.'))
 
 
 def leave_one_family_out(report):
@@ -125,7 +142,7 @@ def markdown(result):
        'fold error of XLA\'s buffers'),
       [[r['name'], r['family'], formatting.fmt(r['params'], 1e-6), _mib(r['measured']),
         *(_mib(r['predicted'][k]) for k in KEYS),
-        formatting.times(analysis.fold_error(r['predicted'][BUFFERS], r['measured']))]
+        formatting.times(fits.fold_error(r['predicted'][BUFFERS], r['measured']))]
        for r in sorted(result['cases'], key=lambda r: r['measured'])])
   a, b = result['fit']
   lines += ['', f'Fitted on every case: peak = {a:.3g} * buffers + {_mib(b)} MiB.']

@@ -11,8 +11,8 @@ import numpy as np
 
 from bench.core.fileio import atomic_open
 from bench.profile import hlo_ops
-from bench.results import analysis
 from bench.results import cost_model
+from bench.results import fits
 
 TRAINING_CURVES = 'training_curves.png'
 SCALING = 'scaling.png'
@@ -126,7 +126,7 @@ def proxies(workdir, result):
     r2 = 'n/a' if row['r2_log'] is None else f'{row["r2_log"]:.2f}'
     rho = 'n/a' if row['spearman'] is None else f'{row["spearman"]:.2f}'
     # The line R^2 is about: the log-log least-squares fit over these points.
-    fit = analysis.loglog_fit(np.array(xs), np.array(times)) if len(cases) > 1 else None
+    fit = fits.loglog_fit(np.array(xs), np.array(times)) if len(cases) > 1 else None
     if fit is not None:
       slope, intercept = fit
       ends = np.array([min(xs), max(xs)])

@@ -1,6 +1,7 @@
 """report.md's tables, one function per section, each over the cases it shows."""
 
 from bench.results import schema
+from bench.results import significance
 from bench.results.analysis import roofline
 from bench.results.formatting import fmt, percent, table, times
 
@@ -70,12 +71,31 @@ def input_table(cases):
                  'examples/s (median batch)'), rows)
 
 
+def _trained(case):
+  """What the evaluated weights were trained for in this run: a training run's epochs, a
+  train step benchmark's warm-up and timed steps, or nothing (initial or loaded weights)."""
+  if case['training']['epochs_run'] is not None:
+    return f'{case["training"]["epochs_run"]} epochs'
+  timing = case['timing']
+  if case['config'].get('benchmark') != 'train_step':
+    return 'none'
+  if timing['warmup_steps'] is None or timing['timed_steps'] is None:
+    return 'n/a'
+  return f'{timing["warmup_steps"] + timing["timed_steps"]} steps'
+
+
 def eval_table(cases):
-  rows = [[case['name'], case['dataset']['name'], case['eval']['split'],
-           case['eval']['num_examples'], fmt(case['eval']['loss']),
-           percent(case['eval']['accuracy']), fmt(case['eval']['wall_s'])]
-          for case in cases]
-  return table(('case', 'data', 'split', 'examples', 'loss', 'accuracy', 'wall s'), rows)
+  """Exact metrics per case, the accuracy's 95% interval and what guessing scores."""
+  rows = []
+  for case in cases:
+    ev, classes = case['eval'], case['dataset']['num_classes']
+    interval = significance.accuracy_interval(ev['accuracy'], ev['num_examples'])
+    rows.append([case['name'], case['dataset']['name'], ev['split'], ev['num_examples'],
+                 _trained(case), fmt(ev['loss']), percent(ev['accuracy']),
+                 'n/a' if interval is None else '-'.join(map(percent, interval)),
+                 percent(1 / classes if classes else None), fmt(ev['wall_s'])])
+  return table(('case', 'data', 'split', 'examples', 'trained here', 'loss', 'accuracy',
+                 '95% interval', 'chance (1/classes)', 'wall s'), rows)
 
 
 def compile_table(cases):
