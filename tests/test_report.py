@@ -198,5 +198,7 @@ def test_evaluation_says_what_was_trained_and_what_chance_is():
           '16.7% | 1.10 |') in md
   assert 'an accuracy whose interval holds chance is no evidence of learning' in md
   # The seed CNN's XLA count is below its model FLOPs: the note says why.
-  assert ("not the multiply-adds of a convolution's taps over its padding, which the model "
-          "FLOPs count: so a CNN's XLA FLOPs can fall below its model FLOPs.") in md
+  assert ("but not the multiply-adds that read padding, which the model FLOPs count: a 'same' "
+          "convolution's border, and the zero border a convolution's input gradient reads (a "
+          "'full' convolution of the output's gradient), so a CNN's XLA FLOPs can fall below "
+          'its model FLOPs.') in md

@@ -95,9 +95,11 @@ def to_markdown(report, sections=()):
                 'the step asks for, over the global batch (analytic, from its jaxpr: no '
                 'rematerialisation, no elementwise work). XLA FLOPs: what the compiled program '
                 'runs on all devices, rematerialisation, elementwise work and the uint8 '
-                'normalisation (its share apart) included, but not the multiply-adds of a '
-                "convolution's taps over its padding, which the model FLOPs count: so a CNN's "
-                'XLA FLOPs can fall below its model FLOPs. MFU = model FLOP/s over the devices\' '
+                'normalisation (its share apart) included, but not the multiply-adds that read '
+                "padding, which the model FLOPs count: a 'same' convolution's border, and the "
+                "zero border a convolution's input gradient reads (a 'full' convolution of the "
+                "output's gradient), so a CNN's XLA FLOPs can fall below its model FLOPs. MFU = "
+                "model FLOP/s over the devices' "
                 'datasheet peak, HFU the same with XLA FLOPs; MFU of measured: against the '
                 'matmul peak measured in this run.'
                 + (f' No MFU: {"; ".join(unknown)}.' if unknown else ''), '']
