@@ -63,6 +63,7 @@ from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
 from bench.results import ab_result
 from bench.run import ab
 from bench.run import history
+import configs
 
 
 def _arguments(argv):
@@ -95,20 +96,23 @@ def _arguments(argv):
   parser.add_argument('--changes', choices=('gate', 'advisory'), default='gate',
                       help='gate: a deterministic change or missing case gives exit 1; '
                       'advisory: only printed (CI diffs those against a stored baseline)')
-  args, rest = parser.parse_known_args(argv)
-  unknown = [a for a in rest if not a.startswith('--config.')]
-  if unknown:
-    parser.error(f'unrecognized arguments: {" ".join(unknown)}')
+  rest, overrides = configs.split(argv)  # passed on to each side's bench.main
+  args = parser.parse_args(rest)
   if args.max_rounds < args.rounds:
     parser.error(f'--max_rounds={args.max_rounds:g} is below --rounds={args.rounds:g}')
   args.rounds, args.max_rounds, args.look_every = map(
       int, (args.rounds, args.max_rounds, args.look_every))
-  return args, rest
+  return args, overrides
 
 
 def main(argv=None):
   args, overrides = _arguments(sys.argv[1:] if argv is None else argv)
   try:
+    if os.path.isfile(args.config):
+      # The overrides checked up front (a field, a value's type, one no case reads) on this
+      # checkout's copy of the config, before any worktree or round: each side then runs
+      # its own revision's copy, and reports its own problems.
+      configs.load(args.config, overrides)
     recording = history.check(args.history)
     result = ab.run(args, overrides)
     if recording:

@@ -4,13 +4,13 @@
   flax-bench compare BASE.json NEW.json               (python -m bench.compare)
   flax-bench SUBCOMMAND --help                        that tool's own flags
 
-Each subcommand runs its module exactly as `python -m` does (same flags, same
-exit statuses); `flax-bench --help` lists them, the shipped configs and the
-models, importing nothing heavier than the model registry.
+Each subcommand is its module's `main(argv)`, as `python -m` runs it (same
+arguments, same exit statuses); `flax-bench --help` lists them, the shipped
+configs and the models, importing nothing heavier than the model registry.
 """
 
+import importlib
 import os
-import runpy
 import sys
 import textwrap
 
@@ -61,14 +61,8 @@ def main(argv=None):
     print(f'error: unknown subcommand {argv[0]!r}; one of: {", ".join(SUBCOMMANDS)} '
           '(flax-bench --help)', file=sys.stderr)
     return 2
-  module = SUBCOMMANDS[argv[0]][0]
-  # run_module puts the module's file first in sys.argv, as python -m does.
-  sys.argv = [sys.argv[0], *argv[1:]]
-  try:
-    runpy.run_module(module, run_name='__main__', alter_sys=True)
-  except SystemExit as e:  # the tools end with sys.exit(status), as under python -m
-    return e.code
-  return 0
+  # Every command line is a main(argv) without global state: the module's own entry point.
+  return importlib.import_module(SUBCOMMANDS[argv[0]][0]).main(argv[1:]) or 0
 
 
 if __name__ == '__main__':

@@ -11,44 +11,57 @@ the file; --model_kwargs sets other fields as JSON (e.g. '{"alpha": 0.5}').
 
 import json
 import os
+import sys
 
-from absl import app
-from absl import flags
 from absl import logging
 
-from bench import main as cli
 from bench.core import logs
-from bench.core.errors import UserError
-from bench.workload import pretrained
+from bench.core.errors import ArgumentParser, UserError, fail
 
-_MODEL = flags.DEFINE_string('model', None, 'Registered model the weights are for.')
-_WEIGHTS = flags.DEFINE_string('weights', None, 'Keras .h5 weights file.')
-_OUT = flags.DEFINE_string('out', None, 'Directory to create for the orbax checkpoint.')
-_MODEL_KWARGS = flags.DEFINE_string('model_kwargs', '{}', 'Further model fields, as JSON.')
+_USAGE = 'usage: python -m bench.convert_keras --model=resnet50 --weights=FILE.h5 --out=DIR'
 
 
-def main(argv):
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments {" ".join(argv[1:])}; use --model, --weights and --out')
-  for flag in (_MODEL, _WEIGHTS, _OUT):
-    if not flag.value:
-      cli.fail(f'missing --{flag.name}; usage: python -m bench.convert_keras --model=resnet50 '
-               '--weights=FILE.h5 --out=DIR')
+def _arguments(argv):
+  arguments = ArgumentParser(prog='bench.convert_keras', description=__doc__.split('\n')[0])
+  arguments.add_argument('--model', help='the registered model the weights are for')
+  arguments.add_argument('--weights', metavar='FILE.h5', help='the Keras .h5 weights file')
+  arguments.add_argument('--out', metavar='DIR', help='the directory to create for the orbax '
+                         'checkpoint')
+  arguments.add_argument('--model_kwargs', default='{}', metavar='JSON',
+                         help='further model fields, as a JSON object')
+  arguments.add_argument('--verbosity', '-v', type=int, metavar='N', help="every library's log "
+                         "lines at absl's level N (1 debug, 0 info, -1 warning)")
+  args = arguments.parse_args(argv)
+  for name in ('model', 'weights', 'out'):
+    if not getattr(args, name):
+      fail(f'missing --{name}; {_USAGE}')
   try:
-    kwargs = json.loads(_MODEL_KWARGS.value)
-    if not isinstance(kwargs, dict):
+    args.model_kwargs = json.loads(args.model_kwargs)
+    if not isinstance(args.model_kwargs, dict):
       raise ValueError('not an object')
   except ValueError as e:
-    cli.fail(f'--model_kwargs must be a JSON object such as \'{{"alpha": 0.5}}\' ({e})')
-  if not os.path.isfile(_WEIGHTS.value):
-    cli.fail(f'--weights {_WEIGHTS.value} does not exist; give the path of a Keras .h5 file')
-  logs.configure()
+    fail(f'--model_kwargs must be a JSON object such as \'{{"alpha": 0.5}}\' ({e})')
+  if os.path.isdir(args.weights):
+    fail(f'--weights {args.weights} is a directory, not a file; give the path of a Keras .h5 '
+         'file')
+  if not os.path.isfile(args.weights):
+    fail(f'--weights {args.weights} does not exist; give the path of a Keras .h5 file')
+  return args
+
+
+def main(argv=None):
+  """`python -m bench.convert_keras ARGS`: writes the checkpoint; exit 0, 2 for a user
+  error."""
+  args = _arguments(sys.argv[1:] if argv is None else argv)
+  logs.configure(args.verbosity)
+  # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
+  from bench.workload import pretrained
   try:
-    metadata = pretrained.convert_keras(_MODEL.value, _WEIGHTS.value, _OUT.value, kwargs)
+    metadata = pretrained.convert_keras(args.model, args.weights, args.out, args.model_kwargs)
   except UserError as e:
-    cli.fail(e)
-  logging.info('wrote %s: %s', _OUT.value, metadata)
+    fail(e)
+  logging.info('wrote %s: %s', args.out, metadata)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  sys.exit(main())

@@ -4,124 +4,112 @@ Thin on purpose: flags in, one call to bench.run.runner.run_suite. Everything el
 lives in importable modules that tests and notebooks call directly. A mistake
 the user can fix ends with one line on stderr and exit status 2.
 
+Exit status: 0 when every case ran (ok, or a training run that diverged); 1 when
+a case failed (its error is in the report, whose suite.status is then `failed`, and
+the run is recorded in the history as failed): the run finished and wrote its
+report, yet a nightly job or CI must see it, as bench.compare's 1 says the results
+are not good; 2 for a user error, nothing written; 128 + N for signal N. A bug's
+traceback is 1 too: report.json's suite.status tells the two apart.
+
 The log shows the suite's own lines and every library's warnings (bench/core/logs.py);
 `--verbosity=1` (or 0) brings back the libraries' start-up and progress messages.
+`--help` lists the arguments; `parser` and `parse` give bench.predict and
+bench.overhead the same --config, overrides and --verbosity.
 """
 
+import argparse
 import os
-import re
 import sys
-
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
 from bench.core import distributed
 from bench.core import logs
-from bench.core.errors import UserError, fail
+from bench.core.errors import ArgumentParser, UserError, fail
 import configs
 
-# Only what parsing the flags and reading the config need is imported above: a
+# Only what parsing the arguments and reading the config need is imported above: a
 # mistake in either, and --help, answer in well under a second. jax, flax and the
-# rest come with bench.runner, imported once the flags are good (main below).
+# rest come with bench.runner, imported once the arguments are good (main below).
 
-CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Benchmark config file (configs/*.py). Override any field with '
-    '--config.FIELD=VALUE, one case\'s field with --config.cases.CASE.FIELD=VALUE.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None,
-                               'Directory for report.json, report.md and report.csv. A rerun '
-                               'on the same workdir continues the run there.')
-_HISTORY = flags.DEFINE_string(
-    'history', None, 'The results history a finished run is recorded in (flax-bench history): '
-    'default $FLAX_BENCH_HISTORY or ~/.cache/flax-bench/history.db; "off" records nothing.')
-_RESTART = flags.DEFINE_bool('restart', False,
-                             'Delete the outputs of an earlier run in --workdir and start over.')
-# Multi-host runs (bench/core/distributed.py): one process per host (or per GPU), all with the
-# same flags but --process_id, sharing --workdir.
-_DISTRIBUTED = flags.DEFINE_enum(
-    'distributed', 'auto', ['auto', 'on', 'off'],
-    'Start jax.distributed: auto = when a coordinator address is given or a Slurm/Open MPI '
-    'launch of several processes is detected; on = always (jax detects the cluster); off.')
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'host:port of process 0\'s coordinator service (default: '
-    f'${distributed.ENV["coordinator_address"]}).')
-_NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', None, f'Number of processes (default: ${distributed.ENV["num_processes"]}).')
-_PROCESS_ID = flags.DEFINE_integer(
-    'process_id', None, f'This process\'s index, 0 to num_processes - 1 (default: '
-    f'${distributed.ENV["process_id"]}).')
+_OVERRIDES = """config overrides (after --config's file is read, in the order given):
+  --config.FIELD=VALUE             FIELD for every case that does not set it itself (a
+                                   case's own field takes precedence); an override that no
+                                   case reads is an error
+  --config.cases.CASE.FIELD=VALUE  one case's FIELD
+  VALUE is typed as the field it replaces: strings as given, True/False, numbers, and
+  Python literals for tuples, lists and dicts (model_kwargs is replaced whole:
+  --config.model_kwargs="{'alpha': 0.5}"). Every field, with its default: configs/base.py."""
 
 
-def _config_arg(argv):
-  """(index in argv, file) of the --config flag absl keeps (the last one), without
-  config_flags' ':argument' suffix; (None, None) without one."""
-  found = None, None
-  for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      found = i, arg.split('=', 1)[1].split(':', 1)[0]
-    elif arg == '--config' and i + 1 < len(argv):
-      found = i + 1, argv[i + 1].split(':', 1)[0]
-  return found
+def parser(prog, description):
+  """An ArgumentParser with --config (a shipped config's name or a file: configs.resolve)
+  and --verbosity; `parse` reads the --config.FIELD=VALUE overrides besides."""
+  result = ArgumentParser(prog=prog, description=description, epilog=_OVERRIDES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+  result.add_argument('--config', metavar='NAME_OR_FILE',
+                      help='a shipped config (quickstart, model_zoo, ...) or a config file; '
+                      'a local file of that path wins')
+  result.add_argument('--verbosity', '-v', type=int, metavar='N',
+                      help="every library's log lines at absl's level N, in absl's format "
+                      '(1 debug, 0 info, -1 warning); default: the suite\'s own lines and '
+                      "every library's warnings")
+  return result
 
 
-def _config_path(argv):
-  """The file named by --config (without config_flags' ':argument' suffix), or None."""
-  return _config_arg(argv)[1]
-
-
-def _resolve_config(argv):
-  """`argv` with --config naming the file it resolves to (configs.resolve: a local file,
-  else a shipped config), or one line and exit 2 when it names neither."""
-  index, path = _config_arg(argv)
-  if path is None:
-    return argv
-  found = configs.resolve(path)
-  if found is None:
-    fail(f'config file {path!r} does not exist here and is not a shipped config; pass a path '
-         f'or one of: {", ".join(configs.shipped())} (--config=quickstart)')
-  if found == path:
-    return argv
-  prefix = '--config=' if argv[index].startswith('--config=') else ''
-  argv = list(argv)
-  argv[index] = prefix + found + argv[index][len(prefix) + len(path):]  # keeps ':argument'
-  return argv
-
-
-def parse_flags(argv):
-  """absl flag parsing, with every parsing problem turned into one line and exit 2."""
-  argv = _resolve_config(argv)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    if 'Traceback (most recent call last)' in str(e):
-      raise  # the config file itself raised: a bug, whose traceback the message carries
-    fail(str(e).splitlines()[0])
-  except (KeyError, AttributeError) as e:
-    # config_flags raises these for an override of a field the config does not have.
-    # The message quotes the field first, with escapes: "'\\'batch_sise\\'\\nDid you mean...".
-    found = re.search(r'([A-Za-z_][A-Za-z0-9_]*)', str(e))
-    field = found.group(1) if found else str(e)
-    hint = re.search(r'Did you mean "([^"]+)"', str(e))
-    override = next((a for a in argv if a.startswith('--config.') and field in a), '--config')
-    if '.model_kwargs.' in override:
-      # A config's model_kwargs has only the keys it sets; new ones come as a whole dict.
-      fail(f'{override}: model_kwargs has no key {field!r} to override; give all of them at '
-           f'once: --config.model_kwargs="{{\'{field}\': ...}}"')
-    fail(f'unknown config field {field!r} in {override}'
-          + (f'; did you mean {hint.group(1)!r}?' if hint else
-             '; the fields a config has are documented in WORKSPACE.md'))
-
-
-def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments {" ".join(argv[1:])}; use --config=FILE --workdir=DIR')
-  if CONFIG.value is None:
+def parse(arguments, argv):
+  """The arguments `argv` gives `arguments` (a `parser`), with `config` the loaded
+  ConfigDict (its overrides applied: configs.load) and `config_file` its file; every
+  mistake one line and exit 2."""
+  rest, overrides = configs.split(argv)
+  args = arguments.parse_args(rest)
+  if args.config is None:
     fail('missing --config; pass --config=configs/quickstart.py or another file in configs/')
-  if not _WORKDIR.value:
+  try:
+    args.config_file, args.config = configs.load(args.config, overrides)
+  except UserError as e:
+    fail(e)
+  return args
+
+
+def interrupted(signum, message):
+  """Ends the program for a signal: its line, and the shell's code for "ended by this
+  signal", 128 + its number (not a failure of the program)."""
+  print(f'interrupted: {message}', file=sys.stderr)
+  sys.exit(128 + signum)
+
+
+def _arguments(argv):
+  arguments = parser('bench.main', __doc__.split('\n', 1)[0])
+  arguments.add_argument('--workdir', help='directory for report.json, report.md and '
+                         'report.csv; a rerun on the same workdir continues the run there')
+  arguments.add_argument('--history', help='the results history a finished run is recorded '
+                         'in (flax-bench history): default $FLAX_BENCH_HISTORY or '
+                         '~/.cache/flax-bench/history.db; "off" records nothing')
+  arguments.add_argument('--restart', action='store_true', help='delete the outputs of an '
+                         'earlier run in --workdir and start over')
+  # Multi-host runs (bench/core/distributed.py): one process per host (or per GPU), all with
+  # the same arguments but --process_id, sharing --workdir.
+  arguments.add_argument('--distributed', choices=('auto', 'on', 'off'), default='auto',
+                         help='start jax.distributed: auto = when a coordinator address is '
+                         'given or a Slurm/Open MPI launch of several processes is detected; '
+                         'on = always (jax detects the cluster); off')
+  arguments.add_argument('--coordinator_address', metavar='HOST:PORT',
+                         help="process 0's coordinator service (default: "
+                         f'${distributed.ENV["coordinator_address"]})')
+  arguments.add_argument('--num_processes', type=int, help='number of processes (default: '
+                         f'${distributed.ENV["num_processes"]})')
+  arguments.add_argument('--process_id', type=int, help="this process's index, 0 to "
+                         f'num_processes - 1 (default: ${distributed.ENV["process_id"]})')
+  args = parse(arguments, argv)
+  if not args.workdir:
     fail('missing --workdir; pass --workdir=DIR, where the report will be written')
-  logs.configure()
+  return args
+
+
+def main(argv=None):
+  """`python -m bench.main ARGS`: runs the config's suite; exit 0, 1 when a case failed,
+  2 for a user error, 128 + N for signal N (module docstring)."""
+  args = _arguments(sys.argv[1:] if argv is None else argv)
+  logs.configure(args.verbosity)
   # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
   from bench.measure import compile_cache
   from bench.core import interrupt
@@ -129,26 +117,27 @@ def main(argv):
   from bench.run import history
   from bench.run import runner
   try:
-    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
-                           _PROCESS_ID.value)
+    distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
+                           args.process_id)
     # One process records: the one that writes the report.
-    recording = history.check(_HISTORY.value) if parallel.is_primary() else None
+    recording = history.check(args.history) if parallel.is_primary() else None
     # Before anything compiles: jax sets the cache up at the first compilation.
-    compile_cache.configure(CONFIG.value.get('compile_cache', compile_cache.AUTO),
-                            _WORKDIR.value)
-    report = runner.run_suite(CONFIG.value, _WORKDIR.value,
-                              config_file=configs.resolve(_config_path(sys.argv)),
-                              restart=_RESTART.value)
-    if recording and report['suite']['status'] == 'complete':
+    compile_cache.configure(args.config.get('compile_cache', compile_cache.AUTO), args.workdir)
+    report = runner.run_suite(args.config, args.workdir, config_file=args.config_file,
+                              restart=args.restart)
+    if recording and report['suite']['status'] in ('complete', 'failed'):
       history.record_finished(recording, report, source=os.path.abspath(
-          os.path.join(_WORKDIR.value, 'report.json')))
+          os.path.join(args.workdir, 'report.json')))
+    failed = [case['name'] for case in report['cases'] if case['status'] == 'failed']
+    if failed:
+      print(f'failed: {len(failed)} of {len(report["cases"])} cases ({", ".join(failed)}); '
+            f'their errors are in {os.path.join(args.workdir, "report.md")}', file=sys.stderr)
+      return 1
   except UserError as e:
     fail(e)
   except interrupt.Interrupted as e:
-    # Not a failure of the program: the shell's code for "ended by this signal".
-    print(f'interrupted: {e}', file=sys.stderr)
-    sys.exit(128 + e.signum)
+    interrupted(e.signum, e)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  sys.exit(main())

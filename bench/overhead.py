@@ -9,34 +9,48 @@ Prints the overhead ratio: median step time by the suite / bare-loop time per
 step. A ratio near 1 means the timer adds nothing the device would notice.
 """
 
-from absl import app
-from absl import flags
+import signal
+import sys
+
 import numpy as np
 
 from bench import main as cli
-from bench.core.errors import UserError
-from bench.run import overhead
-from bench.run import suite
-
-_CASE = flags.DEFINE_string('case', None, 'Case of the config to measure (default: the first).')
-_REPEATS = flags.DEFINE_integer('repeats', 20, 'Alternations of suite timer and bare loop.')
-_STEPS = flags.DEFINE_integer('steps', 200, 'Timed steps per repeat, in each of the two loops.')
+from bench.core import logs
+from bench.core.errors import UserError, fail, integer
 
 
-def main(argv):
-  del argv
-  if cli.CONFIG.value is None:
-    cli.fail('missing --config; pass --config=configs/quickstart.py')
+def _arguments(argv):
+  arguments = cli.parser('bench.overhead', __doc__.split('\n', 1)[0])
+  arguments.add_argument('--case', help='the case of the config to measure (default: the '
+                         'first)')
+  arguments.add_argument('--repeats', type=integer(1), default=20,
+                         help='alternations of suite timer and bare loop (default 20)')
+  arguments.add_argument('--steps', type=integer(1), default=200,
+                         help='timed steps per repeat, in each of the two loops (default 200)')
+  return cli.parse(arguments, argv)
+
+
+def main(argv=None):
+  """`python -m bench.overhead ARGS`: prints the ratios; exit 0, 2 for a user error, 128 + N
+  for signal N."""
+  args = _arguments(sys.argv[1:] if argv is None else argv)
+  logs.configure(args.verbosity)  # before jax and TensorFlow print their start-up lines
+  # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
+  from bench.run import overhead
+  from bench.run import suite
   try:
-    cases = dict(suite.expand(cli.CONFIG.value).cases)
+    cases = dict(suite.expand(args.config).cases)
   except UserError as e:
-    cli.fail(e)
-  name = _CASE.value or next(iter(cases))
+    fail(e)
+  name = args.case or next(iter(cases))
   if name not in cases:
-    cli.fail(f'--case={name} is not a case of the config; cases: {", ".join(cases)}')
-  medians, means, bare = overhead.measure(cases[name], _REPEATS.value, _STEPS.value)
+    fail(f'--case={name} is not a case of the config; cases: {", ".join(cases)}')
+  try:
+    medians, means, bare = overhead.measure(cases[name], args.repeats, args.steps)
+  except KeyboardInterrupt:
+    cli.interrupted(signal.SIGINT, 'by SIGINT; nothing was written')
   per_repeat = medians / bare
-  print(f'case {name}: {_REPEATS.value} repeats x {_STEPS.value} steps, alternating')
+  print(f'case {name}: {args.repeats} repeats x {args.steps} steps, alternating')
   print(f'  suite median step     {np.median(medians) * 1e3:.4f} ms')
   print(f'  suite mean step       {np.median(means) * 1e3:.4f} ms')
   print(f'  bare loop per step    {np.median(bare) * 1e3:.4f} ms '
@@ -48,4 +62,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  sys.exit(main())

@@ -15,17 +15,12 @@ it holds, fitted on those buffers, with its interval. Exit status 2, with one
 line, for a bad flag, config or report.
 """
 
+import signal
 import sys
-
-from absl import app
-from absl import flags
 
 from bench import main as cli
 from bench.core import logs
-from bench.core.errors import UserError
-
-_FIT = flags.DEFINE_string('fit', None, 'A report.json with profiled cases (a run with '
-                           '--config.profile=True) to fit the cost model on.')
+from bench.core.errors import UserError, fail
 
 
 def _table(rows, fitted):
@@ -47,24 +42,19 @@ def _table(rows, fitted):
        formatting.fmt(r['compile_s'])] for r in rows])
 
 
-def main(argv):
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments {" ".join(argv[1:])}; flags are --config and --fit')
-  if cli.CONFIG.value is None:
-    cli.fail('missing --config; pass --config=configs/quickstart.py')
-  logs.configure()
-  # pylint: disable=import-outside-toplevel  (seconds of imports, once the flags are good)
-  from bench.results import schema
-  from bench.run import predict
+def main(argv=None):
+  """`python -m bench.predict ARGS`: prints the table; exit 0, 2 for a user error, 128 + N
+  for signal N (Ctrl-C: 130)."""
+  arguments = cli.parser('bench.predict', __doc__.split('\n', 1)[0])
+  arguments.add_argument('--fit', metavar='REPORT.json', help='a report.json with profiled '
+                         'cases (a run with --config.profile=True) to fit the cost model on')
+  args = cli.parse(arguments, sys.argv[1:] if argv is None else argv)
+  logs.configure(args.verbosity)
   try:
-    fitted = predict.model_from(schema.read(_FIT.value)) if _FIT.value else None
-  except UserError as e:
-    cli.fail(f'--fit={_FIT.value}: {e}')
-  try:
-    rows = predict.predict(cli.CONFIG.value, fitted)
-  except UserError as e:
-    cli.fail(e)
-  how = (f'the cost model fitted on {_FIT.value}; interval: the 10th-90th percentile of its '
+    rows, fitted = _predict(args)
+  except KeyboardInterrupt:  # Ctrl-C before the handlers were set (the imports)
+    cli.interrupted(signal.SIGINT, 'by SIGINT; nothing was written')
+  how = (f'the cost model fitted on {args.fit}; interval: the 10th-90th percentile of its '
          'leave-one-family-out errors' if fitted else
          "each op at this device's measured float32 matmul peak and copy bandwidth")
   peak = ('; peak: a * XLA buffers + b fitted on its measured step peaks, the same interval'
@@ -73,5 +63,24 @@ def main(argv):
                    'ran.\n\n' + '\n'.join(_table(rows, fitted is not None)) + '\n')
 
 
+def _predict(args):
+  """(rows, the fitted model or None); a user error or a signal ends the program."""
+  # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
+  from bench.core import interrupt
+  from bench.results import schema
+  from bench.run import predict
+  try:
+    fitted = predict.model_from(schema.read(args.fit)) if args.fit else None
+  except UserError as e:
+    fail(f'--fit={args.fit}: {e}')
+  try:
+    with interrupt.handlers():
+      return predict.predict(args.config, fitted), fitted
+  except UserError as e:
+    fail(e)
+  except interrupt.Interrupted as e:
+    cli.interrupted(e.signum, f'by {signal.Signals(e.signum).name}; nothing was written')
+
+
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.parse_flags)
+  sys.exit(main())

@@ -20,48 +20,52 @@ Only models built on models.layers.Classifier have the backbone/top split and
 the convolutions all three figures need.
 """
 
-from absl import app
-from absl import flags
+import sys
+
 from absl import logging
 
 from bench.core import logs
-from bench.core.errors import UserError, fail
-from bench.train import visualize
+from bench.core.errors import ArgumentParser, UserError, fail
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds report.json '
-                               'and weights/).')
-_CASE = flags.DEFINE_string('case', None, 'Name of the case in report.json.')
-_IMAGES = flags.DEFINE_list('images', None, 'Comma-separated image files.')
-_OUT = flags.DEFINE_string('out', None, 'Directory for the PNGs (created if missing).')
-_LAYER = flags.DEFINE_string('layer', '', 'Top-level backbone layer for Grad-CAM; default: '
-                             'the backbone output (the feature map the top pools).')
-_CLASS_INDEX = flags.DEFINE_integer('class_index', -1, 'Class Grad-CAM explains; negative: '
-                                    'the predicted class.')
+_USAGE = ('usage: python -m bench.visualize --workdir=DIR --case=NAME --images=a.jpg,b.png '
+          '--out=OUTDIR')
 
 
-def _parse_flags(argv):
+def _arguments(argv):
+  arguments = ArgumentParser(prog='bench.visualize', description=__doc__.split('\n')[0])
+  arguments.add_argument('--workdir', help='the workdir of a training run (holds report.json '
+                         'and weights/)')
+  arguments.add_argument('--case', help='the name of the case in report.json')
+  arguments.add_argument('--images', metavar='A.jpg,B.png', help='comma-separated image files')
+  arguments.add_argument('--out', metavar='OUTDIR', help='the directory for the PNGs (created '
+                         'if missing)')
+  arguments.add_argument('--layer', default='', help='the top-level backbone layer for '
+                         'Grad-CAM; default: the backbone output (the feature map the top pools)')
+  arguments.add_argument('--class_index', type=int, default=-1, help='the class Grad-CAM '
+                         'explains; negative: the predicted class')
+  arguments.add_argument('--verbosity', '-v', type=int, metavar='N', help="every library's log "
+                         "lines at absl's level N (1 debug, 0 info, -1 warning)")
+  args = arguments.parse_args(argv)
+  for name in ('workdir', 'case', 'images', 'out'):
+    if not getattr(args, name):
+      fail(f'missing --{name}; {_USAGE}')
+  args.images = [path for path in args.images.split(',') if path]
+  return args
+
+
+def main(argv=None):
+  """`python -m bench.visualize ARGS`: writes the figures; exit 0, 2 for a user error."""
+  args = _arguments(sys.argv[1:] if argv is None else argv)
+  logs.configure(args.verbosity)  # before TensorFlow prints its start-up lines
+  # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
+  from bench.train import visualize
   try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(str(e).splitlines()[0])
-
-
-def main(argv):
-  if len(argv) > 1:
-    fail(f'unexpected arguments {" ".join(argv[1:])}; flags are --workdir, --case, --images, '
-          '--out, --layer, --class_index')
-  for flag in (_WORKDIR, _CASE, _IMAGES, _OUT):
-    if not flag.value:
-      fail(f'missing --{flag.name}; usage: python -m bench.visualize --workdir=DIR --case=NAME '
-            '--images=a.jpg,b.png --out=OUTDIR')
-  logs.configure()
-  try:
-    paths = visualize.visualize(_WORKDIR.value, _CASE.value, _IMAGES.value, _OUT.value,
-                      layer=_LAYER.value, class_index=_CLASS_INDEX.value)
+    paths = visualize.visualize(args.workdir, args.case, args.images, args.out,
+                                layer=args.layer, class_index=args.class_index)
   except UserError as e:
     fail(e)
   logging.info('wrote %s', ', '.join(paths))
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  sys.exit(main())

@@ -29,10 +29,8 @@ os.environ.update(
     FLAX_BENCH_HISTORY='off')
 
 # pylint: disable=wrong-import-position  (after the cache settings above)
-from absl import flags
-
 from bench.core import parallel
-from bench.results import schema as report_lib
+from bench.results import case_record
 from bench.run import runner
 from bench.run import suite
 from bench.workload import build
@@ -52,61 +50,23 @@ def run_cli(*args, module='bench.main', env=None, cwd=REPO):
                         text=True, timeout=600, check=False, env=env)
 
 
-# The CLIs built on absl flags, with the modules whose flags they parse besides their own.
-_ABSL_CLIS = {'bench.main': (), 'bench.convert_keras': ('bench.main',),
-              'bench.overhead': ('bench.main',), 'bench.predict': ('bench.main',),
-              'bench.visualize': ()}
-
-
-def _absl_cli(module):
-  """`module` imported with its absl flags defined, and no other CLI's: they share
-  absl's global FLAGS, where some of their names clash (bench.main's and
-  bench.visualize's --workdir, convert_keras's and visualize's --out). The other
-  CLIs' flags are removed; a module whose flags were removed is imported again."""
-  chain = (*_ABSL_CLIS[module], module)
-  for other, defined in flags.FLAGS.flags_by_module_dict().items():
-    if other in _ABSL_CLIS and other not in chain:
-      for flag in list(defined):
-        delattr(flags.FLAGS, flag.name)
-  for name in chain:
-    if name in sys.modules and not flags.FLAGS.flags_by_module_dict().get(name):
-      importlib.reload(sys.modules[name])
-    else:
-      importlib.import_module(name)
-  return sys.modules[module]
-
-
 def call_cli(*args, module='bench.main'):
   """Runs the CLI `python -m module args` in this process, with what it writes to
   stdout and stderr captured and its exit status caught; returns a CompletedProcess.
 
-  For the tests of what a command does with its flags and config, where a
+  For the tests of what a command does with its arguments and config, where a
   subprocess would only add seconds of imports; one real subprocess per CLI is
-  tested besides. absl flags are global: every call starts them from their
-  defaults, without the config override flags (config.FIELD) an earlier call
-  defined. config_flags reads the overrides from sys.argv, which is set for the
-  call. The other CLIs (bench.analysis, bench.compare) parse their arguments with
-  argparse.
+  tested besides. Every CLI is a `main(argv)` without global state, whose return
+  value is the exit status, as `sys.exit(main())` makes it.
   """
-  argv = [module, *args]
-  for name in [name for name in flags.FLAGS if name.startswith('config.')]:
-    delattr(flags.FLAGS, name)
-  flags.FLAGS.unparse_flags()
-  stdout, stderr, code = io.StringIO(), io.StringIO(), 0
-  saved_argv, sys.argv = sys.argv, argv
+  stdout, stderr = io.StringIO(), io.StringIO()
   try:
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-      if module in _ABSL_CLIS:  # bench.visualize parses its flags itself, the others as main
-        cli = _absl_cli(module)
-        parse = getattr(cli, '_parse_flags', None) or sys.modules['bench.main'].parse_flags
-        code = cli.main(parse(argv)) or 0
-      else:  # main's return value is the exit status, as sys.exit(main()) makes it
-        code = importlib.import_module(module).main(list(args)) or 0
+      code = importlib.import_module(module).main(list(args)) or 0
   except SystemExit as e:
-    code = e.code if isinstance(e.code, int) else 1
-  finally:
-    sys.argv = saved_argv
-  return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+    code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+  return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(),
+                                     stderr.getvalue())
 
 
 def case_config(**fields):
@@ -120,7 +80,8 @@ def case_config(**fields):
 def build_case(**fields):
   """(record, step, state, batches) of a single case built as the runner builds it;
   `batches` is a list of the case's first num_batches batches."""
-  record = report_lib.new_case('test', {})
   case, mesh = case_config(**fields), parallel.mesh()
-  step, state, batches, _ = build.build(case, mesh, record, runner.open_input('test', case, mesh))
+  step, state, batches, _, built = build.build(case, mesh, runner.open_input('test', case, mesh))
+  record = case_record.assemble('test', {}, mesh.size, build.per_device_batch(case, mesh),
+                                built=built)
   return record, step, state, list(itertools.islice(batches, case.num_batches))

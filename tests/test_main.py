@@ -2,10 +2,12 @@
 
 import csv
 import importlib.metadata
+import importlib.util
 import json
 import logging as std_logging
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ import pytest
 
 from bench.core import logs
 from bench.results import schema as report_lib
+from bench.run import predict as predict_lib
 import configs
 from tests.conftest import REPO, call_cli, run_cli
 
@@ -91,7 +94,9 @@ def test_quickstart_end_to_end(tmp_path):
      "--config.model_kwargs.variant=v1_5: model_kwargs has no key 'variant' to override; give "
      "all of them at once"),
     ((*QUICK, '--workdir={wd}', '--config.init_from=keras:/no/such.h5'),
-     "init_from 'keras:/no/such.h5': /no/such.h5 does not exist; download the weights"),
+     "init_from 'keras:/no/such.h5': /no/such.h5 does not exist; Keras "
+     "keeps the .h5 files keras.applications downloads in ~/.keras/models/: give yours with "
+     "--config.init_from=keras:PATH"),
     ((*QUICK, '--workdir={wd}', '--config.init_from=/no/such.h5'),
      "init_from '/no/such.h5' must be keras:/path/weights.h5 or orbax:/path/checkpoint_dir"),
     ((*QUICK, '--workdir={wd}', '--config.batch_sise=8'),
@@ -133,9 +138,12 @@ def _modules_after(code):
 
 def test_a_config_mistake_and_help_import_neither_jax_nor_the_heavy_libraries():
   for argv in (['bench.main', '--config=configs/quickstart.py', '--workdir=/nonexistent/x',
-                '--config.no_such_field=1'], ['bench.main', '--help']):
+                '--config.no_such_field=1'], ['bench.main', '--help'],
+               ['bench.predict', '--help'], ['bench.overhead', '--help'],
+               ['bench.overhead', '--config=quickstart', '--config.model=x'],
+               ['bench.visualize', '--help'], ['bench.convert_keras', '--help']):
     code = (f'import runpy, sys\nsys.argv = {argv!r}\n'
-            'runpy.run_module("bench.main", run_name="__main__")')
+            f'runpy.run_module({argv[0]!r}, run_name="__main__")')
     assert _modules_after(code) == '[]', argv
 
 
@@ -182,6 +190,8 @@ def test_native_start_up_info_lines_are_dropped_and_the_rest_kept(tmp_path, monk
   monkeypatch.setattr(sys, 'meta_path', [logs.QuietNativeImport(('noisy_native',)),
                                          *sys.meta_path])
   try:
+    # Asked whether it is there first (as etils asks of tensorflow): the import is still caught.
+    assert importlib.util.find_spec('noisy_native') is not None
     import noisy_native  # pylint: disable=import-outside-toplevel,import-error
     assert noisy_native.VALUE == 7
   finally:
@@ -197,11 +207,11 @@ def test_configs_resolve_to_the_shipped_ones_unless_a_local_file_exists(tmp_path
     assert configs.resolve(name) == shipped
   assert configs.resolve('./configs/quickstart.py') == shipped
   assert configs.resolve('other/quickstart.py') is None and configs.resolve('nope') is None
-  # absl keeps the last --config: that one is resolved, its ':argument' kept.
+  # The last --config counts, in either form.
+  assert configs.load('quickstart')[0] == shipped
   from bench import main  # pylint: disable=import-outside-toplevel
-  assert main._resolve_config(['m', '--config=nope', '--config=quickstart:x']) == [
-      'm', '--config=nope', f'--config={shipped}:x']
-  assert main._resolve_config(['m', '--config', 'quickstart']) == ['m', '--config', shipped]
+  args = main.parse(main.parser('m', ''), ['--config=nope', '--config', 'quickstart'])
+  assert args.config_file == shipped and args.config.name == 'quickstart'
   (tmp_path / 'configs').mkdir()
   (tmp_path / 'configs' / 'quickstart.py').write_text('')
   assert configs.resolve('configs/quickstart.py') == 'configs/quickstart.py'  # local wins
@@ -239,3 +249,67 @@ def test_flax_bench_entry_point():
   bad = run('run', '--config=nope', '--workdir=x')
   assert bad.returncode == 2 and "config file 'nope' does not exist here" in bad.stderr
   assert run('compare').returncode == 2
+
+
+_QUICK_CASES = 'mlp_b32, cnn_b32, mlp_b256, cnn_b256, cnn_shapes_b32'
+
+
+@pytest.mark.parametrize('module, args, line', [
+    ('bench.overhead', ('--config=quickstart', '--repeats=0'),
+     "argument --repeats: '0' is not an integer >= 1; see python -m bench.overhead --help"),
+    ('bench.overhead', ('--config=quickstart', '--steps=0'),
+     "argument --steps: '0' is not an integer >= 1; see python -m bench.overhead --help"),
+    ('bench.overhead', ('--config=quickstart', '--config.model=x'),
+     '--config.model=x reaches no case: every case sets model itself '
+     f"({_QUICK_CASES}), and a case's own field takes precedence over the base; override one "
+     'case with --config.cases.mlp_b32.model=x'),
+    ('bench.visualize', ('--workdir=w', '--images=a.png', '--out=o'),
+     'missing --case; usage: python -m bench.visualize --workdir=DIR --case=NAME '
+     '--images=a.jpg,b.png --out=OUTDIR'),
+    ('bench.visualize', ('--workdir=w', '--case=c', '--images=a.png', '--out=o'),
+     'w/report.json does not exist: --workdir must be the workdir of a training run'),
+    ('bench.convert_keras', ('--model=resnet50', '--weights=.', '--out=o'),
+     '--weights . is a directory, not a file; give the path of a Keras .h5 file'),
+    ('bench.predict', ('--config=quickstart', '--config.batch_size=0'),
+     '--config.batch_size=0 reaches no case: every case sets batch_size itself '
+     f"({_QUICK_CASES}), and a case's own field takes precedence over the base; override one "
+     'case with --config.cases.mlp_b32.batch_size=0'),
+])
+def test_command_lines_print_only_their_error_line(tmp_path, module, args, line):
+  """In a fresh process: no TensorFlow, jax or absl start-up line before the error."""
+  result = run_cli(*args, module=module, cwd=tmp_path)
+  assert (result.returncode, result.stderr, result.stdout) == (2, f'error: {line}\n', '')
+  assert not os.listdir(tmp_path)
+
+
+def test_an_unknown_overhead_case_after_the_imports_is_still_one_line(tmp_path):
+  result = run_cli('--config=quickstart', '--case=nope', module='bench.overhead', cwd=tmp_path)
+  assert (result.returncode, result.stderr) == (
+      2, f'error: --case=nope is not a case of the config; cases: {_QUICK_CASES}\n')
+
+
+def test_ctrl_c_in_predict_is_one_line_and_exit_130(monkeypatch):
+  def interrupted(config, fitted):
+    del config, fitted
+    os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the handlers predict set turn it over
+    raise AssertionError('SIGINT was not delivered')
+  monkeypatch.setattr(predict_lib, 'predict', interrupted)
+  result = call_cli('--config=quickstart', module='bench.predict')
+  assert (result.returncode, result.stderr, result.stdout) == (
+      130, 'interrupted: by SIGINT; nothing was written\n', '')
+
+
+def test_verbosity_brings_every_librarys_lines_in_absls_format(capsys):
+  try:
+    logs.configure(0)
+    std_logging.getLogger('jax._src.xla_bridge').info('probing')
+    assert re.fullmatch(r'I\d{4} [\d:.]+ +\d+ \S+:\d+\] probing\n', capsys.readouterr().err)
+    logs.configure(-1)
+    std_logging.getLogger('jax._src.xla_bridge').info('probing')
+    assert capsys.readouterr().err == ''
+  finally:
+    logs.configure()
+  std_logging.getLogger('jax._src.xla_bridge').info('probing')
+  std_logging.getLogger('jax._src.xla_bridge').warning('falling back')
+  assert re.fullmatch(r'\d\d:\d\d:\d\d warning \(jax._src.xla_bridge\): falling back\n',
+                      capsys.readouterr().err)

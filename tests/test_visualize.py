@@ -140,6 +140,7 @@ def test_user_errors_found_before_writing(run, tmp_path, image, kwargs, message)
 @pytest.mark.parametrize('case, image, message', [
     ('rnn', 'wide.png', "no case 'rnn' in .*/wd/report.json; its cases are cnn"),
     ('cnn', 'tall.png', r'image .*/tall.png does not exist'),
+    ('cnn', '', r'image .* is a directory, not a file; --images takes image files'),
 ])
 def test_user_errors_exit_2_with_one_line_and_write_nothing(run, tmp_path, case, image, message):
   out = tmp_path / 'out'

@@ -27,7 +27,7 @@ def fail(message):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-  """argparse for the small report tools, whose usage errors are one line and exit 2."""
+  """argparse for every command line, whose usage errors are one line and exit 2."""
 
   def error(self, message):
     fail(f'{message}; see python -m {self.prog} --help')
@@ -42,6 +42,19 @@ def number(valid, hint):
       value = math.nan  # valid() rejects it
     if not valid(value):
       raise argparse.ArgumentTypeError(f'{text!r} is not {hint}')
+    return value
+  return parse
+
+
+def integer(minimum):
+  """An argparse type: an integer >= `minimum`."""
+  def parse(text):
+    try:
+      value = int(text)
+    except ValueError:
+      value = minimum - 1
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f'{text!r} is not an integer >= {minimum}')
     return value
   return parse
 

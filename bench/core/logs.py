@@ -3,8 +3,10 @@
 By default a command logs INFO from this project's packages (each case as it
 starts and ends, progress, the peaks) and WARNING and above from everyone, as
 plain `HH:MM:SS message` lines; the libraries' INFO chatter (jax probing for a
-TPU, orbax's saves, tfds) is filtered out. An explicit absl `--verbosity` applies
-to every library alike, in absl's own format.
+TPU, orbax's saves, tfds) is filtered out. An explicit `--verbosity` (absl's
+levels) applies to every library alike, in absl's own format. The modules log
+through absl.logging, whose records reach the one stderr handler set here on the
+root logger (no absl flags are parsed: the command lines use argparse).
 """
 
 import importlib.abc
@@ -15,8 +17,8 @@ import re
 import sys
 import tempfile
 
-from absl import flags
 from absl import logging
+from absl.logging import converter
 
 # The project's packages, whose INFO lines are the suite's own output
 # (this file is bench/core/logs.py under the repository's root).
@@ -51,18 +53,37 @@ class _Plain(std_logging.Formatter):
     return f'{clock} {record.levelname.lower()}{source}: {message}'
 
 
-def configure():
-  """INFO from the suite, WARNING and above from everyone, as plain lines; an explicit
-  --verbosity (absl's flag: 1 = debug, 0 = info, -1 = warning) applies to every
-  library alike, in absl's own format."""
-  handler = logging.get_absl_handler()
-  if flags.FLAGS['verbosity'].present:
-    handler.removeFilter(_quiet)
+class _Stderr(std_logging.Handler):
+  """Writes each record to the sys.stderr of the moment (a test may have replaced it)."""
+
+  def emit(self, record):
+    try:
+      sys.stderr.write(self.format(record) + '\n')
+    except Exception:  # pylint: disable=broad-except  (logging's own convention)
+      self.handleError(record)
+
+
+def configure(verbosity=None):
+  """INFO from the suite, WARNING and above from everyone, as plain lines; a
+  `verbosity` (absl's levels: 1 = debug, 0 = info, -1 = warning, -2 = error) applies
+  to every library alike, in absl's own format. Called again, it replaces its handler."""
+  root = std_logging.getLogger()
+  # Ours from an earlier call, absl's, and the one absl.logging adds on a first record
+  # logged before this (logging.basicConfig): each would print every line again.
+  for old in root.handlers[:]:
+    if isinstance(old, (_Stderr, logging.ABSLHandler)) or (
+        type(old) is std_logging.StreamHandler and old.stream in (sys.stderr, sys.__stderr__)):
+      root.removeHandler(old)
+  handler = _Stderr()
+  root.addHandler(handler)
+  logging.get_absl_logger().setLevel(std_logging.NOTSET)  # absl's records go by the root's
+  if verbosity is not None:
+    root.setLevel(converter.absl_to_standard(verbosity) if verbosity <= converter.ABSL_DEBUG
+                  else std_logging.DEBUG - (verbosity - 1))  # as absl maps its levels
     handler.setFormatter(logging.PythonFormatter())
     return
-  logging.set_verbosity(logging.INFO)
-  if _quiet not in handler.filters:
-    handler.addFilter(_quiet)
+  root.setLevel(std_logging.INFO)
+  handler.addFilter(_quiet)
   handler.setFormatter(_Plain())
   # TensorFlow's C++ start-up notices (oneDNN, CPU features) are INFO too; its
   # warnings still show. Read when TensorFlow is imported, so set before that.
@@ -91,12 +112,19 @@ class QuietNativeImport(importlib.abc.MetaPathFinder):
 
   def __init__(self, names):
     self._names = set(names)
+    self._finding = False
 
   def find_spec(self, name, path=None, target=None):
-    if name not in self._names:
+    # Every lookup until the import, not only the first: a library may only ask whether
+    # the package is there (etils: importlib.util.find_spec('tensorflow')) long before.
+    # Once imported, the package is in sys.modules and no finder is asked again.
+    if name not in self._names or self._finding:
       return None
-    self._names.discard(name)
-    spec = importlib.util.find_spec(name)  # by the other finders: this one skips it now
+    self._finding = True
+    try:
+      spec = importlib.util.find_spec(name)  # by the other finders: this one skips it now
+    finally:
+      self._finding = False
     if spec is not None and spec.loader is not None:
       spec.loader = _QuietLoader(spec.loader)
     return spec

@@ -237,8 +237,9 @@ def expand(config):
 
   ratios = []
   for pair in config.get('ratios') or ():
-    if len(pair) != 2 or any(name not in names for name in pair):
-      raise UserError(f'config.ratios entry {tuple(pair)!r} must be a pair of case names '
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+        or any(name not in names for name in pair)):
+      raise UserError(f'config.ratios entry {pair!r} must be a pair of case names '
                       f'from: {", ".join(names)}')
     if all(name in selected for name in pair) or not selected:
       ratios.append(tuple(pair))

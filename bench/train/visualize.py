@@ -280,6 +280,9 @@ def visualize(workdir, case, images, out, layer='', class_index=-1):
                     "end of runs of benchmark 'train' with checkpoint=True")
   stems = {}
   for path in images:
+    if os.path.isdir(path):
+      raise UserError(f'image {path} is a directory, not a file; --images takes image files, '
+                      'comma-separated')
     if not os.path.isfile(path):
       raise UserError(f'image {path} does not exist')
     stem = os.path.splitext(os.path.basename(path))[0]
