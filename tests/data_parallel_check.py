@@ -12,16 +12,17 @@ import jax
 import numpy as np
 
 from bench.core import parallel
-from bench.results import schema as report_lib
+from bench.results import case_record
 from bench.workload import build
 from tests.conftest import case_config
 
 
 def train(fields, parallel_, num_devices, steps):
   case = case_config(**fields, parallel=parallel_, num_devices=num_devices)
-  record = report_lib.new_case('check', {})
   mesh = parallel.mesh(num_devices)
-  step, state, batches, _ = build.build(case, mesh, record)
+  step, state, batches, _, built = build.build(case, mesh)
+  record = case_record.assemble('check', {}, mesh.size, build.per_device_batch(case, mesh),
+                                built=built)
   losses = []
   for batch in itertools.islice(batches, steps):
     state, metrics = step(state, batch)

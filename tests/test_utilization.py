@@ -15,6 +15,7 @@ from bench.core.errors import UserError
 from bench.measure import compile_cache
 from bench.measure import costs
 from bench.measure import peaks
+from bench.results import case_record
 from bench.results import schema as report_lib
 from bench.run import gpu_check
 from bench.run import runner
@@ -77,17 +78,28 @@ def test_datasheet_peaks_and_devices_without_one():
 
 
 def test_mfu_is_model_flops_over_step_time_peak_and_devices():
-  record = report_lib.new_case('c', {})
-  record['xla']['flops'] = 3e9  # per device
-  record['utilization'].update(peak_flops_per_s=1e12, model_flops=4e9, hardware_flops=6e9)
-  mesh = type('Mesh', (), {'size': 2})()
+  """Batch 64 on 2 devices, XLA's 3 GFLOP per device and 4 model GFLOP a step, timed
+  steps of 20, 10 and 10 ms: the record's figures from what was measured."""
   case = type('Case', (), {'batch_size': 64})()
-  build.record_timing(record, case, mesh, [0.02, 0.01, 0.01], [0.0] * 3, 0.04)
-  assert record['utilization']['mfu'] == pytest.approx(4e9 / (0.01 * 1e12 * 2))  # 20%
-  assert record['utilization']['hfu'] == pytest.approx(6e9 / (0.01 * 1e12 * 2))
-  record['utilization'].update(peak_flops_per_s=None, mfu=None, hfu=None)
-  build.record_timing(record, case, mesh, [0.01] * 3, [0.0] * 3, 0.03)
-  assert record['utilization']['mfu'] is None and record['utilization']['hfu'] is None
+
+  def record(peak, samples):
+    step = build.Compiled(lower_s=0.1, compile_s=1.0, cache='off', costs={'flops': 3e9},
+                          memory={}, device_kind='x', dtype='float32', peak=(peak, 'test'),
+                          model_flops=4e9, normalize_flops=0)
+    timed = build.timed(case, samples, [0.0] * len(samples), sum(samples), 0, len(samples))
+    return case_record.assemble('c', {}, 2, 32, built=build.Built({}, step=step),
+                                timed=timed)
+
+  measured = record(1e12, [0.02, 0.01, 0.01])
+  use = measured['utilization']
+  assert (use['hardware_flops'], measured['xla']['flops_per_example']) == (6e9, 3e9 / 32)
+  assert use['mfu'] == pytest.approx(4e9 / (0.01 * 1e12 * 2))  # 20%
+  assert use['hfu'] == pytest.approx(6e9 / (0.01 * 1e12 * 2))
+  assert measured['throughput'] == pytest.approx({
+      'examples_per_s': 6400, 'examples_per_s_per_device': 3200,
+      'examples_per_s_total': 3 * 64 / 0.04, 'flops_per_s': 6e9 / 0.01})
+  use = record(None, [0.01] * 3)['utilization']
+  assert use['mfu'] is None and use['hfu'] is None
 
 
 @pytest.mark.parametrize('mode', options.NORMALIZATIONS)

@@ -1,4 +1,10 @@
-"""The report's schema: the one module that knows its field names and version.
+"""The report's schema: its field names and version.
+
+A case's record is assembled in one place, bench/results/case_record.py `assemble`,
+from the values the measuring code returns; the report around the cases by `build`
+here. A few of those values come keyed as their block is (bench/measure/timer.py's
+and costs.py's summaries, trace.profile's block, pipeline.Input.describe(), the
+training history and checkpoint-save rows); `validate` holds them to these keys.
 
 A run writes DIR/report.json (the record), DIR/report.md (tables to read) and
 DIR/report.csv (one row per case), each atomically (bench/results/writer.py).

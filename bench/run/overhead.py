@@ -8,7 +8,6 @@ import numpy as np
 
 from bench.core import parallel
 from bench.measure import timer
-from bench.results import schema as report_lib
 from bench.run import runner
 from bench.workload import build
 
@@ -27,8 +26,7 @@ def bare_loop(step, state, batch, steps):
 def measure(case, repeats, steps):
   """Per-repeat suite medians, suite means and bare-loop times, in seconds."""
   mesh = parallel.mesh(case.num_devices)
-  step, state, batches, _ = build.build(case, mesh, report_lib.new_case('overhead', {}),
-                                     runner.open_input('overhead', case, mesh))
+  step, state, batches, *_ = build.build(case, mesh, runner.open_input('overhead', case, mesh))
   one_batch = next(batches)
   suite_medians, suite_means, bare = [], [], []
   for _ in range(repeats):

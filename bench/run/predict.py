@@ -25,9 +25,9 @@ from bench.measure import hlo
 from bench.measure import peaks as peaks_lib
 from bench.profile import hlo_ops
 from bench.profile import trace
+from bench.results import case_record
 from bench.results import cost_model
 from bench.results import memory_model
-from bench.results import schema
 from bench.run import suite as suite_lib
 from bench.workload import build
 
@@ -113,9 +113,10 @@ def predict(config, fitted=None):
         'benchmark': _STEP.get(case.benchmark, case.benchmark),
         'dataset': 'synthetic', 'init_from': '', 'profile': False})
     mesh = parallel.mesh(case.num_devices)
-    record = schema.new_case(name, case.to_dict())
     t0 = time.perf_counter()
-    _, state, _, compiled = build.build(case, mesh, record, None)
+    _, state, _, compiled, built = build.build(case, mesh)
+    record = case_record.assemble(name, case.to_dict(), mesh.size,
+                                  build.per_device_batch(case, mesh), built=built)
     seconds = cost_model.predict(model, ops_of(compiled, state.params))
     memory = memory_model.buffers(record)
     peak = memory_model.predict(memory_fit, memory) if memory_fit else None

@@ -31,6 +31,7 @@ from bench.measure import peaks
 from bench.measure import timer
 from bench.profile import trace
 from bench.results import analysis
+from bench.results import case_record
 from bench.results import cost_model
 from bench.results import memory_model
 from bench.results import plots
@@ -75,9 +76,8 @@ def open_input(name, case, mesh):
   return data
 
 
-def _time(name, case, mesh, record, step, carry, batches):
-  """Runs the timer; fills step_time_s, data_wait_s, timing and throughput. Returns
-  (carry, out of the last step)."""
+def _time(name, case, step, carry, batches):
+  """Runs the timer: (carry, out of the last step, build.Timed)."""
   progress = Progress(case.timed_steps, f'{name} timed steps')
   t0 = time.perf_counter()
   try:
@@ -86,57 +86,57 @@ def _time(name, case, mesh, record, step, carry, batches):
         sync=case.sync, on_sample=progress.update)
   finally:
     progress.close()
-  build.record_timing(record, case, mesh, samples, waits, time.perf_counter() - t0)
-  return carry, out
+  return carry, out, build.timed(case, samples, waits, time.perf_counter() - t0,
+                                 case.warmup_steps, case.timed_steps)
 
 
-def _evaluate(case, state, data, record):
-  """Exact metrics of `state` over case.eval_split into record['eval']."""
+def _evaluate(case, state, data):
+  """Exact metrics of `state` over case.eval_split (build.Metrics)."""
   t0 = time.perf_counter()
   metrics = build.evaluator(case, data)(state)
-  record['eval'] = {'split': case.eval_split, 'num_examples': metrics['num_examples'],
-                    'loss': build.finite(metrics['loss']),
-                    'accuracy': build.finite(metrics['accuracy']),
-                    'wall_s': time.perf_counter() - t0}
+  return build.Metrics(build.finite(metrics['loss']), build.finite(metrics['accuracy']),
+                       case.eval_split, metrics['num_examples'], time.perf_counter() - t0)
 
 
-def _measure(name, case, mesh, record, data, workdir, step_peak):
-  """Fills `record` in place, block by block, so a failure keeps what was measured.
-  Returns the case's status: 'ok', or 'diverged' for a training run. `step_peak`
+def _measure(name, case, mesh, data, workdir, step_peak, measured):
+  """Measures the case into `measured` (case_record.assemble's keyword arguments), each
+  value as soon as it is measured, so a failure keeps what was; status last. `step_peak`
   (host_memory.StepPeak) is started and stopped around the timed steps."""
+  def on_built(built):
+    measured.update(built=built)
+
   if case.benchmark == 'train':
-    return training.train_and_evaluate(name, case, mesh, record, data, workdir)
+    measured.update(training.train_and_evaluate(name, case, mesh, data, workdir, on_built))
+    return
   if case.benchmark == 'input':  # the pipeline alone: a step that only receives the batch
-    _time(name, case, mesh, record, lambda carry, batch: (carry, batch), None,
-          build.batches(case, mesh, None, data))
-    return 'ok'
-  step, state, batches, compiled = build.build(case, mesh, record, data)
+    *_, timed = _time(name, case, lambda carry, batch: (carry, batch), None,
+                      build.batches(case, mesh, None, data))
+    measured.update(timed=timed, status='ok')
+    return
+  step, state, batches, compiled, built = build.build(case, mesh, data, on_built=on_built)
+  measured.update(built=built)
+  median = None
   if case.benchmark != 'compile':
     step_peak.start()
-    state, out = _time(name, case, mesh, record, step, state, batches)
+    state, out, timed = _time(name, case, step, state, batches)
     step_peak.stop()
+    measured.update(timed=timed)
+    median = timed.step_time['median']
     if isinstance(out, dict):
-      record['final_metrics'] = {key: build.finite(out[key]) for key in record['final_metrics']}
+      measured.update(final_metrics=build.Metrics(build.finite(out['loss']),
+                                                  build.finite(out['accuracy'])))
     if case.eval_split:
-      _evaluate(case, state, data, record)
-  record['fingerprint'] = checkpoints.fingerprint(
-      {'params': state.params, 'batch_stats': state.batch_stats})
+      measured.update(evaluation=_evaluate(case, state, data))
+  measured.update(fingerprint=checkpoints.fingerprint(
+      {'params': state.params, 'batch_stats': state.batch_stats}))
   if case.profile:  # last: its extra steps change neither the timings nor the fingerprint
-    median = record['step_time_s']['median']
     steps = trace.steps_for(case.profile_steps, median)
     logging.info('%s: profiling %d more steps', name, steps)
-    _, record['profile'] = trace.profile(
+    _, profile = trace.profile(
         step, state, batches, hlo_text=compiled.as_text(), params=state.params, steps=steps,
         sync=case.sync, workdir=workdir, name=name, timed_median=median)
-  return 'ok'
-
-
-def _dataset_block(case, data):
-  if data is not None:
-    return data.describe()
-  return {'name': 'synthetic', 'location': None, 'num_classes': case.num_classes,
-          'train_examples': None, 'eval_examples': None, 'ignored_files': None, 'threads': None,
-          'prefetch': None}
+    measured.update(profile=profile)
+  measured.update(status='ok')
 
 
 def run_case(name, case, mesh, data=None, workdir=None):
@@ -146,25 +146,23 @@ def run_case(name, case, mesh, data=None, workdir=None):
   `data` is the case's pipeline.Input from `open_input` (None for synthetic data);
   a training case writes its metrics and weights under `workdir`.
   """
-  record = report_lib.new_case(name, case.to_dict())
-  record.update(num_devices=mesh.size, per_device_batch=case.batch_size // mesh.size)
-  record['timing'].update(benchmark=case.benchmark, sync=case.sync,
-                          warmup_steps=case.warmup_steps, timed_steps=case.timed_steps)
+  config = case.to_dict()
+  measured = {}
   step_peak = host_memory.StepPeak()
   try:
-    record['dataset'] = _dataset_block(case, data)
-    record['status'] = _measure(name, case, mesh, record, data, workdir, step_peak)
+    measured.update(dataset=data.describe() if data is not None
+                    else case_record.synthetic_dataset(case.num_classes))
+    _measure(name, case, mesh, data, workdir, step_peak, measured)
   except Exception as e:  # pylint: disable=broad-except  (one broken case must not end the suite)
     logging.exception('case %s failed', name)
-    record['error'] = f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS]
+    measured.update(status='failed', error=f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS])
   else:  # _measure's frame, and the case's buffers with it, are gone
-    record['memory']['host_step_peak_bytes'] = step_peak.bytes()
+    measured.update(host_step_peak_bytes=step_peak.bytes())
   peaks = costs.device_peak_bytes(
       [d for d in mesh.devices.flat if d.process_index == jax.process_index()])
-  record['memory'].update(device_peak_bytes=max(peaks) if peaks else None,
-                          device_peak_bytes_per_device=peaks)
-  record['memory']['host_peak_rss_bytes'] = costs.host_peak_rss_bytes()
-  return record
+  return case_record.assemble(name, config, mesh.size, build.per_device_batch(case, mesh),
+                              device_peaks=peaks, host_peak_rss_bytes=costs.host_peak_rss_bytes(),
+                              **measured)
 
 
 def _log_result(i, n, name, case, record):

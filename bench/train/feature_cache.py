@@ -75,17 +75,19 @@ def _cached_evaluator(case, data, extract, state, head):
                                                 case.eval_split)
 
 
-def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume, epoch=None):
-  """A Trainer of the head on cached features; fills the params, xla, memory and
-  compile fields of `record` (for the head's step) and training.feature_cache_s.
-  `resume(target)` may restore the head's state (see build.initial_state); `epoch`
-  (pipeline.Input.epoch) ends each pass in a smaller batch."""
+def trainer(name, case, mesh, data, workdir, steps_per_epoch, resume, epoch=None,
+            on_built=lambda built: None):
+  """A Trainer of the head on cached features: its Built counts the full model's
+  parameters and compiles the head's step. `resume(target)` may restore the head's
+  state (see build.initial_state); `epoch` (pipeline.Input.epoch) ends each pass in a
+  smaller batch. `on_built` hears the Built of the parameters before the cache is made."""
   model = build.model_of(case)
   frozen = transfer.frozen_layers(case, model, tuple(case.image_shape))
   backbone, head = model.backbone_and_head()
   tx = optimizers.create(case, build.total_steps(case, steps_per_epoch))
   state = build.initial_state(case, mesh, model, tx, frozen)
-  build.count_params(record, state, frozen)
+  params = build.count_params(state, frozen)
+  on_built(build.Built(params))
 
   t0 = time.perf_counter()
   extract = jax.jit(lambda state, batch: backbone.apply(
@@ -99,8 +101,7 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume, ep
   if case.cache_features == 'disk':
     features = _on_disk(workdir, name, features)
   evaluate = _cached_evaluator(case, data, extract, state, head) if case.eval_split else None
-  record['training']['feature_cache_s'] = time.perf_counter() - t0
-  record['training']['feature_cache_bytes'] = int(features.nbytes)
+  cache_s = time.perf_counter() - t0
 
   # The head's state is the full model's top: same parameters, optimizer state and key.
   head_state = jax.jit(lambda s: s.replace(params={'top': s.params['top']}, batch_stats={}),
@@ -111,7 +112,7 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume, ep
   first = next(stream)
   full = build.batch_like(case, mesh, first, case.batch_size)  # `first` may be a last batch
   head_step = steps.make_train_step(head, tx, frozenset(), case.loss, parallel.axis_name(case))
-  compiled = build.compile_into(record, case, mesh, head_step, head_state, full, True)
+  compiled, compilation = build.compile_into(case, mesh, head_step, head_state, full, True)
   compiled = build.with_last_batch(case, mesh, compiled, head_step, head_state, full, epoch,
                                    True)
 
@@ -119,4 +120,5 @@ def trainer(name, case, mesh, record, data, workdir, steps_per_epoch, resume, ep
     return {'params': {**state.params, 'top': head_state.params['top']},
             'batch_stats': state.batch_stats}
 
-  return Trainer(compiled, head_state, itertools.chain([first], stream), evaluate, variables)
+  return Trainer(compiled, head_state, itertools.chain([first], stream), evaluate, variables,
+                 build.Built(params, step=compilation), cache_s, int(features.nbytes))

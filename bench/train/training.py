@@ -94,6 +94,36 @@ class Progress:
   resumes: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Trained:
+  """What a training run measured, for bench/results/case_record.py's training and
+  checkpoint blocks: its history (one row per epoch, HISTORY_KEYS), steps and examples
+  per epoch and the examples of an epoch's last batch, why it stopped (STOP_REASONS),
+  the step it diverged at, early stopping's best epoch, the seconds before the first
+  step and those of a feature cache (and its bytes); its checkpoints' directory and
+  policy (the case's checkpoint_* fields), the step it resumed from, its resumes and
+  saves (SAVE_KEYS rows), and where its final weights were exported."""
+  history: list
+  steps_per_epoch: int
+  examples_per_epoch: int
+  last_batch: int
+  stop_reason: str
+  diverged_at_step: Optional[int]
+  best_epoch: Optional[int]
+  setup_s: float
+  feature_cache_s: Optional[float]
+  feature_cache_bytes: Optional[int]
+  checkpoint_directory: Optional[str]
+  every_steps: int
+  every_epochs: int
+  keep: int
+  asynchronous: bool
+  resumed_from_step: Optional[int]
+  resumes: int
+  saves: list
+  export: Optional[str]
+
+
 def _row(run, epoch, steps_per_epoch):
   """The history row of `epoch` from its steps in `run` so far; the caller adds the
   rest (losses, learning rate, evaluation)."""
@@ -103,32 +133,6 @@ def _row(run, epoch, steps_per_epoch):
              data_wait_s=float(np.sum(run.waits[start:])),
              step_time_median_s=float(np.median(run.samples[start:])))
   return row
-
-
-def _summary(run, stopper, steps_per_epoch):
-  history = run.history
-  complete = [row for row in history if row['train_s'] is not None]
-
-  def best(key, pick):
-    values = [row[key] for row in history if row[key] is not None]
-    return pick(values) if values else None
-
-  return {
-      'epochs_run': len(history),
-      'steps_run': sum(row['steps'] for row in history),
-      'steps_per_epoch': steps_per_epoch,
-      'stop_reason': run.reason,
-      'diverged_at_step': run.diverged_at,
-      'best_epoch': stopper.best_epoch if stopper else None,
-      'min_train_loss': best('train_loss', min),
-      'min_eval_loss': best('eval_loss', min),
-      'best_eval_accuracy': best('eval_accuracy', max),
-      'train_s': sum(row['train_s'] or 0.0 for row in history),
-      'eval_s': sum(row['eval_s'] or 0.0 for row in history),
-      'data_wait_s': sum(row['data_wait_s'] or 0.0 for row in history),
-      'mean_step_s': float(np.mean(run.samples)) if run.samples else None,
-      'epoch_s': (float(np.mean([row['train_s'] for row in complete])) if complete else None),
-  }
 
 
 def _export(workdir, name, variables, metadata):
@@ -151,23 +155,13 @@ def _scalars(row):
   return {k: v for k, v in row.items() if v is not None}
 
 
-def _checkpoint_block(case, ckpt, resumed_from, run):
-  saves = ckpt.saves if ckpt else []
-  timed = [save for save in saves if save['total_s'] is not None]
-  blocking = sum(save['blocking_s'] for save in timed)
-  total = sum(save['total_s'] for save in timed)
-  return {'directory': ckpt.directory if ckpt else None,
-          'every_steps': case.checkpoint_every_steps, 'every_epochs': case.checkpoint_every_epochs,
-          'keep': case.checkpoint_keep, 'asynchronous': case.checkpoint_async,
-          'resumed_from_step': resumed_from, 'resumes': run.resumes, 'saves': saves,
-          'blocking_s': blocking, 'total_s': total,
-          'blocking_share': blocking / total if total else None, 'export': None}
-
-
-def train_and_evaluate(name, case, mesh, record, data, workdir):
-  """Trains `case` for its epochs, evaluating after each; fills record['training'],
-  record['checkpoint'] and record['fingerprint'] (and the step-time, data-wait,
-  eval and final-metric blocks). Returns the case's status: 'ok', or 'diverged'.
+def train_and_evaluate(name, case, mesh, data, workdir, on_built=lambda built: None):
+  """Trains `case` for its epochs, evaluating after each. Returns what it measured
+  as case_record.assemble's keyword arguments: status ('ok', or 'diverged'), built,
+  timed (every training step), trained, evaluation and final_metrics (of the final or
+  restored best epoch) and fingerprint. `on_built(built)` hears what building measured,
+  before compiling and again before training starts, so that a run that fails later
+  still reports it.
 
   With checkpoints on, a rerun continues from the latest one exactly (see
   bench/train/checkpoints.py); a signal (bench/core/interrupt.py) saves one and raises
@@ -196,11 +190,13 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   try:
     t_setup = time.perf_counter()
     if case.cache_features != 'none':
-      trainer = feature_cache.trainer(name, case, mesh, record, data, workdir, steps_per_epoch,
-                                      resume, epoch)
+      trainer = feature_cache.trainer(name, case, mesh, data, workdir, steps_per_epoch, resume,
+                                      epoch, on_built)
     else:
-      trainer = trainer_lib.image_trainer(case, mesh, record, data, steps_per_epoch, resume, epoch)
+      trainer = trainer_lib.image_trainer(case, mesh, data, steps_per_epoch, resume, epoch,
+                                          on_built)
     setup_s = time.perf_counter() - t_setup
+    on_built(trainer.built)
     run, resumed_from = Progress(), None
     stopper = (EarlyStopping(case.early_stop_metric, case.early_stop_mode,
                              case.early_stop_patience, case.early_stop_min_delta)
@@ -227,30 +223,35 @@ def train_and_evaluate(name, case, mesh, record, data, workdir):
   finally:
     if ckpt:
       ckpt.close()
-  record['training'].update(_summary(run, stopper, steps_per_epoch), history=run.history,
-                            setup_s=setup_s, last_batch=last_batch,
-                            examples_per_epoch=full * case.batch_size + last_batch)
-  record['checkpoint'] = _checkpoint_block(case, ckpt, resumed_from, run)
+  examples_per_epoch = full * case.batch_size + last_batch
   # Every epoch's last batch may be smaller; a run ends on an epoch's end or inside its
   # full batches.
   epochs, steps = divmod(len(run.samples), steps_per_epoch)
-  build.record_timing(record, case, mesh, run.samples, run.waits, record['training']['train_s'],
-                      examples=(epochs * record['training']['examples_per_epoch']
-                                + steps * case.batch_size))
-  record['timing'].update(warmup_steps=0, timed_steps=len(run.samples))
+  train_s = sum(row['train_s'] or 0.0 for row in run.history)  # the training block's train_s
+  timed = build.timed(case, run.samples, run.waits, train_s, warmup_steps=0,
+                      timed_steps=len(run.samples),
+                      examples=epochs * examples_per_epoch + steps * case.batch_size)
+  final_metrics = evaluation = None
   if final is not None and run.reason != 'diverged':
-    record['final_metrics'] = {'loss': final['train_loss'], 'accuracy': final['train_accuracy']}
+    final_metrics = build.Metrics(final['train_loss'], final['train_accuracy'])
   if trainer.evaluate and final is not None and final['eval_s'] is not None:
-    record['eval'] = {'split': case.eval_split, 'num_examples': data.check(case.eval_split, False),
-                      'loss': final['eval_loss'], 'accuracy': final['eval_accuracy'],
-                      'wall_s': final['eval_s']}
+    evaluation = build.Metrics(final['eval_loss'], final['eval_accuracy'], case.eval_split,
+                               data.check(case.eval_split, False), final['eval_s'])
   variables = trainer.variables(state)
-  record['fingerprint'] = checkpoints.fingerprint(variables)
+  fingerprint = checkpoints.fingerprint(variables)
+  export = None
   if case.checkpoint and run.reason != 'diverged':
-    record['checkpoint']['export'] = _export(
-        workdir, name, variables, {'case': name, 'epochs_run': len(run.history),
-                                   'step': run.step, 'fingerprint': record['fingerprint']})
-  return 'diverged' if run.reason == 'diverged' else 'ok'
+    export = _export(workdir, name, variables, {'case': name, 'epochs_run': len(run.history),
+                                                'step': run.step, 'fingerprint': fingerprint})
+  trained = Trained(
+      run.history, steps_per_epoch, examples_per_epoch, last_batch, run.reason, run.diverged_at,
+      stopper.best_epoch if stopper else None, setup_s, trainer.feature_cache_s,
+      trainer.feature_cache_bytes, ckpt.directory if ckpt else None, case.checkpoint_every_steps,
+      case.checkpoint_every_epochs, case.checkpoint_keep, case.checkpoint_async, resumed_from,
+      run.resumes, ckpt.saves if ckpt else [], export)
+  return dict(status='diverged' if run.reason == 'diverged' else 'ok', built=trainer.built,
+              timed=timed, trained=trained, evaluation=evaluation, final_metrics=final_metrics,
+              fingerprint=fingerprint)
 
 
 def _train(name, case, trainer, run, stopper, ckpt, steps_per_epoch, last_batch, workdir):

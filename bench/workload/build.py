@@ -1,12 +1,15 @@
-"""A case's model, state, batches and compiled step; and the timing fields of its record.
+"""A case's model, state, batches and compiled step; and what building and timing measured.
 
 Shared by the timed benchmarks (bench/run/runner.py) and training runs
 (bench/train/training.py), so that a training epoch is measured exactly as a single
-timed step is.
+timed step is. What is measured comes back as values (Built, Timed, Metrics), which
+bench/results/case_record.py `assemble` turns into the report's blocks.
 """
 
+import dataclasses
 import itertools
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +31,69 @@ import models
 TRAINING = ('train_step', 'compile', 'train')
 
 
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+  """What compiling a step measured (`compile_into`): its lowering and compile times
+  and cache use (timer.compile_timed), the costs (costs.xla_costs and costs.collectives)
+  and memory analysis (costs.compiled_memory) of one device's program, the device and
+  its datasheet peak in `dtype` (peaks.datasheet: FLOP/s or None, and why), and the
+  step's model FLOPs over the global batch and its input normalisation's FLOPs."""
+  lower_s: float
+  compile_s: float
+  cache: str
+  costs: dict
+  memory: dict
+  device_kind: str
+  dtype: str
+  peak: tuple
+  model_flops: float
+  normalize_flops: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+  """What building a case measured: its parameters (costs.param_counts), one forward
+  pass's activation bytes on one device's share of the batch, its timed step's
+  compilation (None until compiled) and a compile case's forward program's costs (like
+  Compiled.costs)."""
+  params: dict
+  activation_bytes: Optional[int] = None
+  step: Optional[Compiled] = None
+  forward_costs: Optional[dict] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+  """What a timed loop measured (`timed`): its step times and data waits summarised
+  (timer.summarize, timer.summarize_waits), its wall time and the sum of its samples,
+  the steps run before the clock started and timed, the global batch of a full step,
+  and the examples all its timed steps saw."""
+  step_time: dict
+  data_wait: dict
+  total_s: float
+  samples_s: float
+  warmup_steps: int
+  timed_steps: int
+  batch_size: int
+  examples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+  """A loss and accuracy (None where not finite); an evaluation's also its split, the
+  examples evaluated and its wall time."""
+  loss: Optional[float]
+  accuracy: Optional[float]
+  split: Optional[str] = None
+  num_examples: Optional[int] = None
+  wall_s: Optional[float] = None
+
+
+def per_device_batch(case, mesh):
+  """The examples of a global batch each device sees (parallel.check refuses a remainder)."""
+  return case.batch_size // mesh.size
+
+
 def model_of(case):
   return models.create(case.model, num_classes=case.num_classes, dtype=jnp.dtype(case.dtype),
                        **case.model_kwargs)
@@ -45,13 +111,9 @@ def finite(value):
   return value if math.isfinite(value) else None
 
 
-def xla_costs(compiled, case, mesh):
-  """The report's xla block: cost analysis and collectives of one device's program."""
-  xla = {**costs.xla_costs(compiled), **costs.collectives(compiled)}
-  # cost_analysis describes the per-device program, which sees batch/devices examples.
-  xla['flops_per_example'] = (None if xla['flops'] is None
-                              else xla['flops'] / (case.batch_size // mesh.size))
-  return xla
+def program_costs(compiled):
+  """Cost analysis and collectives of one device's program."""
+  return {**costs.xla_costs(compiled), **costs.collectives(compiled)}
 
 
 def batches(case, mesh, rng, data, start=0, epoch=None):
@@ -103,10 +165,10 @@ def initial_state(case, mesh, model, tx, frozen, resume=None):
   return state
 
 
-def count_params(record, state, frozen):
-  """record['params']: what trains, and what does not (frozen layers, statistics)."""
+def count_params(state, frozen):
+  """What trains, and what does not (frozen layers, statistics): costs.param_counts."""
   trainable, fixed = transfer.split(state.params, frozen)
-  record['params'] = costs.param_counts(trainable, (fixed, state.batch_stats))
+  return costs.param_counts(trainable, (fixed, state.batch_stats))
 
 
 def model_flops(case, mesh, fn, state, first):
@@ -119,29 +181,19 @@ def model_flops(case, mesh, fn, state, first):
   return costs.model_flops(fn, state, first)
 
 
-def utilization(case, mesh, fn, state, first, xla):
-  """The report's utilization block, all but mfu and hfu (record_timing's)."""
+def compile_into(case, mesh, fn, state, first, donate, out_axes=None):
+  """`fn` compiled with the case's strategy (bench/core/parallel.py) for the shapes of
+  `state` and `first` (`state` donated or not): (the executable, its Compiled)."""
+  compiled, lower_s, compile_s, cache = timer.compile_timed(
+      parallel.function(case, mesh, fn, donate, out_axes), state, first)
   kind = mesh.devices.flat[0].device_kind
-  peak, source = peaks.datasheet(kind, case.dtype)
   images = first['image']
   normalize = (math.prod(images.shape) * options.NORMALIZE_FLOPS[case.normalization]
                if images.dtype == jnp.uint8 else 0)
-  return {'device_kind': kind, 'dtype': case.dtype, 'peak_flops_per_s': peak,
-          'peak_source': source, 'model_flops': model_flops(case, mesh, fn, state, first),
-          'hardware_flops': None if xla['flops'] is None else xla['flops'] * mesh.size,
-          'normalize_flops': normalize, 'mfu': None, 'hfu': None}
-
-
-def compile_into(record, case, mesh, fn, state, first, donate, out_axes=None):
-  """`fn` compiled with the case's strategy (bench/core/parallel.py) for the shapes of
-  `state` and `first` (`state` donated or not); fills the compile times, xla,
-  collective, memory and utilization fields of `record`."""
-  compiled, record['lower_s'], record['compile_s'], record['compile_cache'] = timer.compile_timed(
-      parallel.function(case, mesh, fn, donate, out_axes), state, first)
-  record['xla'] = xla_costs(compiled, case, mesh)
-  record['memory'].update(costs.compiled_memory(compiled))
-  record['utilization'] = utilization(case, mesh, fn, state, first, record['xla'])
-  return compiled
+  return compiled, Compiled(
+      lower_s, compile_s, cache, program_costs(compiled), costs.compiled_memory(compiled), kind,
+      case.dtype, peaks.datasheet(kind, case.dtype), model_flops(case, mesh, fn, state, first),
+      normalize)
 
 
 def batch_like(case, mesh, batch, examples):
@@ -174,19 +226,23 @@ def with_last_batch(case, mesh, step, fn, state, full, epoch, donate):
       state, batch)
 
 
-def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None, epoch=None):
-  """Model, state, batches and the compiled timed function of `case`.
+def build(case, mesh, data=None, steps_per_epoch=None, resume=None, epoch=None,
+          on_built=lambda built: None):
+  """Model, state, batches and the compiled timed function of `case`, and what
+  building them measured.
 
-  Fills the params, xla, memory and compile fields of `record` (and xla_forward
-  for a compile case), and returns (step, state, batches, compiled) where
+  Returns (step, state, batches, compiled, built) where
   `step(state, batch) -> (state, out)` calls the compiled function exactly once
   and `batches` is an endless iterator of device batches (from `data`, the
-  case's pipeline.Input, or synthetic), and `compiled` the executable `step`
-  calls (its HLO names the ops of a profile). A training case's layers are frozen as
+  case's pipeline.Input, or synthetic), `compiled` the executable `step`
+  calls (its HLO names the ops of a profile) and `built` its Built (with the
+  forward program's costs for a compile case). A training case's layers are frozen as
   its `transfer` mode says; `steps_per_epoch` sizes a train case's schedule.
   `resume` may restore the state (see `initial_state`); the batches then start
   after the state's last step. A training run's `epoch` (pipeline.Input.epoch)
   ending in a smaller batch compiles a second program for it (`with_last_batch`).
+  `on_built(built)` hears the Built of the parameters and activations before the step
+  compiles, so that a case whose compile fails (out of memory) still reports them.
   """
   model = model_of(case)
   training = case.benchmark in TRAINING
@@ -205,11 +261,13 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None, epoc
     else:  # ... but logits stay per device
       fn, out_axes = steps.make_forward(model, case.normalization), 0
   state = initial_state(case, mesh, model, tx, frozen, resume)
-  count_params(record, state, frozen)
+  params = count_params(state, frozen)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  record['memory']['activation_bytes'] = costs.activation_bytes(
+  activations = costs.activation_bytes(
       model, {k: v for k, v in variables.items() if v},
-      jax.ShapeDtypeStruct((case.batch_size // mesh.size, *case.image_shape), jnp.float32))
+      jax.ShapeDtypeStruct((per_device_batch(case, mesh), *case.image_shape), jnp.float32))
+  built = Built(params, activations)
+  on_built(built)
   # The data key is the second of the pair, as it always was for synthetic batches.
   batch_iter = batches(case, mesh, jax.random.split(jax.random.key(case.seed))[1], data,
                        start=int(state.step), epoch=epoch)
@@ -220,16 +278,18 @@ def build(case, mesh, record, data=None, steps_per_epoch=None, resume=None, epoc
   batch_iter = itertools.chain([first], batch_iter)
   full = batch_like(case, mesh, first, case.batch_size)
 
-  compiled = compile_into(record, case, mesh, fn, state, full, training, out_axes)
+  compiled, compilation = compile_into(case, mesh, fn, state, full, training, out_axes)
+  forward_costs = None
   if case.benchmark == 'compile':
     forward, *_ = timer.compile_timed(
         parallel.function(case, mesh, steps.make_forward(model, case.normalization), False, 0),
         state, full)
-    record['xla_forward'] = xla_costs(forward, case, mesh)
+    forward_costs = program_costs(forward)
   # A donating step returns the new state; the others leave it as it is.
   step = compiled if training else (lambda s, b: (s, compiled(s, b)))
   step = with_last_batch(case, mesh, step, fn, state, full, epoch, training)
-  return step, state, batch_iter, compiled
+  return (step, state, batch_iter, compiled,
+          dataclasses.replace(built, step=compilation, forward_costs=forward_costs))
 
 
 def evaluator(case, data, model=None):
@@ -253,24 +313,9 @@ def exact_metrics(eval_sums, state, batches, num_examples, split):
   return metrics
 
 
-def record_timing(record, case, mesh, samples, waits, total_s, examples=None):
-  """Fills step_time_s, data_wait_s, timing.total_s and throughput from timer samples;
-  `examples`: how many the samples' steps saw (default: a full batch each)."""
-  record['timing']['total_s'] = total_s
-  stats = timer.summarize(samples)
-  record['step_time_s'] = stats
-  record['data_wait_s'] = timer.summarize_waits(waits, samples)
-  flops = record['xla']['flops']
-  use = record['utilization']
-  if use['peak_flops_per_s']:  # of what the devices' datasheets promise, over the median step
-    available = use['peak_flops_per_s'] * mesh.size * stats['median']
-    use['mfu'] = use['model_flops'] / available
-    use['hfu'] = None if use['hardware_flops'] is None else use['hardware_flops'] / available
-  record['throughput'] = {
-      'examples_per_s': case.batch_size / stats['median'],
-      'examples_per_s_per_device': case.batch_size / mesh.size / stats['median'],
-      # Over the whole timed loop: what an epoch would see, bursts and stalls included.
-      'examples_per_s_total': (examples or case.batch_size * stats['n']) / sum(samples),
-      # Every device runs the per-device program: the achieved rate is over all of them.
-      'flops_per_s': None if flops is None else flops * mesh.size / stats['median'],
-  }
+def timed(case, samples, waits, total_s, warmup_steps, timed_steps, examples=None):
+  """The Timed of a loop's timer samples and data waits (timer.time_steps) and wall
+  time; `examples`: how many the samples' steps saw (default: a full batch each)."""
+  return Timed(timer.summarize(samples), timer.summarize_waits(waits, samples), total_s,
+               sum(samples), warmup_steps, timed_steps, case.batch_size,
+               examples or case.batch_size * len(samples))
