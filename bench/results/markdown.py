@@ -125,7 +125,9 @@ def to_markdown(report, sections=()):
               'timing run rather than a training run, so its accuracy may be at chance (1 / '
               'classes, what guessing scores). 95% interval: the Wilson interval of the '
               'accuracy over this many examples; an accuracy whose interval holds chance is '
-              'no evidence of learning, nor of less than chance.', '']
+              'no evidence of learning. Nor is one below it evidence of anything: an untrained '
+              "model that answers one class scores that class's share of the split, which on a "
+              'small split can lie well below 1 / classes.', '']
     lines += tables.eval_table(evaluated)
   if inputs:
     lines += ['', '## Input pipeline only', '',
