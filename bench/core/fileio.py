@@ -1,9 +1,18 @@
-"""Atomic file writes: a killed run never leaves a half-written output."""
+"""Atomic file writes: a killed run never leaves a half-written output.
+
+A write goes to `.NAME.PID.RANDOM.tmp` beside NAME first (PID: the writing
+process). A killed writer leaves that file behind; `sweep` removes such files
+once their process is gone.
+"""
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+
+# An atomic write's temporary file: '.' NAME '.' PID '.' mkstemp's 8 random characters '.tmp'.
+_TEMP = re.compile(r'\..+\.(\d+)\.[a-z0-9_]{8}\.tmp')
 
 
 @contextlib.contextmanager
@@ -12,7 +21,8 @@ def atomic_open(path, mode='w'):
   only when the block ends without an exception: written to a temporary file in the
   same directory, synced, then renamed over `path`."""
   directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix='.tmp',
+                             dir=directory)
   # mkstemp makes the file private (0600); outputs get the usual umask-based mode.
   umask = os.umask(0)
   os.umask(umask)
@@ -44,3 +54,28 @@ def replace_dir(fresh, path):
     os.replace(path, old)
   os.replace(fresh, path)
   shutil.rmtree(old, ignore_errors=True)
+
+
+def _running(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+def sweep(directory):
+  """Removes the temporary files of atomic writes in `directory` (not below) whose
+  writer is gone: ours by their name (.NAME.PID.RANDOM.tmp), stale because process
+  PID no longer runs (a running one may be writing; a reused PID only keeps a stale
+  file). Returns the names removed."""
+  removed = []
+  for name in os.listdir(directory):
+    found = _TEMP.fullmatch(name)
+    if found and not _running(int(found.group(1))):
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(directory, name))
+        removed.append(name)
+  return removed

@@ -15,14 +15,31 @@ asks (`agreed`: between training chunks and between cases), and all stop if
 any of them got one. Within training that is the next epoch end or step-interval
 save, not the next step.
 
+A Python signal handler runs only when the main thread runs Python: one stuck in
+native code (XLA:CPU waiting for ever on an allocation it cannot make, a long
+compilation) never sees it. So `handlers()` also starts a watcher thread, woken
+by every signal through signal.set_wakeup_fd (written by the C-level handler,
+whatever the main thread is doing). If the main thread has not raised
+`Interrupted` within the grace period, the watcher prints the line the CLI would
+and ends the process with 128 + the signal's number. The grace: REACT_S when
+nothing is deferred (Python acts on a signal within milliseconds, so a main thread
+that has not after seconds is stuck); DEFER_S inside training, which finishes its
+step and saves a preemption checkpoint first (an orbax save of a ResNet-50 train
+state takes seconds; schedulers send SIGKILL 30 s to 2 minutes after SIGTERM);
+AGAIN_S after a second signal, which asks to exit at once. A checkpoint cut short
+is no loss: a rerun resumes from the last complete one.
+
 Tests drive the same paths at exact steps through the BENCH_FAULT environment
 variable (`fault`), which is empty in normal runs.
 """
 
 import contextlib
 import os
+import select
 import signal
+import socket
 import threading
+import time
 
 from absl import logging
 import jax
@@ -34,8 +51,15 @@ FAULT_ENV = 'BENCH_FAULT'
 # BENCH_FAULT=WHAT@STEP: what happens to this process when training step STEP
 # has been dispatched ('kill', 'term') or its checkpoint save has started
 # ('kill_in_save'). SIGKILL leaves whatever was on disk at that moment.
+# 'hang' blocks the main thread in native code before case STEP (1-based) of a
+# suite, as XLA:CPU does on an allocation it cannot make.
 _FAULTS = {'kill': ('step', signal.SIGKILL), 'term': ('step', signal.SIGTERM),
-           'kill_in_save': ('save', signal.SIGKILL)}
+           'kill_in_save': ('save', signal.SIGKILL), 'hang': ('case', None)}
+# Seconds the main thread has to raise Interrupted after a signal (module docstring).
+REACT_S, DEFER_S, AGAIN_S = 5.0, 60.0, 1.0
+# The watcher reads a signal up to this long after its handler may have run (the
+# GIL switch interval is 5 ms): an Interrupted raised since then answers it.
+_SLACK_S = 1.0
 
 
 class Interrupted(BaseException):
@@ -44,10 +68,66 @@ class Interrupted(BaseException):
 
   def __init__(self, signum, message=''):
     self.signum = signum
+    _state['raised_at'] = time.monotonic()  # the main thread acts on it: the watcher stands down
     super().__init__(message or f'interrupted by {signal.Signals(signum).name}')
 
 
-_state = {'deferring': False, 'requested': None}
+_state = {'deferring': False, 'requested': None, 'raised_at': -float('inf')}
+
+
+def _defers():
+  return _state['deferring'] or jax.process_count() > 1
+
+
+def _end_now(signum, grace):
+  """The line the CLI prints for a signal, then the exit: from the watcher, whose
+  main thread did not act within `grace` seconds."""
+  os.write(2, (f'interrupted: {signal.Signals(signum).name}, and the run did not stop within '
+               f'{grace:g} s (busy in native code, where Python cannot act on a signal): ended '
+               'at once\n').encode())
+  os._exit(128 + signum)  # pylint: disable=protected-access  (no cleanup can run: it is stuck)
+
+
+def _watch(reader):
+  """The watcher thread: reads the signals' numbers from `reader` (the wakeup fd's other
+  end) until a 0 byte, and ends the process when the main thread does not raise
+  Interrupted in time (module docstring)."""
+  armed = None  # (signal, when it was read, deadline, grace)
+  while True:
+    timeout = None if armed is None else max(0.0, armed[2] - time.monotonic())
+    if select.select([reader], [], [], timeout)[0]:
+      data = reader.recv(64)
+      if not data or 0 in data:
+        return
+      now = time.monotonic()
+      for signum in (b for b in data if b in SIGNALS):
+        if armed is None:
+          grace = DEFER_S if _defers() else REACT_S
+          armed = (signum, now, now + grace, grace)
+        else:  # again: exit at once
+          armed = (signum, armed[1], min(armed[2], now + AGAIN_S), AGAIN_S)
+    elif armed is not None:
+      if _state['raised_at'] < armed[1] - _SLACK_S:
+        _end_now(armed[0], armed[3])
+      armed = None
+
+
+@contextlib.contextmanager
+def _watcher():
+  """The watcher thread and the wakeup fd that wakes it, for the block."""
+  reader, writer = socket.socketpair()
+  writer.setblocking(False)
+  previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+  thread = threading.Thread(target=_watch, args=(reader,), name='signal-watcher', daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    signal.set_wakeup_fd(previous)
+    writer.send(b'\0')
+    thread.join()
+    reader.close()
+    writer.close()
 
 
 def _handle(signum, frame):
@@ -73,6 +153,24 @@ def handlers():
     yield
     return
   previous = {s: signal.signal(s, _handle) for s in SIGNALS}
+  try:
+    with _watcher():
+      yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
+def _raise(signum, frame):
+  del frame
+  raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def raising():
+  """For a process that runs no jax (bench.ab): SIGTERM and SIGINT raise Interrupted
+  at once within the block, old handlers restored after."""
+  previous = {s: signal.signal(s, _raise) for s in SIGNALS}
   try:
     yield
   finally:
@@ -133,7 +231,15 @@ _FAULT = _planned_fault(os.environ.get(FAULT_ENV))
 
 
 def fault(point, step):
-  """Sends this process the signal BENCH_FAULT names for `point` ('step' or 'save') at
-  `step`, if any."""
-  if _FAULT is not None and _FAULT[:2] == (point, step):
+  """Sends this process the signal BENCH_FAULT names for `point` ('step', 'save' or
+  'case') at `step`, if any, or hangs in native code."""
+  if _FAULT is None or _FAULT[:2] != (point, step):
+    return
+  if _FAULT[2] is not None:
     os.kill(os.getpid(), _FAULT[2])
+    return
+  # An XLA loop that never ends, waited for in C++ as a stuck allocation is.
+  forever = jax.jit(lambda x: jax.lax.while_loop(lambda c: c >= 0, lambda c: c + 1.0, x))
+  compiled = forever.lower(0.0).compile()
+  os.write(2, b'BENCH_FAULT: hanging in native code\n')
+  compiled(0.0).block_until_ready()

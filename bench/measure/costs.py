@@ -130,19 +130,24 @@ def activation_bytes(model, variables, images):
   What a train step keeps for its backward pass, to within those functions'
   outputs; the compiled program's temp_bytes is the allocator's view of the same.
   """
+  return int(sum(np.prod(x.shape, dtype=np.int64) * x.dtype.itemsize
+                 for x in jax.tree_util.tree_leaves(leaf_outputs(model, variables, images))))
+
+
+def leaf_outputs(model, variables, images):
+  """The shapes (jax.ShapeDtypeStruct) of `model`'s leaf layer outputs on `images`: a
+  list with one entry (the outputs of its calls) per leaf layer (see `activation_bytes`)."""
   def forward(variables, images):
     _, state = model.apply(variables, images, train=False, capture_intermediates=True,
                            mutable=['intermediates'])
     return state['intermediates']
 
-  def leaf_outputs(node):
+  def leaves(node):
     if set(node) == {'__call__'}:
-      return node['__call__']
-    return [leaf_outputs(child) for key, child in node.items() if key != '__call__']
+      return [node['__call__']]
+    return [leaf for key, child in node.items() if key != '__call__' for leaf in leaves(child)]
 
-  outputs = leaf_outputs(jax.eval_shape(forward, variables, images))
-  return int(sum(np.prod(x.shape, dtype=np.int64) * x.dtype.itemsize
-                 for x in jax.tree_util.tree_leaves(outputs)))
+  return leaves(jax.eval_shape(forward, variables, images))
 
 
 def compiled_memory(compiled):

@@ -2,11 +2,15 @@
 
 A case that fails (out of memory, say) is recorded as failed with its error and
 the suite goes on. The report is rewritten after every case, marked
-`incomplete` until the last one is done, so a killed run keeps what it measured.
+`incomplete` until the last one is done, then `complete`, or `failed` when a case
+failed (bench.main then exits 1), so a killed run keeps what it measured.
 
-Every case's data and initial weights are opened and checked before the workdir
-is touched, so a missing dataset, a bad split or weights that do not fit the
-model are one error and nothing written.
+Every case's data, initial weights, transfer mode and memory footprint are
+checked before the workdir is touched (`check_cases`): a missing dataset, a bad
+split, weights that do not fit the model, a layer the model lacks or a size that
+cannot fit in memory are user errors, all of every case reported at once, and
+nothing is written. A user error that still surfaces inside a case ends the run
+as one (it is not recorded as a failed case).
 
 Each case runs data-parallel on its own mesh (bench/core/parallel.py: `num_devices`,
 `parallel`). In a multi-process run every process runs the same cases in step,
@@ -36,12 +40,15 @@ from bench.results import cost_model
 from bench.results import memory_model
 from bench.results import plots
 from bench.results import schema as report_lib
+from bench.results import significance
 from bench.results import writer
 from bench.run import suite as suite_lib
 from bench.run import workdir as workdir_lib
 from bench.train import checkpoints
 from bench.train import training
 from bench.workload import build
+from bench.workload import footprint
+from bench.workload import pretrained
 
 # Longest error text kept in the report; the full one (with traceback) is logged.
 _MAX_ERROR_CHARS = 2000
@@ -53,27 +60,74 @@ def open_input(name, case, mesh):
   Sets `case.num_classes` from the dataset when it is 0. Raises UserError for
   missing data, a bad split, or a class count that does not match the dataset.
   """
+  try:
+    return _open_input(case, mesh)
+  except UserError as e:
+    raise UserError(f'case {name!r}: {e}') from None
+
+
+def _open_input(case, mesh):
   if case.dataset == 'synthetic':
     return None
   # Imported here, not at the top: TensorFlow takes seconds to import, and runs
   # on synthetic data (most tests, the zoo) never need it.
   from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
-  try:
-    data = pipeline.Input(case, parallel.batch_sharding(mesh))
-    classes = data.source.num_classes
-    if case.num_classes == 0:
-      case.num_classes = classes
-    elif case.num_classes != classes:
-      raise UserError(f'num_classes is {case.num_classes} but dataset {case.dataset} has '
-                      f'{classes} classes; set --config.num_classes={classes}, or 0 to follow '
-                      'the dataset')
-    # A compile case reads no batch, but its report describes the split.
-    data.check(case.train_split, full_batches=case.benchmark != 'compile')
-    if case.eval_split:
-      data.check(case.eval_split, full_batches=False)
-  except UserError as e:
-    raise UserError(f'case {name!r}: {e}') from None
+  data = pipeline.Input(case, parallel.batch_sharding(mesh))
+  classes = data.source.num_classes
+  if case.num_classes == 0:
+    case.num_classes = classes
+  elif case.num_classes != classes:
+    raise UserError(f'num_classes is {case.num_classes} but dataset {case.dataset} has '
+                    f'{classes} classes; set --config.num_classes={classes}, or 0 to follow '
+                    'the dataset')
+  # A compile case reads no batch, but its report describes the split.
+  data.check(case.train_split, full_batches=case.benchmark != 'compile')
+  if case.eval_split:
+    data.check(case.eval_split, full_batches=False)
   return data
+
+
+def _problems(case, mesh):
+  """(the case's pipeline.Input or None, [its problems, one line each]): its data, the
+  weights it starts from, then, with both good, its transfer mode and whether it
+  fits in memory (footprint.check, which builds the model's shapes)."""
+  problems, data = [], None
+  try:
+    data = _open_input(case, mesh)
+  except UserError as e:
+    problems.append(str(e))
+  try:
+    if problems:  # the model's classes may come from the data: the weights' file alone
+      if case.init_from:
+        pretrained.parse(case.init_from)
+    else:
+      build.check_weights(case)
+  except UserError as e:
+    problems.append(str(e))
+  if not problems:
+    try:
+      footprint.check(case, mesh)
+    except UserError as e:
+      problems.append(str(e))
+  return data, problems
+
+
+def check_cases(cases, meshes):
+  """{name: pipeline.Input or None} of `cases` [(name, case)], every one checked
+  (`_problems`) before anything is written. All problems of all cases are raised
+  together as one UserError, a line each (a problem several cases share once, with
+  their names): a user fixes them in one go, not one per try."""
+  inputs, problems = {}, {}
+  for name, case in cases:
+    inputs[name], found = _problems(case, meshes[name])
+    for problem in found:
+      problems.setdefault(problem, []).append(name)
+  if problems:
+    # bench.core.errors.fail prefixes the first line with "error: "; the others here.
+    raise UserError('\nerror: '.join(
+        f'case{"s" if len(names) > 1 else ""} {", ".join(map(repr, names))}: {problem}'
+        for problem, names in problems.items()))
+  return inputs
 
 
 def _time(name, case, step, carry, batches):
@@ -153,6 +207,8 @@ def run_case(name, case, mesh, data=None, workdir=None):
     measured.update(dataset=data.describe() if data is not None
                     else case_record.synthetic_dataset(case.num_classes))
     _measure(name, case, mesh, data, workdir, step_peak, measured)
+  except UserError:
+    raise  # the user's to fix, not a broken case: the run ends with it (exit 2)
   except Exception as e:  # pylint: disable=broad-except  (one broken case must not end the suite)
     logging.exception('case %s failed', name)
     measured.update(status='failed', error=f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS])
@@ -185,6 +241,9 @@ def _log_result(i, n, name, case, record):
                  'wait %.1f%%), %.0f examples/s', i, n, name, record['compile_s'],
                  record['step_time_s']['median'] * 1e3, record['step_time_s']['iqr_over_median'],
                  record['data_wait_s']['share'] * 100, record['throughput']['examples_per_s'])
+  noise = record['status'] == 'ok' and significance.noise_line(name, record['step_time_s'])
+  if noise:
+    logging.warning(noise)
 
 
 def run_suite(config, workdir, config_file=None, restart=False):
@@ -193,17 +252,17 @@ def run_suite(config, workdir, config_file=None, restart=False):
   A workdir holding an earlier run of the same config is continued (see
   bench/run/workdir.py); `restart` deletes its outputs and starts over. Raises
   UserError, before anything is written, for an invalid config or workdir, and
-  interrupt.Interrupted on SIGTERM or SIGINT (the report then holds the cases
-  finished so far, marked incomplete). Returns the report dict.
+  interrupt.Interrupted on SIGTERM or SIGINT, from the start (the report then holds
+  the cases finished so far, marked incomplete). Returns the report dict.
   """
+  with interrupt.handlers():
+    return _run_suite(config, workdir, config_file, restart)
+
+
+def _run_suite(config, workdir, config_file, restart):
   suite = suite_lib.expand(config)
   meshes = {name: parallel.mesh(case.num_devices) for name, case in suite.cases}
-  inputs = {name: open_input(name, case, meshes[name]) for name, case in suite.cases}
-  for name, case in suite.cases:  # after open_input: num_classes may come from the data
-    try:
-      build.check_weights(case)
-    except UserError as e:
-      raise UserError(f'case {name!r}: {e}') from None
+  inputs = check_cases(suite.cases, meshes)
   workdir_lib.prepare(workdir)
   records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
   kept = set(records)
@@ -214,9 +273,10 @@ def run_suite(config, workdir, config_file=None, restart=False):
     done = [records[name] for name in names if name in records]
     report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling,
                                suite.notes)
-    # Complete once every case is done and the peaks are measured, after the last case.
-    report['suite']['status'] = ('complete' if len(done) == len(names) and env['peaks']
-                                 else 'incomplete')
+    # Done once every case is done and the peaks are measured, after the last case.
+    report['suite']['status'] = (
+        'incomplete' if len(done) < len(names) or not env['peaks']
+        else 'failed' if any(r['status'] == 'failed' for r in done) else 'complete')
     if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
       writer.write(workdir, report, analysis.markdown(analysis.analyze(report))
                    + cost_model.markdown(judged)
@@ -228,19 +288,19 @@ def run_suite(config, workdir, config_file=None, restart=False):
   if kept:
     logging.info('continuing the run in %s: %d of %d cases are done (%s)', workdir, len(kept),
                  len(names), ', '.join(n for n in names if n in kept))
-  with interrupt.handlers():
-    for i, (name, case) in enumerate(suite.cases, 1):
-      if name in kept:
-        continue
-      logging.info('[%d/%d] %s: %s %s on %s, batch %d over %d devices (%s), %s', i, len(names),
-                   name, 'no model' if case.benchmark == 'input' else case.model, case.benchmark,
-                   case.dataset, case.batch_size, meshes[name].size, case.parallel, case.dtype)
-      records[name] = run_case(name, case, meshes[name], inputs[name], workdir)
-      _log_result(i, len(names), name, case, records[name])
-      report = write()
-      if case.benchmark == 'train' and parallel.is_primary():
-        plots.training_curves(workdir, report)
-      interrupt.check()
+  for i, (name, case) in enumerate(suite.cases, 1):
+    if name in kept:
+      continue
+    logging.info('[%d/%d] %s: %s %s on %s, batch %d over %d devices (%s), %s', i, len(names),
+                 name, 'no model' if case.benchmark == 'input' else case.model, case.benchmark,
+                 case.dataset, case.batch_size, meshes[name].size, case.parallel, case.dtype)
+    interrupt.fault('case', i)
+    records[name] = run_case(name, case, meshes[name], inputs[name], workdir)
+    _log_result(i, len(names), name, case, records[name])
+    report = write()
+    if case.benchmark == 'train' and parallel.is_primary():
+      plots.training_curves(workdir, report)
+    interrupt.check()
   # After the cases, so that the micro-benchmarks' arrays count in no case's memory peak.
   env['peaks'] = peaks.measure({case.dtype for _, case in suite.cases})
   matmul = env['peaks']['matmul_flops_per_s']

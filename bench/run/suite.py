@@ -85,7 +85,9 @@ def _init_from(value):
   if not isinstance(value, str):
     return 'must be a string'
   if value:
-    pretrained.parse(value)  # a UserError naming the spec and the fix
+    # Its form only: the file is checked with the data (runner.check_cases), so that a
+    # missing file and a missing dataset are reported together.
+    pretrained.parse(value, exists=False)
   return None
 
 

@@ -6,7 +6,8 @@ with status ok or diverged are kept as they are, failed ones run again, and a
 training case resumes from its latest checkpoint. A rerun with another config
 is refused (its results would mix with the old ones) unless `restart` deletes
 the old outputs first. Only the files and folders a run writes (OUTPUTS) are
-ever deleted: a workdir may hold other things of the user's.
+ever deleted: a workdir may hold other things of the user's, and the temporary
+files of atomic writes a killed run left there (bench/core/fileio.py `sweep`).
 """
 
 import json
@@ -14,8 +15,9 @@ import os
 import shutil
 import tempfile
 
+from bench.core import fileio
 from bench.core import parallel
-from bench.core.errors import UserError
+from bench.core.errors import UserError, first_line
 from bench.core.fileio import atomic_write_text
 from bench.results import schema as report_lib
 
@@ -59,6 +61,29 @@ def _difference(old, new):
   return 'none'
 
 
+def _manifest(path):
+  """The run.json at `path`, or a UserError naming it and the fix."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+    old = first_line(e)
+  if not (isinstance(old, dict) and isinstance(old.get('cases'), dict) and 'suite' in old):
+    raise UserError(f'{path} is damaged ({old if isinstance(old, str) else "not a run record"}), '
+                    'so whether its run had this config is unknown; pass --restart to delete '
+                    'that run\'s outputs and start over, or use another --workdir')
+  return old
+
+
+def _sweep(workdir):
+  """The stale temporary files of atomic writes in `workdir` and the folders a run
+  writes, removed."""
+  folders = [workdir] + [root for name in OUTPUTS if os.path.isdir(os.path.join(workdir, name))
+                         for root, _, _ in os.walk(os.path.join(workdir, name))]
+  for folder in folders:
+    fileio.sweep(folder)
+
+
 def resume(workdir, run, restart):
   """The records to keep from an earlier run of manifest `run` in `workdir`, by case
   name (after writing run.json). UserError for an earlier run of another config,
@@ -76,11 +101,12 @@ def resume(workdir, run, restart):
         os.unlink(path)
     parallel.barrier('restart')
     found = []
+  if parallel.is_primary():  # before any process writes: no write of this run is under way
+    _sweep(workdir)
   path = os.path.join(workdir, MANIFEST)
   kept = {}
   if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      old = json.load(f)
+    old = _manifest(path)
     if old != run:
       raise UserError(f'workdir {workdir} holds a run of another config ({_difference(old, run)}); '
                       f'{_FIX}')

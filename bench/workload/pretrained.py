@@ -47,15 +47,19 @@ _KERAS_TOP = re.compile(r'predictions|fc\d+')
 _COLLECTIONS = ('params', 'batch_stats')
 
 
-def parse(spec):
-  """(scheme, path) of an init_from spec; UserError if it is malformed or the path is absent."""
+def parse(spec, exists=True):
+  """(scheme, path) of an init_from spec; UserError if it is malformed or (`exists`)
+  the path is absent."""
   scheme, sep, path = spec.partition(':')
   if not sep or scheme not in SCHEMES or not path:
     raise UserError(f'init_from {spec!r} must be keras:/path/weights.h5 or '
                     'orbax:/path/checkpoint_dir')
-  if not os.path.exists(path):
-    raise UserError(f'init_from {spec!r}: {path} does not exist; download the weights or '
-                    'convert them with python -m bench.convert_keras, and give their path')
+  if exists and not os.path.exists(path):
+    raise UserError(f'init_from {spec!r}: {path} does not exist; Keras keeps the .h5 files '
+                    'keras.applications downloads in ~/.keras/models/: give yours with '
+                    '--config.init_from=keras:PATH (one case\'s: --config.cases.NAME.init_from), '
+                    'or orbax:DIR converted by python -m bench.convert_keras, or '
+                    "--config.init_from='' to start from random weights")
   return scheme, path
 
 

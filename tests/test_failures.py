@@ -1,0 +1,219 @@
+"""Failures and interruptions of a run: user errors found up front, failed cases, sizes
+that cannot fit, signals in native code, a damaged workdir."""
+
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.core import interrupt
+from bench.core import parallel
+from bench.results import history as history_lib
+from bench.run import runner
+from bench.workload import build
+from bench.workload import footprint
+from configs import base
+from tests.conftest import REPO, call_cli, case_config, run_cli
+
+BASE = '--config=configs/base.py'
+MLP = ('--config=configs/quickstart.py', '--config.select=mlp_b32', '--config.warmup_steps=1',
+       '--config.timed_steps=2')
+
+
+def _history_runs(path):
+  if not os.path.exists(path):
+    return []
+  conn = history_lib.connect(str(path))
+  try:
+    return history_lib.runs(conn)
+  finally:
+    conn.close()
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--config.transfer=feature_extract',),
+     "error: case 'default': transfer 'feature_extract' needs a model with a classifier top to "
+     "train on a frozen backbone; 'seed_mlp' has none (use transfer=scratch)"),
+    (('--config.model=seed_cnn', '--config.transfer=finetune', '--config.finetune_from=nolayer'),
+     "error: case 'default': finetune_from='nolayer' is not a layer of 'seed_cnn'; its layers, "
+     'in order: conv1, conv2, conv3'),
+    (('--config.model=seed_cnn', '--config.transfer=finetune', '--config.finetune_blocks=99'),
+     "error: case 'default': finetune_blocks=99 must be between 1 and the 3 blocks of "
+     "'seed_cnn' (conv1 ... conv3); or name the first layer to train with finetune_from"),
+    (('--config.image_shape=(100000,100000,3)',), re.compile(
+        "error: case 'default': needs at least 61.4 TB of memory but .* is free \\(.*\\): train "
+        'state 46.1 TB, batches 15.4 TB, largest layer output 32.8 kB; choose a smaller '
+        '--config.model \\(or a smaller --config.image_shape, where a Dense layer reads the '
+        'whole image\\)')),
+])
+def test_user_errors_found_up_front_write_and_record_nothing(tmp_path, args, message):
+  history = tmp_path / 'history.db'
+  result = call_cli(BASE, f'--workdir={tmp_path / "wd"}', f'--history={history}', *args)
+  assert result.returncode == 2, result.stderr
+  (error,) = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert (message.fullmatch(error) if isinstance(message, re.Pattern) else error == message), error
+  assert not (tmp_path / 'wd').exists() and _history_runs(history) == []
+
+
+def test_missing_data_and_missing_weights_are_reported_together(tmp_path):
+  result = call_cli(BASE, f'--workdir={tmp_path / "wd"}', '--config.dataset=cifar10',
+                    f'--config.data_dir={tmp_path / "data"}', '--config.num_classes=10',
+                    '--config.init_from=keras:/no/such.h5')
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert errors == [
+      f"error: case 'default': dataset cifar10 is not prepared in {tmp_path / 'data'}/cifar10/"
+      f'{errors[0].split("/cifar10/")[1].split(";")[0]}; pass --config.download=True to download '
+      'and prepare it (needs internet), or --config.data_dir=DIR where it is prepared',
+      "error: case 'default': init_from 'keras:/no/such.h5': /no/such.h5 does not exist; Keras "
+      'keeps the .h5 files keras.applications downloads in ~/.keras/models/: give yours with '
+      "--config.init_from=keras:PATH (one case's: --config.cases.NAME.init_from), or orbax:DIR "
+      "converted by python -m bench.convert_keras, or --config.init_from='' to start from "
+      'random weights'], result.stderr
+  assert not (tmp_path / 'wd').exists()
+
+
+_EXPLODING = '''
+import flax.linen as nn
+from configs import base
+import models
+
+
+class Exploding(nn.Module):
+  num_classes: int = 10
+  dtype: object = None
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    logits = nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
+    if train:
+      raise MemoryError('RESOURCE_EXHAUSTED: pretend the device ran out of memory')
+    return logits
+
+
+models.register('exploding')(Exploding)
+
+
+def get_config():
+  config = base.get_config()
+  config.warmup_steps, config.timed_steps = 1, 2
+  config.cases = base.cases(boom=dict(model='exploding'), fine=dict(model='seed_mlp'))
+  return config
+'''
+
+
+def test_a_failed_case_exits_1_and_is_recorded_as_failed(tmp_path):
+  config = tmp_path / 'exploding.py'
+  config.write_text(_EXPLODING)
+  history = tmp_path / 'history.db'
+  result = run_cli(f'--config={config}', f'--workdir={tmp_path / "wd"}', f'--history={history}')
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert result.stderr.splitlines()[-1] == (
+      f'failed: 1 of 2 cases (boom); their errors are in {tmp_path / "wd" / "report.md"}')
+  (run,) = _history_runs(history)
+  assert run['status'] == 'failed' and sorted(run['cases']) == ['boom', 'fine']
+
+
+def _limited(gigabytes):
+  def limit():
+    resource.setrlimit(resource.RLIMIT_AS, (gigabytes << 30, gigabytes << 30))
+  return limit
+
+
+def test_under_ulimit_v_a_size_that_cannot_fit_is_refused_and_one_that_fits_runs(tmp_path):
+  env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline')}
+  command = [sys.executable, '-m', 'bench.main', *MLP, f'--workdir={tmp_path / "wd"}']
+  refused = subprocess.run([*command, '--config.image_shape=(4096,4096,3)'], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600, check=False,
+                           preexec_fn=_limited(12))
+  assert refused.returncode == 2, refused.stderr[-3000:]
+  assert re.fullmatch(
+      "error: case 'mlp_b32': needs at least 103 GB of memory but .* is free \\(ulimit -v\\): "
+      'train state 77.3 GB, batches 25.8 GB, largest layer output 32.8 kB; choose a smaller '
+      '--config.model \\(or a smaller --config.image_shape, where a Dense layer reads the whole '
+      'image\\)', refused.stderr.splitlines()[-1]), refused.stderr[-2000:]
+  assert not (tmp_path / 'wd').exists()
+  fits = subprocess.run([*command, '--config.image_shape=(64,64,3)'], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600, check=False,
+                        preexec_fn=_limited(12))
+  assert fits.returncode == 0, fits.stderr[-3000:]
+
+
+def test_the_estimate_is_below_what_xla_allocates():
+  case = case_config(model='seed_cnn', batch_size=32, num_batches=1)
+  mesh = parallel.mesh()
+  need = footprint.estimate(case, mesh)
+  compiled = build.build(case, mesh, runner.open_input('t', case, mesh))[3]
+  stats = compiled.memory_analysis()
+  # The state and one batch are the step's arguments; the largest layer output one of its temps.
+  assert need['state'] + need['batch'] <= stats.argument_size_in_bytes
+  assert 0 < need['activation'] <= stats.temp_size_in_bytes
+  assert need['batch'] == 32 * (32 * 32 * 3 * 4 + 4)
+
+
+def _cpu_ticks(pid):
+  """The CPU time process `pid`'s main thread has used, in clock ticks (utime + stime)."""
+  with open(f'/proc/{pid}/task/{pid}/stat', encoding='ascii') as f:
+    fields = f.read().rsplit(')', 1)[1].split()
+  return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_a_run_stuck_in_native_code(tmp_path, signum):
+  env = {**os.environ, interrupt.FAULT_ENV: 'hang@1',
+         'PYTHONPATH': os.path.join(REPO, 'tests', 'offline')}
+  with subprocess.Popen([sys.executable, '-m', 'bench.main', *MLP,
+                         f'--workdir={tmp_path / "wd"}'], cwd=REPO, env=env,
+                        stderr=subprocess.PIPE, text=True) as process:
+    for line in process.stderr:
+      if line.startswith('BENCH_FAULT: hanging in native code'):
+        break
+    # The main thread then runs the XLA loop itself: once it has spent a third of a
+    # second of CPU since (a Python call takes microseconds), it is in native code.
+    start = _cpu_ticks(process.pid)
+    while _cpu_ticks(process.pid) < start + os.sysconf('SC_CLK_TCK') // 3:
+      time.sleep(0.01)
+    process.send_signal(signum)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signum
+  assert rest.splitlines()[-1] == (
+      f'interrupted: {signal.Signals(signum).name}, and the run did not stop within 5 s (busy '
+      'in native code, where Python cannot act on a signal): ended at once')
+  # What was written before the case started is there: a valid, incomplete report.
+  assert '"status": "incomplete"' in (tmp_path / 'wd' / 'report.json').read_text()
+
+
+def test_a_damaged_run_json_is_one_line_naming_the_file_and_the_fix(tmp_path):
+  workdir = tmp_path / 'wd'
+  workdir.mkdir()
+  (workdir / 'run.json').write_text('{"suite": "quick')
+  result = call_cli(*MLP, f'--workdir={workdir}')
+  assert result.returncode == 2
+  assert result.stderr.splitlines()[-1] == (
+      f'error: {workdir / "run.json"} is damaged (Unterminated string starting at: line 1 '
+      'column 11 (char 10)), so whether its run had this config is unknown; pass --restart to '
+      "delete that run's outputs and start over, or use another --workdir")
+  assert (workdir / 'run.json').read_text() == '{"suite": "quick'
+  assert call_cli(*MLP, f'--workdir={workdir}', '--restart').returncode == 0
+
+
+def test_stale_temporary_files_of_atomic_writes_are_swept(tmp_path):
+  workdir = tmp_path / 'wd'
+  config = base.get_config()
+  config.benchmark = 'compile'
+  runner.run_suite(config, str(workdir))
+  (workdir / 'metrics').mkdir()
+  dead = 2**22 + 1  # above Linux's largest pid: no process has it
+  stale = [workdir / f'.report.json.{dead}.abcd1234.tmp',
+           workdir / 'metrics' / f'.default.jsonl.{dead}.k_9x0zzz.tmp']
+  kept = [workdir / f'.report.md.{os.getpid()}.abcd1234.tmp',  # a running process's
+          workdir / '.notes.tmp', workdir / f'.mine.{dead}.tmp']  # not an atomic write's
+  for path in stale + kept:
+    path.write_text('partial')
+  runner.run_suite(config, str(workdir))  # continues the run: its case is kept
+  assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
