@@ -107,6 +107,7 @@ def _arguments(argv):
 
 def main(argv=None):
   args, overrides = _arguments(sys.argv[1:] if argv is None else argv)
+  args.config = configs.resolve(args.config) or args.config  # --config=quickstart too
   try:
     if os.path.isfile(args.config):
       # The overrides checked up front (a field, a value's type, one no case reads) on this

@@ -237,7 +237,8 @@ def test_ab_of_head_against_itself_end_to_end(tmp_path):
     (['--base=HEAD', '--max_rounds=3'], '--max_rounds=3 is below --rounds=8'),
     (['--base=HEAD', '--threshold=ten'], "'ten' is not a fraction"),
     (['--base=HEAD', '--frobnicate'], 'unrecognized arguments: --frobnicate'),
-    (['--base=HEAD', '--config.model=resnet5'], '--config.model=resnet5 reaches no case: '),
+    (['--base=HEAD', '--config=quickstart', '--config.model=resnet5'],  # a name, as bench.main
+     '--config.model=resnet5 reaches no case: '),
 ])
 def test_user_errors_write_nothing(tmp_path, args, message):
   workdir = tmp_path / 'ab'
