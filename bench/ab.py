@@ -52,13 +52,15 @@ Exit status: 0 when every case is same, faster or inconclusive; 1 for any
 regression, a deterministic change or a missing case (`--changes=advisory`:
 only a regression), or a side whose run failed; 2, with one line on stderr, for
 a user error (unknown revision, a config missing at a revision, a worktree in
-the way, a config problem either side reports).
+the way, a config problem either side reports); 128 + N when signal N (SIGTERM,
+SIGINT) stopped it: its running side is ended and its worktrees removed first.
 """
 
 import math
 import os
 import sys
 
+from bench.core import interrupt
 from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
 from bench.results import ab_result
 from bench.run import ab
@@ -115,7 +117,8 @@ def main(argv=None):
       # its own revision's copy, and reports its own problems.
       configs.load(args.config, overrides)
     recording = history.check(args.history)
-    result = ab.run(args, overrides)
+    with interrupt.raising():
+      result = ab.run(args, overrides)
     if recording:
       history.record_finished(recording, result, ab=True, source=os.path.abspath(
           os.path.join(args.workdir, ab_result.AB_JSON)))
@@ -126,10 +129,10 @@ def main(argv=None):
       fail(e)  # the side's own one-line user error (a bad config field, missing data)
     print(f'error: {e}', file=sys.stderr)
     return 1
-  except KeyboardInterrupt:
-    print(f'interrupted: {os.path.join(args.workdir, ab_result.AB_JSON)} has the rounds '
+  except interrupt.Interrupted as e:  # its side ended and the worktrees removed (run/ab.py)
+    print(f'interrupted: {e}; {os.path.join(args.workdir, ab_result.AB_JSON)} has the rounds '
           'finished so far', file=sys.stderr)
-    return 130
+    return 128 + e.signum
   sys.stdout.write(ab_result.markdown(result))
   return ab_result.exit_status(result, changes_gate=args.changes == 'gate')
 

@@ -217,3 +217,85 @@ def test_stale_temporary_files_of_atomic_writes_are_swept(tmp_path):
     path.write_text('partial')
   runner.run_suite(config, str(workdir))  # continues the run: its case is kept
   assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+# ------------------------------------------------------------------- bench.ab
+
+_AB = ('--base=HEAD', '--new=HEAD', '--rounds=2', '--max_rounds=2', *MLP)
+
+
+def _worktrees():
+  return subprocess.run(['git', '-C', REPO, 'worktree', 'list'], capture_output=True,
+                        text=True, check=True).stdout
+
+
+def _gone(pid):
+  """Whether process `pid` has ended (a zombie no one reaped has)."""
+  try:
+    with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+  except FileNotFoundError:
+    return True
+
+
+def _side_of(workdir):
+  """The pid of the bench.main process an A/B in `workdir` runs, once it runs."""
+  while True:
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+      try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+          command = f.read()
+      except OSError:
+        continue
+      if b'bench.main' in command and f'--workdir={workdir}/runs/'.encode() in command:
+        return int(pid)
+    time.sleep(0.1)
+
+
+def _start_ab(workdir):
+  env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline')}
+  return subprocess.Popen([sys.executable, '-m', 'bench.ab', *_AB, f'--workdir={workdir}'],
+                          cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_ab_on_sigterm_ends_its_side_and_removes_its_worktrees(tmp_path):
+  workdir = tmp_path / 'ab'
+  with _start_ab(workdir) as process:
+    side = _side_of(workdir)
+    assert str(workdir) in _worktrees()
+    process.send_signal(signal.SIGTERM)
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+  assert stderr.splitlines()[-1] == (
+      f'interrupted: interrupted by SIGTERM; {workdir}/ab.json has the rounds finished so far')
+  assert _gone(side) and str(workdir) not in _worktrees()
+  assert not (workdir / 'worktrees').exists()
+
+
+def test_ab_killed_takes_its_side_along_and_the_next_removes_its_worktrees(tmp_path):
+  workdir = tmp_path / 'ab'
+  with _start_ab(workdir) as process:
+    side = _side_of(workdir)
+    process.kill()
+    process.wait()
+  while not _gone(side):  # PR_SET_PDEATHSIG: killed with its A/B
+    time.sleep(0.1)
+  left = [str(workdir / 'worktrees' / name) for name in ('base', 'new')]
+  assert all(path in _worktrees() for path in left)
+  result = call_cli('--base=no-such-rev', '--config=configs/quickstart.py',
+                    f'--workdir={tmp_path / "next"}', module='bench.ab')
+  assert result.returncode == 2
+  assert [line for line in result.stderr.splitlines() if line.startswith('note: removing')] == [
+      f'note: removing the worktree {path} a killed bench.ab left' for path in left]
+  assert not any(path in _worktrees() for path in left)
+
+
+def test_ab_workdir_that_is_a_file_is_one_line(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  result = call_cli('--base=HEAD', '--config=configs/quickstart.py', f'--workdir={blocker}',
+                    module='bench.ab')
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      f'error: --workdir={blocker} is a file; give a directory (created if missing) for '
+      'ab.json, ab.md, its runs and logs']

@@ -4,13 +4,22 @@ bench.main` process per side and round, until the verdicts are reached.
 The design (why rounds, pairs, looks and this interval) is in bench/ab.py, the
 command line; the statistics in bench/results/ab_stats.py; the record and its
 files in bench/results/ab_result.py.
+
+Nothing outlives an A/B: a signal ends its running side and removes its worktrees
+(bench.ab turns SIGTERM and SIGINT into interrupt.Interrupted); each side's
+process dies with the A/B's, even by kill -9 (Linux: PR_SET_PDEATHSIG), so none
+goes on competing with the next A/B's timing; and the worktrees a killed A/B left
+(each locked with the reason `bench.ab pid N`, which git shows) are removed by the
+next one once process N is gone.
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +35,11 @@ from bench.run.git import git, repository
 # of an unchanged case run the same executable.
 _CACHE_ENV = {'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
               'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+# The lock reason of an A/B's worktrees: whose they are (`stale_worktrees`).
+_LOCK = 'bench.ab pid '
+# How long a side has to end on SIGTERM (its own watcher ends it within seconds,
+# bench/core/interrupt.py) before it is killed.
+_END_S = 15
 
 
 def resolve(repo, rev):
@@ -56,24 +70,86 @@ def add_worktree(repo, path, commit):
                       'them (or remove it), or choose another --workdir')
     remove_worktree(repo, path)
   git(repo, 'worktree', 'prune')
-  result = git(repo, 'worktree', 'add', '--detach', path, commit)
+  result = git(repo, 'worktree', 'add', '--detach', '--lock', '--reason',
+               f'{_LOCK}{os.getpid()}', path, commit)
   if result.returncode:
     raise RuntimeError(f'git worktree add {path} {commit} failed: {result.stderr.strip()}')
 
 
+def _alive(pid):
+  """Whether process `pid` is a running bench.ab (a pid reused by another program is not)."""
+  try:
+    with open(f'/proc/{pid}/cmdline', 'rb') as f:
+      command = f.read()
+    return b'bench.ab' in command or b'bench/ab.py' in command
+  except OSError:
+    try:
+      os.kill(pid, 0)  # no /proc (macOS): whether the process exists at all
+    except ProcessLookupError:
+      return False
+    except PermissionError:
+      return True
+    return True
+
+
+def stale_worktrees(repo):
+  """The worktrees of `repo` an A/B locked (`bench.ab pid N`) whose process N is gone:
+  what a killed A/B left."""
+  stale, path = [], None
+  for line in git(repo, 'worktree', 'list', '--porcelain').stdout.splitlines():
+    if line.startswith('worktree '):
+      path = line[len('worktree '):]
+    elif line.startswith(f'locked {_LOCK}'):
+      pid = line[len(f'locked {_LOCK}'):]
+      if pid.isdigit() and not _alive(int(pid)):
+        stale.append(path)
+  return stale
+
+
 def remove_worktree(repo, path):
-  git(repo, 'worktree', 'remove', '--force', path)
+  git(repo, 'worktree', 'remove', '--force', '--force', path)  # twice: it is locked
   shutil.rmtree(path, ignore_errors=True)
   with contextlib.suppress(OSError):  # worktrees/, once empty
     os.rmdir(os.path.dirname(path))
 
 
 class SideFailed(Exception):
-  """A side's benchmark process failed: `status` is its exit status."""
+  """A side's benchmark process failed: `status` is its exit status, `log` its output's
+  file (None once the A/B's workdir is removed: the message then says all)."""
 
-  def __init__(self, message, status):
+  def __init__(self, message, status, log):
     super().__init__(message)
-    self.status = status
+    self.status, self.log = status, log
+
+  def __str__(self):
+    return super().__str__() + (f' (its log: {self.log})' if self.log else '')
+
+
+def _die_with_parent(parent):
+  """In a side's process before it starts: killed when the A/B's process dies (Linux),
+  however it dies."""
+  with contextlib.suppress(OSError, AttributeError):  # elsewhere: the A/B's signals only
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  if os.getppid() != parent:  # the A/B died before prctl took effect
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wait(command, log, **kwargs):
+  """Runs `command` to its end, its output into the file `log`; returns its exit status.
+  Anything that stops the waiting (a signal's Interrupted) ends the process first."""
+  parent = os.getpid()
+  with subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                        preexec_fn=lambda: _die_with_parent(parent), **kwargs) as process:
+    try:
+      return process.wait()
+    except BaseException:
+      process.terminate()  # SIGTERM: it ends with its line in the log (bench.main)
+      try:
+        process.wait(_END_S)
+      except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+      raise
 
 
 def run_side(side, round_index, worktree, config, overrides, workdir):
@@ -92,15 +168,15 @@ def run_side(side, round_index, worktree, config, overrides, workdir):
              '--restart', *overrides]
   t0 = time.perf_counter()
   with open(log_path, 'w', encoding='utf-8') as log:
-    status = subprocess.run(command, cwd=worktree, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, check=False).returncode
+    status = _wait(command, log, cwd=worktree, env=env)
   seconds = time.perf_counter() - t0
-  if status:
+  # Exit 1 with a report whose suite failed: a case failed, a result the A/B diffs.
+  if status and not (status == 1 and _suite_status(run_dir) == 'failed'):
     with open(log_path, encoding='utf-8') as log:
       errors = [line.strip() for line in log if line.startswith('error: ')]
     reason = errors[-1][len('error: '):] if errors else f'exit status {status}'
-    raise SideFailed(f'the {side} side failed in round {round_index}: {reason} '
-                     f'(its log: {log_path})', status)
+    raise SideFailed(f'the {side} side failed in round {round_index}: {reason}', status,
+                     log_path)
   kept = os.path.join(workdir, 'runs', f'{stem}.json')
   os.replace(os.path.join(run_dir, 'report.json'), kept)
   shutil.rmtree(run_dir)
@@ -121,6 +197,15 @@ def run_side(side, round_index, worktree, config, overrides, workdir):
   return report, seconds
 
 
+def _suite_status(run_dir):
+  """The suite status of the report in `run_dir`, or None without a readable one."""
+  try:
+    with open(os.path.join(run_dir, 'report.json'), encoding='utf-8') as f:
+      return json.load(f)['suite']['status']
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
 def run_round(ab, worktrees, workdir):
   """Runs the next round of `ab`, its sides in the round's order, and records it."""
   index, order = ab.next_round()
@@ -135,6 +220,9 @@ def _prepare(args):
   if repo is None:
     raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bench.ab compares '
                     'revisions, so run it inside a clone of the repository')
+  for path in stale_worktrees(repo):  # a killed A/B's, wherever its workdir was
+    print(f'note: removing the worktree {path} a killed bench.ab left', file=sys.stderr)
+    remove_worktree(repo, path)
   commits = {side: resolve(repo, getattr(args, side)) for side in SIDES}
   config = os.path.relpath(os.path.abspath(args.config), repo)
   if config.startswith(os.pardir):
@@ -142,6 +230,9 @@ def _prepare(args):
                     'config of the repository, such as configs/quickstart.py')
   for side in SIDES:
     _check_config(repo, commits[side], getattr(args, side), config)
+  if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+    raise UserError(f'--workdir={args.workdir} is a file; give a directory (created if '
+                    'missing) for ab.json, ab.md, its runs and logs')
   return repo, commits, config
 
 
@@ -155,7 +246,11 @@ def run(args, overrides, out=sys.stdout):
   created = not os.path.exists(workdir)
   for sub in ('runs', 'logs'):  # an earlier A/B's here would mix with this one's
     shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
-    os.makedirs(os.path.join(workdir, sub))
+    try:
+      os.makedirs(os.path.join(workdir, sub))
+    except OSError as e:
+      raise UserError(f'cannot create --workdir={args.workdir} ({e.strerror or e}); give a '
+                      'directory you can create and write') from None
   worktrees = {side: os.path.join(workdir, 'worktrees', side) for side in SIDES}
   seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
   ab = ab_result.AB(args, commits, config, overrides, seed)
@@ -170,6 +265,7 @@ def run(args, overrides, out=sys.stdout):
       except SideFailed as e:
         if e.status == 2 and not ab.rounds and created:
           shutil.rmtree(workdir, ignore_errors=True)  # a config problem: nothing left behind
+          e.log = None  # its one line is the side's whole story
         raise
       n = len(ab.rounds)
       undecided = ([c['name'] for c in ab.cases(final=False) if c['verdict'] is None]
