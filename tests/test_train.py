@@ -363,9 +363,10 @@ SEED_CONFIGS = {
         '--config.select=linear_svm'],
     # One of its nine cases (all are expanded and checked; the zoo tests train each
     # of the three families at a tiny shape).
-    'width_sweep': _SHAPES + _SPLITS + _TINY + ['--config.batch_size=4',
-                                                '--config.select=resnet_nf32',
-                                                '--config.cases.resnet_nf32.epochs=1'],
+    # The case sets its epochs itself: a base --config.epochs would reach no selected case.
+    'width_sweep': _SHAPES + _SPLITS + ['--config.steps_per_epoch=1', '--config.batch_size=4',
+                                        '--config.select=resnet_nf32',
+                                        '--config.cases.resnet_nf32.epochs=1'],
 }
 
 # What each seed config must show when run at tiny size: cases, and trainable counts.
