@@ -1,6 +1,7 @@
 """Failures and interruptions of a run: user errors found up front, failed cases, sizes
 that cannot fit, signals in native code, a damaged workdir."""
 
+import json
 import os
 import re
 import resource
@@ -13,6 +14,7 @@ import pytest
 
 from bench.core import interrupt
 from bench.core import parallel
+from bench.core.errors import UserError
 from bench.results import history as history_lib
 from bench.run import runner
 from bench.workload import build
@@ -142,6 +144,23 @@ def test_under_ulimit_v_a_size_that_cannot_fit_is_refused_and_one_that_fits_runs
                         capture_output=True, text=True, timeout=600, check=False,
                         preexec_fn=_limited(12))
   assert fits.returncode == 0, fits.stderr[-3000:]
+
+
+def test_under_ulimit_v_a_step_whose_temporaries_cannot_fit_fails_its_case(tmp_path):
+  # Its state, batches and largest layer output fit (the estimate passes); the
+  # activations its backward pass keeps do not: XLA's memory analysis says so.
+  env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline')}
+  result = subprocess.run(
+      [sys.executable, '-m', 'bench.main', '--config=configs/quickstart.py',
+       '--config.select=cnn_b32', '--config.warmup_steps=1', '--config.timed_steps=2',
+       '--config.image_shape=(512,512,3)', f'--workdir={tmp_path / "wd"}'], cwd=REPO, env=env,
+      capture_output=True, text=True, timeout=600, check=False, preexec_fn=_limited(12))
+  assert result.returncode == 1, result.stderr[-3000:]
+  (case,) = json.loads((tmp_path / 'wd' / 'report.json').read_text())['cases']
+  assert re.fullmatch(
+      r'MemoryError: a step needs 13.3 GB beside its arguments \(XLA memory analysis: '
+      r'temporaries 13.3 GB, outputs \d+ bytes\) but .* is free \(ulimit -v\); lower '
+      r'--config.batch_size or --config.image_shape', case['error']), case['error']
 
 
 def test_the_estimate_is_below_what_xla_allocates():
@@ -299,3 +318,10 @@ def test_ab_workdir_that_is_a_file_is_one_line(tmp_path):
   assert result.stderr.splitlines() == [
       f'error: --workdir={blocker} is a file; give a directory (created if missing) for '
       'ab.json, ab.md, its runs and logs']
+
+
+def test_a_user_error_inside_a_case_ends_the_run_as_one():
+  # check_cases finds this one up front; run_case alone must not record it as a failed case.
+  case = case_config(model='seed_mlp', transfer='feature_extract')
+  with pytest.raises(UserError, match="'seed_mlp' has none \\(use transfer=scratch\\)"):
+    runner.run_case('t', case, parallel.mesh())

@@ -9,7 +9,8 @@ Every case's data, initial weights, transfer mode and memory footprint are
 checked before the workdir is touched (`check_cases`): a missing dataset, a bad
 split, weights that do not fit the model, a layer the model lacks or a size that
 cannot fit in memory are user errors, all of every case reported at once, and
-nothing is written. A user error that still surfaces inside a case ends the run
+nothing is written. A step whose compiled temporaries cannot fit fails its case
+before it runs (bench/workload/footprint.py). A user error that still surfaces inside a case ends the run
 as one (it is not recorded as a failed case).
 
 Each case runs data-parallel on its own mesh (bench/core/parallel.py: `num_devices`,
@@ -171,6 +172,7 @@ def _measure(name, case, mesh, data, workdir, step_peak, measured):
   measured.update(built=built)
   median = None
   if case.benchmark != 'compile':
+    footprint.check_compiled(compiled, mesh)  # XLA:CPU would hang on what cannot fit
     step_peak.start()
     state, out, timed = _time(name, case, step, state, batches)
     step_peak.stop()
