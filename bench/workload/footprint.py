@@ -24,7 +24,7 @@ On a CPU the devices' memory is the host's, so all of it counts against the host
 What a train step keeps for its backward pass is known once it is compiled: the
 runner calls `check_compiled` between the compilation and the first step, and a
 step whose temporaries cannot fit fails its case (MemoryError, exit 1) instead of
-hanging (a seed CNN at 512x512 wants 13.3 GB of them, its estimate 8 GB).
+hanging (the seed CNN at 512x512, batch 32, wants 13.3 GB of them; its estimate is 2.98 GB).
 
 Memory available: on a CPU the least of Linux's MemAvailable, the cgroup's limit
 less its usage, and RLIMIT_AS (ulimit -v) less the address space the process holds;
