@@ -157,6 +157,9 @@ _LATER_ENVIRONMENT_KEYS = ('machine_id', 'cpu_signature', 'memory_bytes')
 # the seconds the measurements took.
 PEAK_KEYS = ('device', 'matmul_flops_per_s', 'matmul_size', 'copy_bytes_per_s', 'copy_bytes',
              'repeats', 'seconds')
+# suite.status: 'complete' (every case ran, none failed), 'failed' (every case ran, one
+# or more failed: bench.main exits 1, the history records it so), 'incomplete' (stopped
+# before the end: killed or interrupted; a rerun continues it).
 SUITE_KEYS = ('name', 'config_file', 'status', 'notes')
 RATIO_KEYS = ('numerator', 'denominator', 'params', 'flops', 'bytes_accessed', 'step_time',
               'epoch_time')
