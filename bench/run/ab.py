@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from bench.core import fileio
 from bench.core.errors import UserError
 from bench.results import ab_result
 from bench.results import schema as report_lib
@@ -251,6 +252,7 @@ def run(args, overrides, out=sys.stdout):
     except OSError as e:
       raise UserError(f'cannot create --workdir={args.workdir} ({e.strerror or e}); give a '
                       'directory you can create and write') from None
+  fileio.sweep(workdir)  # ab.json's and ab.md's temporary files, if a killed A/B left them
   worktrees = {side: os.path.join(workdir, 'worktrees', side) for side in SIDES}
   seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
   ab = ab_result.AB(args, commits, config, overrides, seed)
