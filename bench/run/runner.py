@@ -10,8 +10,8 @@ checked before the workdir is touched (`check_cases`): a missing dataset, a bad
 split, weights that do not fit the model, a layer the model lacks or a size that
 cannot fit in memory are user errors, all of every case reported at once, and
 nothing is written. A step whose compiled temporaries cannot fit fails its case
-before it runs (bench/workload/footprint.py). A user error that still surfaces inside a case ends the run
-as one (it is not recorded as a failed case).
+before it runs (bench/workload/footprint.py). A user error that still surfaces
+inside a case ends the run as one (it is not recorded as a failed case).
 
 Each case runs data-parallel on its own mesh (bench/core/parallel.py: `num_devices`,
 `parallel`). In a multi-process run every process runs the same cases in step,
