@@ -4,7 +4,6 @@ that cannot fit, signals in native code, a damaged workdir."""
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -121,18 +120,18 @@ def test_a_failed_case_exits_1_and_is_recorded_as_failed(tmp_path):
   assert run['status'] == 'failed' and sorted(run['cases']) == ['boom', 'fine']
 
 
-def _limited(gigabytes):
-  def limit():
-    resource.setrlimit(resource.RLIMIT_AS, (gigabytes << 30, gigabytes << 30))
-  return limit
+def _limited(gigabytes, command):
+  """`command` under `ulimit -v` (a shell's: a preexec_fn would fork this multithreaded
+  process, which JAX warns against)."""
+  return ['bash', '-c', f'ulimit -v {gigabytes << 20} && exec "$@"', 'bash', *command]
 
 
 def test_under_ulimit_v_a_size_that_cannot_fit_is_refused_and_one_that_fits_runs(tmp_path):
   env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline')}
   command = [sys.executable, '-m', 'bench.main', *MLP, f'--workdir={tmp_path / "wd"}']
-  refused = subprocess.run([*command, '--config.image_shape=(4096,4096,3)'], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=600, check=False,
-                           preexec_fn=_limited(12))
+  refused = subprocess.run(_limited(12, [*command, '--config.image_shape=(4096,4096,3)']),
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                           check=False)
   assert refused.returncode == 2, refused.stderr[-3000:]
   assert re.fullmatch(
       "error: case 'mlp_b32': needs at least 103 GB of memory but .* is free \\(ulimit -v\\): "
@@ -140,9 +139,8 @@ def test_under_ulimit_v_a_size_that_cannot_fit_is_refused_and_one_that_fits_runs
       '--config.model \\(or a smaller --config.image_shape, where a Dense layer reads the whole '
       'image\\)', refused.stderr.splitlines()[-1]), refused.stderr[-2000:]
   assert not (tmp_path / 'wd').exists()
-  fits = subprocess.run([*command, '--config.image_shape=(64,64,3)'], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=600, check=False,
-                        preexec_fn=_limited(12))
+  fits = subprocess.run(_limited(12, [*command, '--config.image_shape=(64,64,3)']), cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=600, check=False)
   assert fits.returncode == 0, fits.stderr[-3000:]
 
 
@@ -150,11 +148,11 @@ def test_under_ulimit_v_a_step_whose_temporaries_cannot_fit_fails_its_case(tmp_p
   # Its state, batches and largest layer output fit (the estimate passes); the
   # activations its backward pass keeps do not: XLA's memory analysis says so.
   env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline')}
-  result = subprocess.run(
-      [sys.executable, '-m', 'bench.main', '--config=configs/quickstart.py',
-       '--config.select=cnn_b32', '--config.warmup_steps=1', '--config.timed_steps=2',
-       '--config.image_shape=(512,512,3)', f'--workdir={tmp_path / "wd"}'], cwd=REPO, env=env,
-      capture_output=True, text=True, timeout=600, check=False, preexec_fn=_limited(12))
+  result = subprocess.run(_limited(12, [
+      sys.executable, '-m', 'bench.main', '--config=configs/quickstart.py',
+      '--config.select=cnn_b32', '--config.warmup_steps=1', '--config.timed_steps=2',
+      '--config.image_shape=(512,512,3)', f'--workdir={tmp_path / "wd"}']), cwd=REPO, env=env,
+      capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 1, result.stderr[-3000:]
   (case,) = json.loads((tmp_path / 'wd' / 'report.json').read_text())['cases']
   assert re.fullmatch(
