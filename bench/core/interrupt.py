@@ -76,6 +76,8 @@ _state = {'deferring': False, 'requested': None, 'raised_at': -float('inf')}
 
 
 def _defers():
+  """Whether a first signal is only recorded now: inside training, or always with
+  several processes, which stop together (between cases at the latest)."""
   return _state['deferring'] or jax.process_count() > 1
 
 
@@ -132,8 +134,7 @@ def _watcher():
 
 def _handle(signum, frame):
   del frame
-  # Several processes always defer: they stop together, between cases at the latest.
-  if (_state['deferring'] or jax.process_count() > 1) and _state['requested'] is None:
+  if _defers() and _state['requested'] is None:
     _state['requested'] = signum
     logging.warning('%s received: %s, then exiting (send it again to exit at once)',
                     signal.Signals(signum).name,
