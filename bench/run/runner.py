@@ -23,7 +23,6 @@ import os
 import time
 
 from absl import logging
-import jax
 
 from bench.core import interrupt
 from bench.core import parallel
@@ -216,8 +215,7 @@ def run_case(name, case, mesh, data=None, workdir=None):
     measured.update(status='failed', error=f'{type(e).__name__}: {e}'[:_MAX_ERROR_CHARS])
   else:  # _measure's frame, and the case's buffers with it, are gone
     measured.update(host_step_peak_bytes=step_peak.bytes())
-  peaks = costs.device_peak_bytes(
-      [d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+  peaks = costs.device_peak_bytes(mesh.local_devices)
   return case_record.assemble(name, config, mesh.size, build.per_device_batch(case, mesh),
                               device_peaks=peaks, host_peak_rss_bytes=costs.host_peak_rss_bytes(),
                               **measured)

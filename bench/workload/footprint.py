@@ -32,7 +32,6 @@ on another device its memory_stats() bytes_limit less bytes_in_use.
 """
 
 import math
-import os
 import resource
 
 import jax
@@ -70,14 +69,19 @@ def estimate(case, mesh):
   state = jax.eval_shape(
       steps.train_state_init(model, tx, image_shape, parallel.replicated(mesh), frozen),
       jax.random.key(0))
-  share = case.batch_size // mesh.size
-  pixel = 1 if case.device_normalize else 4  # uint8 or float32 images
+  share = build.per_device_batch(case, mesh)
   variables = {k: v for k, v in (('params', state.params), ('batch_stats', state.batch_stats))
                if v}
   outputs = costs.leaf_outputs(model, variables,
                                jax.ShapeDtypeStruct((share, *image_shape), jnp.float32))
-  return {'state': _bytes(state), 'batch': share * (math.prod(image_shape) * pixel + 4),
+  return {'state': _bytes(state), 'batch': _batch_bytes(case, mesh),
           'activation': max((_bytes(x) for x in outputs), default=0)}
+
+
+def _batch_bytes(case, mesh):
+  """Bytes of one device's share of a batch: its images (uint8 or float32) and labels."""
+  pixel = 1 if case.device_normalize else 4
+  return build.per_device_batch(case, mesh) * (math.prod(case.image_shape) * pixel + 4)
 
 
 def _read(path):
@@ -154,11 +158,10 @@ def check(case, mesh):
   """Raises UserError when `case` cannot fit in the memory left (module docstring):
   one line with what it needs, what is free and the field to change."""
   if case.benchmark == 'input':  # no model: the pipeline's batches alone
-    need = {'state': 0, 'activation': 0, 'batch': case.batch_size // mesh.size
-            * (math.prod(case.image_shape) * (1 if case.device_normalize else 4) + 4)}
+    need = {'state': 0, 'activation': 0, 'batch': _batch_bytes(case, mesh)}
   else:
     need = estimate(case, mesh)
-  local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+  local = mesh.local_devices
   synthetic = case.dataset == 'synthetic'
   held = {'train state': len(local) * need['state'],
           'batches': len(local) * need['batch'] * (case.num_batches if synthetic else 1),
@@ -190,7 +193,7 @@ def check_compiled(compiled, mesh):
   stats = compiled.memory_analysis()
   if stats is None:
     return
-  local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+  local = mesh.local_devices
   temps = stats.temp_size_in_bytes
   outputs = stats.output_size_in_bytes - stats.alias_size_in_bytes
   if local[0].platform == 'cpu':  # every device's program in the host's memory
