@@ -56,7 +56,8 @@ def replace_dir(fresh, path):
   shutil.rmtree(old, ignore_errors=True)
 
 
-def _running(pid):
+def running(pid):
+  """Whether process `pid` exists (another user's too; a reused pid counts as running)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -74,7 +75,7 @@ def sweep(directory):
   removed = []
   for name in os.listdir(directory):
     found = _TEMP.fullmatch(name)
-    if found and not _running(int(found.group(1))):
+    if found and not running(int(found.group(1))):
       with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(directory, name))
         removed.append(name)

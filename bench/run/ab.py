@@ -84,13 +84,7 @@ def _alive(pid):
       command = f.read()
     return b'bench.ab' in command or b'bench/ab.py' in command
   except OSError:
-    try:
-      os.kill(pid, 0)  # no /proc (macOS): whether the process exists at all
-    except ProcessLookupError:
-      return False
-    except PermissionError:
-      return True
-    return True
+    return fileio.running(pid)  # no /proc (macOS): whether the process exists at all
 
 
 def stale_worktrees(repo):
