@@ -28,8 +28,9 @@ IDENTITY = ('machine_id', 'cpu_model', 'cpu_signature', 'cpu_count', 'memory_byt
             'device_kind', 'device_count', 'process_count', 'xla_flags', 'jax', 'jaxlib')
 # Read from the environment block's `versions`, not from its top level.
 _VERSIONS = ('jax', 'jaxlib')
-# Keys that reports before the machine id lack: null there is not known, not a difference.
-_LATER = ('machine_id', 'cpu_signature', 'memory_bytes')
+# Keys that reports before the machine id lack (bench/results/schema.py accepts their
+# absence): null there is not known, not a difference.
+LATER = ('machine_id', 'cpu_signature', 'memory_bytes')
 # How far a measured peak moves between runs of unchanged code on an unchanged
 # machine. Measured on a quiet 2-core VM, 48 processes: of the pairs of processes
 # that had the whole machine, 99% were within 1.31x (matmul) and 1.35x (copy); 8
@@ -159,7 +160,7 @@ def judge(base, new, base_peaks, new_peaks):
   peak 0.43x' when a key differs or a peak moved; UNKNOWN when nothing differs but a
   run has no machine id."""
   reasons = [f'{k} {_show(k, base[k])} -> {_show(k, new[k])}' for k in IDENTITY
-             if base[k] != new[k] and not (k in _LATER and None in (base[k], new[k]))]
+             if base[k] != new[k] and not (k in LATER and None in (base[k], new[k]))]
   reasons += peak_moves(base_peaks, new_peaks)
   if reasons:
     return 'the machine changed: ' + '; '.join(reasons)

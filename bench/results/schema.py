@@ -16,6 +16,7 @@ a report through the keys defined here.
 import json
 import math
 
+from bench.core import machine
 from bench.core.errors import UserError
 
 SCHEMA_VERSION = 11
@@ -142,14 +143,13 @@ SCALING_KEYS = ('case', 'of', 'mode', 'devices', 'batch_size', 'per_device_batch
 SCALING_MODES = ('weak', 'strong')
 # bench/measure/environment.py's block: what produced the numbers. machine_id (hashed),
 # cpu_signature and memory_bytes (bench/core/machine.py) came after schema 11's first
-# reports: a report without them (the committed CI baseline) is still of schema 11,
-# its machine unknown to compare and the history.
+# reports (machine.LATER): a report without them (the committed CI baseline) is still
+# of schema 11, its machine unknown to compare and the history.
 ENVIRONMENT_KEYS = ('python', 'versions', 'backend', 'device_kind', 'device_count',
                     'local_device_count', 'process_count', 'devices_per_process', 'machine_id',
                     'cpu_model', 'cpu_signature', 'cpu_count', 'memory_bytes', 'xla_flags',
                     'compile_cache', 'git_commit', 'git_dirty', 'hostname', 'command', 'peaks',
                     'timestamp_utc')
-_LATER_ENVIRONMENT_KEYS = ('machine_id', 'cpu_signature', 'memory_bytes')
 # environment.peaks (bench/measure/peaks.py; null until the cases are done): the device the
 # peaks were measured on, best matmul FLOP/s and its square size per dtype of the
 # cases ({dtype: value}), best copy bandwidth (bytes read + written per second) and
@@ -258,10 +258,11 @@ def check_figures(report):
   """Raises ValueError where a case's step times or deterministic figures are not
   numbers (or null). Reads the keys it finds, so it checks a report of any schema
   version: the history records older ones."""
+  numbers = {'step_time_s': [k for k in CASE_BLOCKS['step_time_s'] if k != 'samples'],
+             **DETERMINISTIC}
   for case in report['cases']:
     name = case.get('name')
-    timing = {'step_time_s': [k for k in CASE_BLOCKS['step_time_s'] if k != 'samples']}
-    for block, keys in {**timing, **DETERMINISTIC}.items():
+    for block, keys in numbers.items():
       values = case.get(block)
       if values is not None and not isinstance(values, dict):
         raise ValueError(f'case {name!r} {block} must be an object, got {type(values).__name__}')
@@ -282,7 +283,7 @@ def validate(report):
     raise ValueError(f'schema_version {report["schema_version"]} is not {SCHEMA_VERSION}')
   _check_keys('report', report, REPORT_KEYS)
   _check_keys('suite', report['suite'], SUITE_KEYS)
-  _check_keys('environment', report['environment'], ENVIRONMENT_KEYS, _LATER_ENVIRONMENT_KEYS)
+  _check_keys('environment', report['environment'], ENVIRONMENT_KEYS, machine.LATER)
   if report['environment']['peaks'] is not None:
     _check_keys('environment peaks', report['environment']['peaks'], PEAK_KEYS)
   for case in report['cases']:
