@@ -29,8 +29,7 @@ def _arguments(argv):
                          'checkpoint')
   arguments.add_argument('--model_kwargs', default='{}', metavar='JSON',
                          help='further model fields, as a JSON object')
-  arguments.add_argument('--verbosity', '-v', type=int, metavar='N', help="every library's log "
-                         "lines at absl's level N (1 debug, 0 info, -1 warning)")
+  logs.add_verbosity(arguments)
   args = arguments.parse_args(argv)
   for name in ('model', 'weights', 'out'):
     if not getattr(args, name):

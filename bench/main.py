@@ -48,10 +48,7 @@ def parser(prog, description):
   result.add_argument('--config', metavar='NAME_OR_FILE',
                       help='a shipped config (quickstart, model_zoo, ...) or a config file; '
                       'a local file of that path wins')
-  result.add_argument('--verbosity', '-v', type=int, metavar='N',
-                      help="every library's log lines at absl's level N, in absl's format "
-                      '(1 debug, 0 info, -1 warning); default: the suite\'s own lines and '
-                      "every library's warnings")
+  logs.add_verbosity(result)
   return result
 
 

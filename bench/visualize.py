@@ -43,8 +43,7 @@ def _arguments(argv):
                          'Grad-CAM; default: the backbone output (the feature map the top pools)')
   arguments.add_argument('--class_index', type=int, default=-1, help='the class Grad-CAM '
                          'explains; negative: the predicted class')
-  arguments.add_argument('--verbosity', '-v', type=int, metavar='N', help="every library's log "
-                         "lines at absl's level N (1 debug, 0 info, -1 warning)")
+  logs.add_verbosity(arguments)
   args = arguments.parse_args(argv)
   for name in ('workdir', 'case', 'images', 'out'):
     if not getattr(args, name):

@@ -63,6 +63,14 @@ class _Stderr(std_logging.Handler):
       self.handleError(record)
 
 
+def add_verbosity(arguments):
+  """--verbosity (-v) on the argparse parser `arguments`: `configure`'s `verbosity`."""
+  arguments.add_argument('--verbosity', '-v', type=int, metavar='N',
+                         help="every library's log lines at absl's level N, in absl's format "
+                         '(1 debug, 0 info, -1 warning); default: the suite\'s own lines and '
+                         "every library's warnings")
+
+
 def configure(verbosity=None):
   """INFO from the suite, WARNING and above from everyone, as plain lines; a
   `verbosity` (absl's levels: 1 = debug, 0 = info, -1 = warning, -2 = error) applies
@@ -78,8 +86,7 @@ def configure(verbosity=None):
   root.addHandler(handler)
   logging.get_absl_logger().setLevel(std_logging.NOTSET)  # absl's records go by the root's
   if verbosity is not None:
-    root.setLevel(converter.absl_to_standard(verbosity) if verbosity <= converter.ABSL_DEBUG
-                  else std_logging.DEBUG - (verbosity - 1))  # as absl maps its levels
+    root.setLevel(converter.absl_to_standard(verbosity))  # above 1: DEBUG - (verbosity - 1)
     handler.setFormatter(logging.PythonFormatter())
     return
   root.setLevel(std_logging.INFO)
