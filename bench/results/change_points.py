@@ -18,6 +18,7 @@ from bench.results import ab_stats
 from bench.results import history
 from bench.results import history_schema
 
+
 def order_commits(rows, lineage=None):
   """The commits of `rows` in order: along `lineage` (commits, oldest first, from git)
   where given, dropping those off it; else by commit time, then first recording."""
@@ -125,7 +126,7 @@ def _cannot_decide(before, after):
   if min(len(before), len(after)) < 2:
     return f'too few runs ({len(before)} before, {len(after)} after; 2 needed on each side)'
   return machine_lib.judge(history.identity(before[-1]), history.identity(after[0]),
-                       _peaks(before), _peaks(after)) or None
+                           _peaks(before), _peaks(after)) or None
 
 
 def _strongest(found):
