@@ -205,7 +205,7 @@ def leave_one_family_out(report):
   family, measured_s, predicted: {key: s}}], 'proxies': [{proxy, label, median, worst,
   n}], 'model': the cost model fitted on every case}."""
   cases = usable(report)
-  families = sorted({family(c['config']['model']) for c in cases})
+  families = families_of(cases)
   if len(families) < MIN_FAMILIES:
     return None
   predicted = {c['name']: {} for c in cases}
@@ -222,17 +222,30 @@ def leave_one_family_out(report):
   return {'cases': rows, 'proxies': errors(rows), 'model': fit(cases)}
 
 
-def missing(report):
-  """Why `report` has no leave-one-family-out section (a line), or None where it can."""
-  cases = usable(report)
-  families = sorted({family(c['config']['model']) for c in cases})
+def families_of(cases):
+  """The model families of `cases`, sorted."""
+  return sorted({family(c['config']['model']) for c in cases})
+
+
+def too_few_families(cases, what):
+  """'this report has N WHAT of K families: a, b.' where `cases` (N of them, called
+  WHAT) span fewer than MIN_FAMILIES model families, what a leave-one-family-out
+  section needs; None where they span enough."""
+  families = families_of(cases)
   if len(families) >= MIN_FAMILIES:
     return None
+  return f'this report has {len(cases)} {what}' + (
+      f' of {len(families)} {"family" if len(families) == 1 else "families"}: '
+      f'{", ".join(families)}.' if cases else '.')
+
+
+def missing(report):
+  """Why `report` has no leave-one-family-out section (a line), or None where it can."""
+  have = too_few_families(usable(report), 'profiled cases')
+  if have is None:
+    return None
   return (f'"What predicts step time" needs profiled cases (--config.profile=True) of '
-          f'{MIN_FAMILIES} or more model families, one to predict and two to fit on; this '
-          f'report has {len(cases)} profiled cases' + (
-              f' of {len(families)} {"family" if len(families) == 1 else "families"}: '
-              f'{", ".join(families)}.' if cases else '.'))
+          f'{MIN_FAMILIES} or more model families, one to predict and two to fit on; {have}')
 
 
 def judge(model, report):

@@ -87,15 +87,12 @@ def missing(report):
   if backend != 'cpu':
     return ('"What predicts peak memory" needs a run on CPU: a step\'s peak is measured '
             f'there only; this report ran on {backend}.')
-  cases = usable(report)
-  families = sorted({cost_model.family(c['config']['model']) for c in cases})
-  if len(families) >= cost_model.MIN_FAMILIES:
+  have = cost_model.too_few_families(usable(report), 'such cases')
+  if have is None:
     return None
   return (f'"What predicts peak memory" needs timed cases on one CPU device whose step '
           f'buffers take at least {_mib(MIN_BUFFERS)} MiB, of {cost_model.MIN_FAMILIES} or more '
-          f'model families; this report has {len(cases)} such cases' + (
-              f' of {len(families)} {"family" if len(families) == 1 else "families"}: '
-              f'{", ".join(families)}.' if cases else '.'))
+          f'model families; {have}')
 
 
 def leave_one_family_out(report):
@@ -104,7 +101,7 @@ def leave_one_family_out(report):
   params, buffers, measured, predicted: {key: bytes}}], 'proxies': [{proxy, label,
   median, worst, n}], 'fit': (a, b) of a * buffers + b fitted on every case}."""
   cases = usable(report)
-  families = sorted({cost_model.family(c['config']['model']) for c in cases})
+  families = cost_model.families_of(cases)
   if len(families) < cost_model.MIN_FAMILIES:
     return None
   rows = []
