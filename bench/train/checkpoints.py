@@ -33,6 +33,7 @@ import numpy as np
 from bench.core import interrupt
 from bench.core import parallel
 from bench.core.errors import UserError
+from bench.workload import pretrained
 
 STATE, PROGRESS = 'state', 'progress'
 # Errors that are not a damaged checkpoint. Reading one raises file, JSON and
@@ -200,6 +201,10 @@ class Checkpoints:
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         self._check_shapes(step, target)
+        # Damage found by reading every value in turn, before orbax restores (a second
+        # read, from the page cache): orbax's own failed restore leaves coroutines that
+        # print "Exception ignored" tracebacks (pretrained.read_every_value).
+        pretrained.read_every_value(os.path.join(self.directory, str(step), STATE))
         return self._restore(step, target)
       except Exception as e:  # pylint: disable=broad-except
         if isinstance(e, _NOT_DAMAGE):

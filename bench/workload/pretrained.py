@@ -248,17 +248,25 @@ def _merge_from(spec, variables):
                f'orbax checkpoint {path}', _slash_name)
 
 
-def _read_every_value(directory):
-  """Reads each value an orbax checkpoint (OCDBT) stores, one after another: a
-  truncated or damaged data file is a UserError. Restoring would find it too, but
-  orbax's concurrent reads then print tracebacks from their threads (the event
-  loop they report to is closed), not one line."""
+def read_every_value(directory):
+  """Reads each value the orbax checkpoint (OCDBT) in `directory` stores, one after
+  another; tensorstore's ValueError at the first that cannot be read (a truncated or
+  damaged data file). Restoring would find it too, but orbax reads all arrays at once
+  and, when one read fails, leaves the other reads' coroutines suspended: when they are
+  garbage-collected, orbax's `except BaseException` turns their GeneratorExit into an
+  Exception, which Python prints as "Exception ignored in: <coroutine object
+  _read_array_index_and_device_put>" with a traceback, once per unfinished read."""
   import tensorstore as ts  # pylint: disable=g-import-not-at-top  (comes with orbax)
+  store = ts.KvStore.open({'driver': 'ocdbt',
+                           'base': f'file://{os.path.abspath(directory)}/'}).result()
+  for key in store.list().result():
+    store.read(key).result()
+
+
+def _read_every_value(directory):
+  """read_every_value, a damaged checkpoint as a UserError."""
   try:
-    store = ts.KvStore.open({'driver': 'ocdbt',
-                             'base': f'file://{os.path.abspath(directory)}/'}).result()
-    for key in store.list().result():
-      store.read(key).result()
+    read_every_value(directory)
   except ValueError as e:
     raise UserError(f'orbax checkpoint {directory} is damaged ({first_line(e)}); write it '
                     'again (python -m bench.convert_keras, or the training run)') from None
