@@ -9,7 +9,7 @@ WORKDIR ?= workdirs/quickstart
 CI_WORKDIR ?= workdirs/ci-cpu
 BASELINE := benchmarks/baseline-cpu.json
 
-.PHONY: demo test lock bench-ci baseline ci-suite ab-ci gpu-check
+.PHONY: demo test test-fast lock bench-ci baseline ci-suite ab-ci gpu-check
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop while changing the harness (under 2 minutes on 2 cores): the contracts,
+# then only the tests marked fast, which together run the command lines end to end.
+test-fast: $(STAMP)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(PY) -m pytest -q -m fast $(PYTEST_ARGS)
 
 # The CI benchmark (configs/ci_cpu.py) against the committed baseline: exit 1 on a
 # deterministic change (parameters, XLA FLOPs or bytes, compiled memory); timing

@@ -181,6 +181,7 @@ def test_a_wild_fit_gives_finite_numbers():
   assert formatting.fmt(123_456_789_012) == '123456789012'
 
 
+@pytest.mark.fast
 def test_cli_json_plots_and_errors(tmp_path):
   flops = np.geomspace(1e6, 1e9, 5)
   report = _report([(f'm{i}', 10 * (i + 1), f, 1e6, f / 1e10) for i, f in enumerate(flops)])

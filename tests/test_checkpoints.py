@@ -45,6 +45,7 @@ def _trained(model='seed_mlp'):
 
 # ------------------------------------------------------------- in-process units
 
+@pytest.mark.fast
 def test_async_save_survives_donation_and_damaged_latest_falls_back(tmp_path, caplog):
   step, state, batches = _trained()
   directory = str(tmp_path / 'ck')
@@ -154,6 +155,7 @@ def _suite(**fields):
   return config
 
 
+@pytest.mark.fast
 def test_changed_config_is_refused_unless_restarted(tmp_path):
   workdir = str(tmp_path / 'wd')
   first = runner.run_suite(_suite(), workdir)

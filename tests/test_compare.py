@@ -287,6 +287,7 @@ def test_markdown_and_text_render_the_same_table():
   assert not any(line.startswith('|') for line in text)
 
 
+@pytest.mark.fast
 def test_cli_exit_codes_and_advisory_timing(tmp_path):
   base = _write(tmp_path / 'base.json', _timed(0))
   new = _write(tmp_path / 'new.json', _timed(1, {'cnn': 2.0}))

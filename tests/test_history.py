@@ -220,6 +220,7 @@ def test_two_writers_at_once_lose_nothing(tmp_path):
   assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
 
 
+@pytest.mark.fast
 def test_a_finished_run_is_recorded(tmp_path):
   db = tmp_path / 'history.db'
   result = run_cli('--config=configs/base.py', f'--workdir={tmp_path / "w"}',

@@ -404,7 +404,8 @@ def test_mocked_tfds_dataset_end_to_end(tmp_path, name, make_builder, classes):
   assert case['config']['num_classes'] == classes and case['dataset']['train_examples'] == 20
   assert case['eval'] == {**case['eval'], 'split': 'test', 'num_examples': 20}
   assert 0 <= case['data_wait_s']['share'] <= 1
-  assert json.load(open(os.path.join(workdir, 'report.json')))['suite']['status'] == 'complete'
+  with open(os.path.join(workdir, 'report.json')) as f:
+    assert json.load(f)['suite']['status'] == 'complete'
 
 
 def _cars_manual_dir(manual):
@@ -494,14 +495,14 @@ def test_input_pipeline_config_on_two_devices(data_dir, tmp_path):
                    "--config.cases.seed_cnn32.eval_split=train[331:]",
                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
   assert result.returncode == 0, result.stderr[-3000:]
-  report = json.load(open(tmp_path / 'report.json'))
+  report = json.loads((tmp_path / 'report.json').read_text())
   pipeline_only, train = report['cases']
   assert pipeline_only['status'] == train['status'] == 'ok'
   assert pipeline_only['params']['total'] is None and pipeline_only['num_devices'] == 2
   assert pipeline_only['throughput']['examples_per_s_total'] > 0
   assert train['eval']['num_examples'] == 29 and train['dataset']['train_examples'] == 288
   assert 0 <= train['data_wait_s']['share'] <= 1
-  markdown = open(tmp_path / 'report.md').read()
+  markdown = (tmp_path / 'report.md').read_text()
   assert '## Input pipeline only' in markdown and '| seed_cnn32 | shapes | train[331:] | 29 |' \
       in markdown
 

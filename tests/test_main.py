@@ -23,6 +23,7 @@ QUICK = ('--config=configs/quickstart.py', '--config.warmup_steps=1', '--config.
 BASE = '--config=configs/base.py'
 
 
+@pytest.mark.fast
 def test_quickstart_end_to_end(tmp_path):
   workdir = tmp_path / 'wd'
   result = run_cli(*QUICK, f'--workdir={workdir}', f'--config.data_dir={tmp_path / "data"}')
@@ -109,6 +110,7 @@ def test_quickstart_end_to_end(tmp_path):
      "config field 'warmup_steps' = -1 must be an integer >= 1"),
     ((*QUICK, '--workdir={blocked}/wd'), r"cannot write to workdir '.*/file/wd' \(Not a directory\)"),
 ])
+@pytest.mark.fast
 def test_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, args, message):
   (tmp_path / 'file').write_text('')
   workdir = tmp_path / 'wd'
@@ -234,6 +236,7 @@ def test_a_shipped_config_by_name_from_another_directory(tmp_path):
       'pass a path or one of: base, cars_feature_extract,')
 
 
+@pytest.mark.fast
 def test_flax_bench_entry_point():
   command = os.path.join(os.path.dirname(sys.executable), 'flax-bench')
   run = lambda *args: subprocess.run([command, *args], capture_output=True, text=True,

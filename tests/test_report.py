@@ -46,6 +46,7 @@ def _report():
                           [('cnn', 'mlp'), ('big', 'mlp')])
 
 
+@pytest.mark.fast
 def test_round_trip(tmp_path):
   report = _report()
   writer.write(str(tmp_path), report)

@@ -118,6 +118,7 @@ def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
   assert os.listdir(tmp_path) == ['file']
 
 
+@pytest.mark.fast
 def test_every_config_in_configs_expands():
   """Each config file's cases are all valid here (init_from files, which only the
   seeds' users have, set aside), so a test that runs a few of them leaves none unchecked."""

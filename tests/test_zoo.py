@@ -227,7 +227,8 @@ def test_weight_import_errors_are_one_clear_line(keras_refs, tmp_path):
   assert 'cannot read Keras weights file' in _one_line_error(
       pretrained.load_keras_h5, str(text), mobilenet)
   truncated = tmp_path / 'truncated.h5'
-  data = open(ref['path'], 'rb').read()
+  with open(ref['path'], 'rb') as f:
+    data = f.read()
   truncated.write_bytes(data[:len(data) // 2])
   assert 'it is truncated or not HDF5: download it again' in _one_line_error(
       pretrained.load_keras_h5, str(truncated), mobilenet)
@@ -283,7 +284,8 @@ def test_convert_keras_to_orbax_and_init_from_it(keras_refs, tmp_path):
 def test_convert_keras_user_errors(keras_refs, tmp_path, args, message):
   weights = keras_refs['mobilenet_v2']['path']
   truncated = tmp_path / 'truncated.h5'
-  truncated.write_bytes(open(weights, 'rb').read()[:4096])
+  with open(weights, 'rb') as f:
+    truncated.write_bytes(f.read(4096))
   args = [a.format(weights=weights, truncated=truncated, out=tmp_path / 'out', tmp=tmp_path)
           for a in args]
   result = call_cli(*args, module='bench.convert_keras')
