@@ -99,7 +99,8 @@ def _timed(case, timed, devices):
 
 
 def _trained(case, trained, timed):
-  """The training and checkpoint blocks: the run's figures and sums over its history."""
+  """The training and checkpoint blocks: the run's figures and sums over its history, and
+  the checkpoint policy of its config."""
   history = trained.history
   complete = [row for row in history if row['train_s'] is not None]
 
@@ -126,9 +127,10 @@ def _trained(case, trained, timed):
   timed_saves = [save for save in saves if save['total_s'] is not None]
   blocking = sum(save['blocking_s'] for save in timed_saves)
   spent = sum(save['total_s'] for save in timed_saves)
+  config = case['config']  # the checkpoint policy the run followed
   case['checkpoint'].update(
-      directory=trained.checkpoint_directory, every_steps=trained.every_steps,
-      every_epochs=trained.every_epochs, keep=trained.keep, asynchronous=trained.asynchronous,
-      resumed_from_step=trained.resumed_from_step, resumes=trained.resumes, saves=saves,
-      blocking_s=blocking, total_s=spent, blocking_share=blocking / spent if spent else None,
-      export=trained.export)
+      directory=trained.checkpoint_directory, every_steps=config['checkpoint_every_steps'],
+      every_epochs=config['checkpoint_every_epochs'], keep=config['checkpoint_keep'],
+      asynchronous=config['checkpoint_async'], resumed_from_step=trained.resumed_from_step,
+      resumes=trained.resumes, saves=saves, blocking_s=blocking, total_s=spent,
+      blocking_share=blocking / spent if spent else None, export=trained.export)

@@ -100,8 +100,8 @@ class Trained:
   checkpoint blocks: its history (one row per epoch, HISTORY_KEYS), steps and examples
   per epoch and the examples of an epoch's last batch, why it stopped (STOP_REASONS),
   the step it diverged at, early stopping's best epoch, the seconds before the first
-  step and those of a feature cache (and its bytes); its checkpoints' directory and
-  policy (the case's checkpoint_* fields), the step it resumed from, its resumes and
+  step and those of a feature cache (and its bytes); its checkpoints' directory (their
+  policy is the case's checkpoint_* fields), the step it resumed from, its resumes and
   saves (SAVE_KEYS rows), and where its final weights were exported."""
   history: list
   steps_per_epoch: int
@@ -114,10 +114,6 @@ class Trained:
   feature_cache_s: Optional[float]
   feature_cache_bytes: Optional[int]
   checkpoint_directory: Optional[str]
-  every_steps: int
-  every_epochs: int
-  keep: int
-  asynchronous: bool
   resumed_from_step: Optional[int]
   resumes: int
   saves: list
@@ -246,9 +242,8 @@ def train_and_evaluate(name, case, mesh, data, workdir, on_built=lambda built: N
   trained = Trained(
       run.history, steps_per_epoch, examples_per_epoch, last_batch, run.reason, run.diverged_at,
       stopper.best_epoch if stopper else None, setup_s, trainer.feature_cache_s,
-      trainer.feature_cache_bytes, ckpt.directory if ckpt else None, case.checkpoint_every_steps,
-      case.checkpoint_every_epochs, case.checkpoint_keep, case.checkpoint_async, resumed_from,
-      run.resumes, ckpt.saves if ckpt else [], export)
+      trainer.feature_cache_bytes, ckpt.directory if ckpt else None, resumed_from, run.resumes,
+      ckpt.saves if ckpt else [], export)
   return dict(status='diverged' if run.reason == 'diverged' else 'ok', built=trainer.built,
               timed=timed, trained=trained, evaluation=evaluation, final_metrics=final_metrics,
               fingerprint=fingerprint)
