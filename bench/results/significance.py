@@ -21,8 +21,8 @@ from bench.results import formatting
 
 MIN_P_CASES = 5
 EXACT_MAX_CASES = 8  # 8! = 40,320 orderings
-PERMUTATIONS = 20_000  # 0.1 s a proxy at 60 cases; the report is rewritten after each case
-_CHUNK = 10_000  # random orderings drawn at once (memory: _CHUNK x n floats)
+PERMUTATIONS = 20_000  # 25 ms a proxy at 60 cases; the report is rewritten after each case
+_CHUNK = 10_000  # random orderings drawn, and applied, at once (memory: _CHUNK x n floats)
 # Two orderings' rank sums compared with this relative slack, so that an ordering as
 # extreme as the observed one counts despite rounding.
 _TIE = 1e-9
@@ -45,10 +45,8 @@ def spearman(x, y):
   if n <= EXACT_MAX_CASES:
     orderings = ry[_every_ordering(n)]
     return observed / norm, float(np.mean(np.abs(orderings @ rx) >= threshold))
-  rng, extreme = np.random.default_rng(0), 0
-  for start in range(0, PERMUTATIONS, _CHUNK):
-    orderings = rng.permuted(np.tile(ry, (min(_CHUNK, PERMUTATIONS - start), 1)), axis=1)
-    extreme += int(np.count_nonzero(np.abs(orderings @ rx) >= threshold))
+  extreme = sum(int(np.count_nonzero(np.abs(ry[chunk] @ rx) >= threshold))
+                for chunk in _random_orderings(n))
   # The observed ordering counts as one of the orderings: a p never 0.
   return observed / norm, (extreme + 1) / (PERMUTATIONS + 1)
 
@@ -58,6 +56,17 @@ def _every_ordering(n):
   """The n! orderings of n positions, as rows of indices: built once per n (40,320 rows
   take 0.1 s to list), where a report asks for them for every proxy at every rewrite."""
   return np.array(list(itertools.permutations(range(n))), dtype=np.int8)
+
+
+@functools.lru_cache(maxsize=4)  # a run's report has one n at a time (1.2 MB at 60 cases)
+def _random_orderings(n):
+  """PERMUTATIONS seeded random orderings of n positions (a fixed seed: a report always
+  gives the same p), as chunks of rows of indices: drawn once per n, where drawing
+  them took most of a call's time. A row shuffles as the same row of values
+  would: numpy's permutation depends on the length alone."""
+  rng, positions = np.random.default_rng(0), np.arange(n, dtype=np.min_scalar_type(n))
+  return tuple(rng.permuted(np.tile(positions, (min(_CHUNK, PERMUTATIONS - start), 1)), axis=1)
+               for start in range(0, PERMUTATIONS, _CHUNK))
 
 
 P_NOTE = (f'p (rho = 0): two-sided permutation test, exact over every ordering of up to '
