@@ -11,10 +11,12 @@ import time
 
 import pytest
 
+from bench.core import fileio
 from bench.core import interrupt
 from bench.core import parallel
 from bench.core.errors import UserError
 from bench.results import history as history_lib
+from bench.run import ab as ab_lib
 from bench.run import runner
 from bench.workload import build
 from bench.workload import footprint
@@ -248,11 +250,7 @@ def _worktrees():
 
 def _gone(pid):
   """Whether process `pid` has ended (a zombie no one reaped has)."""
-  try:
-    with open(f'/proc/{pid}/stat', encoding='ascii') as f:
-      return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
-  except FileNotFoundError:
-    return True
+  return not fileio.running(pid)
 
 
 def _side_of(workdir):
@@ -305,6 +303,29 @@ def test_ab_killed_takes_its_side_along_and_the_next_removes_its_worktrees(tmp_p
   assert [line for line in result.stderr.splitlines() if line.startswith('note: removing')] == [
       f'note: removing the worktree {path} a killed bench.ab left' for path in left]
   assert not any(path in _worktrees() for path in left)
+
+
+def test_a_worktree_is_stale_only_when_its_ab_process_is_gone(tmp_path):
+  """Whatever its command line (python -m bench.ab, flax-bench ab, a wrapper script): a
+  live locker keeps its worktrees, so two A/Bs in one repository never delete each
+  other's checkouts."""
+  live = subprocess.Popen(['sleep', '60'])  # no 'bench.ab' in its command line
+  dead = subprocess.Popen(['true'])
+  dead.wait()
+  paths = {pid: str(tmp_path / f'w{pid}') for pid in (live.pid, dead.pid)}
+  try:
+    for pid, path in paths.items():
+      ab_lib.add_worktree(REPO, path, 'HEAD')  # locked by this process: relocked below
+      subprocess.run(['git', '-C', REPO, 'worktree', 'unlock', path], check=True)
+      subprocess.run(['git', '-C', REPO, 'worktree', 'lock', '--reason',
+                      f'{ab_lib._LOCK}{pid}', path], check=True)  # as if that A/B had added it
+    assert [p for p in ab_lib.stale_worktrees(REPO) if p.startswith(str(tmp_path))] == [
+        os.path.realpath(paths[dead.pid])]
+  finally:
+    live.kill()
+    live.wait()
+    for path in paths.values():
+      ab_lib.remove_worktree(REPO, path)
 
 
 def test_ab_workdir_that_is_a_file_is_one_line(tmp_path):

@@ -57,14 +57,19 @@ def replace_dir(fresh, path):
 
 
 def running(pid):
-  """Whether process `pid` exists (another user's too; a reused pid counts as running)."""
+  """Whether process `pid` exists (another user's too; a reused pid counts as running),
+  a zombie no one has reaped yet not counted: it ended."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:  # another user's process
     return True
-  return True
+  try:
+    with open(f'/proc/{pid}/stat', encoding='ascii') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except (OSError, IndexError):  # no /proc (macOS), or it ended meanwhile
+    return True
 
 
 def sweep(directory):

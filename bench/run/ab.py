@@ -77,16 +77,6 @@ def add_worktree(repo, path, commit):
     raise RuntimeError(f'git worktree add {path} {commit} failed: {result.stderr.strip()}')
 
 
-def _alive(pid):
-  """Whether process `pid` is a running bench.ab (a pid reused by another program is not)."""
-  try:
-    with open(f'/proc/{pid}/cmdline', 'rb') as f:
-      command = f.read()
-    return b'bench.ab' in command or b'bench/ab.py' in command
-  except OSError:
-    return fileio.running(pid)  # no /proc (macOS): whether the process exists at all
-
-
 def stale_worktrees(repo):
   """The worktrees of `repo` an A/B locked (`bench.ab pid N`) whose process N is gone:
   what a killed A/B left."""
@@ -96,7 +86,7 @@ def stale_worktrees(repo):
       path = line[len('worktree '):]
     elif line.startswith(f'locked {_LOCK}'):
       pid = line[len(f'locked {_LOCK}'):]
-      if pid.isdigit() and not _alive(int(pid)):
+      if pid.isdigit() and not fileio.running(int(pid)):
         stale.append(path)
   return stale
 
