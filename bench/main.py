@@ -19,6 +19,7 @@ bench.overhead the same --config, overrides and --verbosity.
 
 import argparse
 import os
+import signal
 import sys
 
 from bench.core import distributed
@@ -107,12 +108,15 @@ def main(argv=None):
   2 for a user error, 128 + N for signal N (module docstring)."""
   args = _arguments(sys.argv[1:] if argv is None else argv)
   logs.configure(args.verbosity)
-  # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
-  from bench.measure import compile_cache
-  from bench.core import interrupt
-  from bench.core import parallel
-  from bench.run import history
-  from bench.run import runner
+  try:
+    # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
+    from bench.measure import compile_cache
+    from bench.core import interrupt
+    from bench.core import parallel
+    from bench.run import history
+    from bench.run import runner
+  except KeyboardInterrupt:  # Ctrl-C before run_suite's handlers are set: nothing written
+    interrupted(signal.SIGINT, 'by SIGINT before the run started; nothing was written')
   try:
     distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
                            args.process_id)

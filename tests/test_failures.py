@@ -207,6 +207,26 @@ def test_a_signal_ends_a_run_stuck_in_native_code(tmp_path, signum):
   assert '"status": "incomplete"' in (tmp_path / 'wd' / 'report.json').read_text()
 
 
+def test_ctrl_c_during_the_start_up_imports_is_one_line(tmp_path):
+  """SIGINT while bench.main imports jax and the rest, before any handler is set:
+  the interrupted line and 130, no KeyboardInterrupt traceback, nothing written."""
+  env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline'),
+         'PYTHONVERBOSE': '1'}  # each import is a line: the test waits for jax's
+  with subprocess.Popen([sys.executable, '-m', 'bench.main', *MLP,
+                         f'--workdir={tmp_path / "wd"}'], cwd=REPO, env=env,
+                        stderr=subprocess.PIPE, text=True) as process:
+    for line in process.stderr:
+      if line.startswith('import ') and "'jax'" in line:
+        break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+  # The rest is PYTHONVERBOSE's import and clean-up lines.
+  said = [l for l in rest.splitlines() if l.startswith(('interrupted', 'Traceback', 'error'))]
+  assert said == ['interrupted: by SIGINT before the run started; nothing was written']
+  assert not (tmp_path / 'wd').exists()
+
+
 def test_a_damaged_run_json_is_one_line_naming_the_file_and_the_fix(tmp_path):
   workdir = tmp_path / 'wd'
   workdir.mkdir()
