@@ -110,7 +110,6 @@ def main(argv=None):
   logs.configure(args.verbosity)
   try:
     # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
-    from bench.measure import compile_cache
     from bench.core import interrupt
     from bench.core import parallel
     from bench.run import history
@@ -122,8 +121,6 @@ def main(argv=None):
                            args.process_id)
     # One process records: the one that writes the report.
     recording = history.check(args.history) if parallel.is_primary() else None
-    # Before anything compiles: jax sets the cache up at the first compilation.
-    compile_cache.configure(args.config.get('compile_cache', compile_cache.AUTO), args.workdir)
     report = runner.run_suite(args.config, args.workdir, config_file=args.config_file,
                               restart=args.restart)
     if recording and report['suite']['status'] in ('complete', 'failed'):

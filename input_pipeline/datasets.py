@@ -14,8 +14,10 @@ except for a tfds dataset with `download=True`. A missing dataset is a
 UserError naming the path and what to put there.
 """
 
+import contextlib
 import dataclasses
 import functools
+import logging
 import os
 from typing import Callable
 
@@ -98,9 +100,24 @@ def _folder_source(name, root):
   return Source(name, root, len(classes), splits, read, ignored)
 
 
+@contextlib.contextmanager
+def _no_absl_warnings():
+  """tfds warns through absl while it looks for a dataset that is not there ("Variant
+  folder ... has no dataset_info.json"): a line before the UserError that says all."""
+  logger = logging.getLogger('absl')
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
 def _prepared_tfds(name, data_dir, download):
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
+  with _no_absl_warnings():
+    builder = tfds.builder(name, data_dir=data_dir)
+    prepared = builder.is_prepared()
+  if not prepared:
     if not download:
       raise UserError(f'dataset {name} is not prepared in {builder.data_dir}; pass '
                       f'--config.download=True to download and prepare it (needs internet), '

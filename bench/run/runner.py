@@ -28,6 +28,7 @@ from bench.core import interrupt
 from bench.core import parallel
 from bench.core.errors import UserError
 from bench.core.progress import Progress
+from bench.measure import compile_cache
 from bench.measure import costs
 from bench.measure import environment
 from bench.measure import host_memory
@@ -263,6 +264,13 @@ def _run_suite(config, workdir, config_file, restart):
   suite = suite_lib.expand(config)
   meshes = {name: parallel.mesh(case.num_devices) for name, case in suite.cases}
   inputs = check_cases(suite.cases, meshes)
+  for name, case in suite.cases:  # once the run is sure to start: no noise before an error
+    if case.transfer != 'scratch' and not case.init_from:
+      logging.warning('case %s: transfer %r from random weights (init_from is empty); the '
+                      'frozen layers keep their initialisation', name, case.transfer)
+  # Here, not before: what the checks compiled (a PRNG key) leaves no cache beside a
+  # workdir a user error never creates.
+  compile_cache.configure(config.get('compile_cache', compile_cache.AUTO), workdir)
   workdir_lib.prepare(workdir)
   records = workdir_lib.resume(workdir, workdir_lib.manifest(suite), restart)
   kept = set(records)

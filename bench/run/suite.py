@@ -321,9 +321,6 @@ def _validate_training(name, case):
                     '(train the last N blocks) or finetune_from (train from this layer on); got '
                     f'finetune_blocks={case.finetune_blocks}, '
                     f'finetune_from={case.finetune_from!r}')
-  if case.transfer != 'scratch' and not case.init_from:
-    logging.warning('case %s: transfer %r from random weights (init_from is empty); the frozen '
-                    'layers keep their initialisation', name, case.transfer)
   if case.cache_features != 'none':
     if case.benchmark != 'train' or case.transfer != 'feature_extract':
       raise UserError(f'case {name!r}: cache_features={case.cache_features!r} needs '
