@@ -20,6 +20,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.update(
     JAX_COMPILATION_CACHE_DIR=os.path.join(REPO, '.pytest_cache', 'jax_compilation_cache'),
@@ -35,10 +37,20 @@ from bench.run import runner
 from bench.run import suite
 from bench.workload import build
 from configs import base
+from input_pipeline import shapes
 
 from tests.offline import sitecustomize  # noqa: F401  (guards this process's sockets)
 
 _OFFLINE = os.path.join(REPO, 'tests', 'offline')
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A data_dir holding the generated shapes dataset (360 images, 6 classes), made once
+  for the session: the tests read it and write their runs elsewhere."""
+  root = str(tmp_path_factory.mktemp('data'))
+  shapes.ensure(root)
+  return root
 
 
 def run_cli(*args, module='bench.main', env=None, cwd=REPO):

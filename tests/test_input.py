@@ -13,121 +13,26 @@ import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
-import scipy.io
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from bench.core import parallel
 from bench.core.errors import UserError
 from bench.run import runner
 from bench.workload import steps
 from configs import base
-from input_pipeline import cars
 from input_pipeline import datasets
 from input_pipeline import folder
 from input_pipeline import options
 from input_pipeline import pipeline
 from input_pipeline import preprocess
-from input_pipeline import shapes
 from input_pipeline import synthetic
 import models
 from tests.conftest import call_cli, case_config, run_cli
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """A data_dir holding the generated shapes dataset (360 images, 6 classes)."""
-  root = str(tmp_path_factory.mktemp('data'))
-  shapes.ensure(root)
-  return root
-
-
 def _encoded(h, w, fmt='jpg', color=(200, 100, 50)):
   image = np.broadcast_to(np.array(color, np.uint8), (h, w, 3))
   return (tf.io.encode_png(image) if fmt == 'png' else tf.io.encode_jpeg(image)).numpy()
-
-
-def _gradient_jpeg(h, w):
-  y, x = np.mgrid[:h, :w]
-  image = np.stack([x * 255 // w, y * 255 // h, (x + y) % 256], -1).astype(np.uint8)
-  return tf.io.encode_jpeg(image, quality=95).numpy()
-
-
-# ------------------------------------------------------------------- preprocessing
-
-@pytest.mark.parametrize('hw, target, content, before', [
-    ((100, 50), (64, 64), (64, 32), (0, 16)),
-    ((31, 64), (64, 64), (31, 64), (16, 0)),  # 33 rows of padding: 16 above, 17 below
-    ((100, 100), (48, 64), (48, 48), (0, 8)),
-    ((64, 64), (64, 64), (64, 64), (0, 0)),
-])
-def test_letterbox_keeps_aspect_ratio_and_centres_the_image(hw, target, content, before):
-  out = preprocess.letterbox(tf.fill([*hw, 3], tf.constant(200, tf.uint8)), target).numpy()
-  assert out.shape == (*target, 3)
-  inside = out[..., 0] > 0
-  rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
-  assert (rows[0], cols[0]) == before
-  assert (len(rows), len(cols)) == content  # the longer side fills the target
-  np.testing.assert_allclose(out[inside], 200.0)
-  np.testing.assert_array_equal(out[~inside], 0.0)  # black border
-  after = (target[0] - before[0] - content[0], target[1] - before[1] - content[1])
-  assert all(0 <= a - b <= 1 for a, b in zip(after, before))
-
-
-def test_letterbox_of_an_encoded_non_square_jpeg_to_224():
-  fn = preprocess.make((224, 224, 3), resize='letterbox', augment='none', normalization='unit',
-                       training=False)
-  out = fn(tf.constant(_encoded(120, 60)), tf.constant([0, 0], tf.int64)).numpy()
-  assert out.shape == (224, 224, 3)
-  np.testing.assert_array_equal(out[:, :56], 0.0)
-  np.testing.assert_array_equal(out[:, 168:], 0.0)
-  np.testing.assert_allclose(out[10:-10, 60:-60], np.broadcast_to(
-      np.array([200, 100, 50]) / 255, out[10:-10, 60:-60].shape), atol=0.02)
-
-
-def test_center_window_has_the_target_aspect_and_is_centred():
-  window = preprocess.center_window(tf.constant([200, 100]), (64, 64)).numpy()
-  np.testing.assert_array_equal(window, [56, 6, 88, 88])  # 0.875 * 100 = 87.5 -> 88
-  window = preprocess.center_window(tf.constant([100, 200]), (32, 64)).numpy()
-  np.testing.assert_array_equal(window, [6, 12, 88, 175])
-
-
-@pytest.mark.parametrize('fmt', ['jpg', 'png'])
-def test_center_crop_decodes_the_window_in_either_format(fmt):
-  # Left half red, right half blue: a center crop of a wide image keeps both halves.
-  image = np.zeros((40, 200, 3), np.uint8)
-  image[:, :100, 0] = 255
-  image[:, 100:, 2] = 255
-  encoded = (tf.io.encode_png(image) if fmt == 'png' else tf.io.encode_jpeg(image, quality=100))
-  window = preprocess.decode_window(encoded, 3, lambda hw: preprocess.center_window(hw, (32, 32)))
-  assert window.shape == (35, 35, 3)  # 0.875 * 40
-  np.testing.assert_allclose(window.numpy()[:, :10].mean((0, 1)), [255, 0, 0], atol=8)
-  np.testing.assert_allclose(window.numpy()[:, -10:].mean((0, 1)), [0, 0, 255], atol=8)
-
-
-def test_normalizations_match_keras_preprocess_input():
-  pixel = tf.constant([[[255.0, 0.0, 127.5]]])
-  np.testing.assert_allclose(options.normalize(pixel, 'caffe')[0, 0],
-                             [127.5 - 103.939, 0 - 116.779, 255 - 123.68], rtol=1e-6)
-  np.testing.assert_allclose(options.normalize(pixel, 'tf')[0, 0], [1, -1, 0])
-  np.testing.assert_allclose(options.normalize(pixel, 'unit')[0, 0], [1, 0, 0.5])
-  np.testing.assert_allclose(options.normalize(pixel, 'torch')[0, 0],
-                             [(1 - 0.485) / 0.229, -0.456 / 0.224, (0.5 - 0.406) / 0.225],
-                             rtol=1e-6)
-
-
-def test_augmentation_is_a_function_of_the_seed():
-  fn = preprocess.make((48, 48, 3), resize='letterbox', augment='crop_flip',
-                       normalization='unit', training=True)
-  encoded = tf.constant(_gradient_jpeg(90, 150))
-  a, b = (fn(encoded, tf.constant([0, 5], tf.int64)).numpy() for _ in range(2))
-  c = fn(encoded, tf.constant([0, 6], tf.int64)).numpy()
-  np.testing.assert_array_equal(a, b)
-  assert np.abs(a - c).max() > 0.1
-  evaluation = preprocess.make((48, 48, 3), resize='letterbox', augment='crop_flip',
-                               normalization='unit', training=False)
-  np.testing.assert_array_equal(evaluation(encoded, tf.constant([0, 5], tf.int64)),
-                                evaluation(encoded, tf.constant([0, 6], tf.int64)))
 
 
 # ---------------------------------------------------------------------- image folders
@@ -352,136 +257,6 @@ def test_evaluation_is_exact_for_a_partial_last_batch(data_dir):
   assert images.shape == (29, 32, 32, 3) and metrics['num_examples'] == 29
   assert metrics['loss'] == pytest.approx(-logp[np.arange(29), labels].mean(), rel=1e-5)
   assert metrics['accuracy'] == pytest.approx((logits.argmax(1) == labels).mean(), abs=1e-12)
-
-
-def test_generated_dataset_is_deterministic_and_varied(data_dir, tmp_path):
-  paths, labels, classes, ignored = folder.scan(shapes.ensure(data_dir))
-  assert classes == shapes.CLASSES and len(paths) == 360 and ignored == 0
-  assert np.bincount(labels).tolist() == [60] * 6
-  again = shapes.ensure(str(tmp_path), images_per_class=2)
-  for name in os.listdir(again):
-    for image in os.listdir(os.path.join(again, name)):
-      with open(os.path.join(again, name, image), 'rb') as a, \
-           open(os.path.join(data_dir, 'shapes', shapes.VERSION, name, image), 'rb') as b:
-        assert a.read() == b.read()
-  sizes = {tuple(tf.image.extract_jpeg_shape(tf.io.read_file(p)).numpy()[:2])
-           for p in paths if p.endswith('.jpg')}
-  assert len(sizes) > 100 and all(h != w for h, w in sizes)
-  assert not [n for n in os.listdir(os.path.join(data_dir, 'shapes')) if n.startswith('.')]
-
-
-# ----------------------------------------------------------------- tfds datasets
-
-def _mock_metadata(root, builder, counts):
-  """Writes dataset_info.json with these split sizes, as a prepared dataset has."""
-  builder.info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
-      name=name, shard_lengths=[n], num_bytes=0,
-      filename_template=tfds.core.ShardedFileTemplate(
-          data_dir=builder.data_dir, template='{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}',
-          dataset_name=builder.name, split=name, filetype_suffix='tfrecord'))
-      for name, n in counts.items()]))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
-
-
-@pytest.mark.parametrize('name, make_builder, classes', [
-    ('cifar10', lambda root: tfds.builder('cifar10', data_dir=root), 10),
-    ('cars196', lambda root: cars.Cars196(data_dir=root), 196),
-])
-def test_mocked_tfds_dataset_end_to_end(tmp_path, name, make_builder, classes):
-  meta = str(tmp_path / 'meta')
-  _mock_metadata(meta, make_builder(meta), {'train': 20, 'test': 20})
-  datasets.open_source.cache_clear()
-  workdir = str(tmp_path / 'work')
-  config = _suite('', dataset=name, image_shape=(32, 32, 3), eval_split='test', batch_size=6)
-  with tfds.testing.mock_data(num_examples=20, data_dir=meta,
-                              policy=tfds.testing.MockPolicy.USE_FILES):
-    report = runner.run_suite(config, workdir)
-  datasets.open_source.cache_clear()
-  case, = report['cases']
-  assert case['status'] == 'ok', case['error']
-  assert case['dataset']['name'] == name and case['dataset']['num_classes'] == classes
-  assert case['config']['num_classes'] == classes and case['dataset']['train_examples'] == 20
-  assert case['eval'] == {**case['eval'], 'split': 'test', 'num_examples': 20}
-  assert 0 <= case['data_wait_s']['share'] <= 1
-  with open(os.path.join(workdir, 'report.json')) as f:
-    assert json.load(f)['suite']['status'] == 'complete'
-
-
-def _cars_manual_dir(manual):
-  """A miniature of the original Stanford Cars release: 3 train and 2 test images."""
-  fields = [('bbox_x1', 'O'), ('bbox_y1', 'O'), ('bbox_x2', 'O'), ('bbox_y2', 'O'),
-            ('class', 'O'), ('fname', 'O')]
-  for split, labels, annotations in (('train', [1, 2, 196], 'devkit/cars_train_annos.mat'),
-                                     ('test', [2, 1], 'cars_test_annos_withlabels.mat')):
-    os.makedirs(manual / f'cars_{split}')
-    os.makedirs((manual / annotations).parent, exist_ok=True)
-    records = np.zeros((1, len(labels)), dtype=fields)
-    for i, label in enumerate(labels):
-      fname = f'{i + 1:05d}.jpg'
-      (manual / f'cars_{split}' / fname).write_bytes(_encoded(40 + 10 * i, 70))
-      records[0, i] = (np.array([[2]]), np.array([[3]]), np.array([[50]]), np.array([[30]]),
-                       np.array([[label]]), np.array([fname]))
-    scipy.io.savemat(manual / annotations, {'annotations': records})
-
-
-def test_cars196_prepares_from_the_original_files_without_network(tmp_path):
-  _cars_manual_dir(tmp_path / 'downloads' / 'manual')
-  datasets.open_source.cache_clear()
-  config = _suite(str(tmp_path), dataset='cars196', image_shape=(32, 32, 3), batch_size=2,
-                  eval_split='test')
-  report = runner.run_suite(config, str(tmp_path / 'work'))
-  case, = report['cases']
-  assert case['status'] == 'ok', case['error']
-  assert case['dataset'] == {**case['dataset'], 'train_examples': 3, 'eval_examples': 2,
-                             'num_classes': 196}
-  assert case['eval']['num_examples'] == 2
-  builder = cars.Cars196(data_dir=str(tmp_path))
-  labels = sorted(int(ex['label']) for ex in tfds.as_numpy(builder.as_dataset(split='train')))
-  assert labels == [0, 1, 195]
-
-
-def test_missing_cars196_says_what_to_put_where(tmp_path):
-  workdir = tmp_path / 'work'
-  result = call_cli('--config=configs/base.py', f'--workdir={workdir}', '--config.dataset=cars196',
-                    f'--config.data_dir={tmp_path}', '--config.num_classes=0')
-  assert result.returncode == 2, result.stderr
-  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-  manual = tmp_path / 'downloads' / 'manual'
-  assert len(errors) == 1 and 'Traceback' not in result.stderr
-  assert (f'dataset cars196 is not prepared in {tmp_path}/cars196/2.1.0 and '
-          f'{manual}/cars_train is missing' in errors[0])
-  for name, _ in cars.REQUIRED:
-    assert name in errors[0]
-  assert not workdir.exists()
-
-
-def test_cars196_partial_or_nested_copy_is_a_user_error(tmp_path):
-  manual = tmp_path / 'downloads' / 'manual'
-  _cars_manual_dir(manual)
-  os.remove(manual / 'cars_test' / '00002.jpg')  # annotated, but not there
-  datasets.open_source.cache_clear()
-  with pytest.raises(UserError) as e:
-    runner.run_suite(_suite(str(tmp_path), dataset='cars196'), str(tmp_path / 'work'))
-  assert f'cannot prepare cars196 from {manual} (KeyError' in str(e.value)
-  os.rename(manual / 'cars_train', tmp_path / 'x')
-  os.makedirs(manual / 'cars_train')
-  os.rename(tmp_path / 'x', manual / 'cars_train' / 'cars_train')  # the Kaggle layout
-  datasets.open_source.cache_clear()
-  with pytest.raises(UserError) as e:
-    runner.run_suite(_suite(str(tmp_path), dataset='cars196'), str(tmp_path / 'work'))
-  assert (f'{manual}/cars_train is missing (a directory must hold the .jpg files directly)'
-          in str(e.value))
-  assert not (tmp_path / 'work').exists()
-
-
-def test_unprepared_cifar10_is_not_downloaded_unless_asked(tmp_path):
-  datasets.open_source.cache_clear()
-  with pytest.raises(UserError) as e:
-    runner.run_suite(_suite(str(tmp_path), dataset='cifar10'), str(tmp_path / 'work'))
-  assert (f'dataset cifar10 is not prepared in {tmp_path}/cifar10/3.0.2; pass '
-          '--config.download=True' in str(e.value))
-  assert not (tmp_path / 'work').exists()
 
 
 # ------------------------------------------------------------------ end to end (CLI)

@@ -78,7 +78,7 @@ def test_quickstart_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    ((f'--workdir={{wd}}',), 'missing --config; pass --config=configs/quickstart.py'),
+    (('--workdir={wd}',), 'missing --config; pass --config=configs/quickstart.py'),
     (('--config=configs/nope.py', '--workdir={wd}'),
      "config file 'configs/nope.py' does not exist here"),
     ((QUICK[0],), 'missing --workdir'),

@@ -8,7 +8,6 @@ import os
 import jax
 import jax.numpy as jnp
 from jax import lax
-import numpy as np
 import pytest
 
 from bench.core.errors import UserError

@@ -8,7 +8,7 @@ writes), and for each instruction:
     them (HloCostAnalysis): 2 per multiply-add of a convolution or dot, 1 per
     element of an elementwise op or reduction step, none for transcendentals
     or data movement; bytes are the op's operands and results as stored. There
-    is no public per-instruction cost API in JAX; tests/test_profile.py checks
+    is no public per-instruction cost API in JAX; tests/test_hlo_ops.py checks
     that these add up to the whole program's cost analysis.
 
 What an executed op *is* (its category, Flax layer and phase) is read from these
