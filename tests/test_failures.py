@@ -82,24 +82,8 @@ def test_missing_data_and_missing_weights_are_reported_together(tmp_path):
 
 
 _EXPLODING = '''
-import flax.linen as nn
 from configs import base
-import models
-
-
-class Exploding(nn.Module):
-  num_classes: int = 10
-  dtype: object = None
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    logits = nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
-    if train:
-      raise MemoryError('RESOURCE_EXHAUSTED: pretend the device ran out of memory')
-    return logits
-
-
-models.register('exploding')(Exploding)
+import tests.exploding  # registers the model 'exploding'
 
 
 def get_config():

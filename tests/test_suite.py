@@ -5,8 +5,6 @@ import importlib
 import json
 import os
 
-import flax.linen as nn
-import jax.numpy as jnp
 import pytest
 
 from bench.core.errors import UserError
@@ -14,7 +12,7 @@ from bench.run import runner
 from bench.run import suite
 from configs import base
 from configs import quickstart
-import models
+from tests import exploding  # noqa: F401  (registers the model 'exploding')
 from tests.conftest import REPO
 
 
@@ -77,27 +75,11 @@ def test_unknown_fields_are_user_errors():
     suite.expand(config)
 
 
-class _Exploding(nn.Module):
-  """Fails inside the traced step, as an out-of-memory compile or run would."""
-  num_classes: int = 10
-  dtype: object = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    logits = nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
-    if train:
-      raise MemoryError('RESOURCE_EXHAUSTED: pretend the device ran out of memory')
-    return logits
-
-
-models.register('test_exploding')(_Exploding)
-
-
 def test_failing_case_is_recorded_and_the_suite_goes_on(tmp_path):
   config = base.get_config()
   config.name = 'mixed'
   config.warmup_steps, config.timed_steps = 1, 2
-  config.cases = base.cases(boom=dict(model='test_exploding'), fine=dict(model='seed_mlp'))
+  config.cases = base.cases(boom=dict(model='exploding'), fine=dict(model='seed_mlp'))
   report = runner.run_suite(config, str(tmp_path))
   boom, fine = report['cases']
   assert boom['status'] == 'failed' and fine['status'] == 'ok'
