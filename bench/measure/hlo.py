@@ -63,6 +63,7 @@ class Instruction:
   operands: list
   attributes: str
   op_name: str
+  text: str = ''  # the whole line as printed (comments removed): a constant's literal too
 
 
 @dataclasses.dataclass
@@ -114,7 +115,8 @@ def parse(text):
           name=found.group('name'), type=found.group('type'), opcode=found.group('opcode'),
           operands=_OPERAND.findall(found.group('operands')),
           attributes=found.group('attributes'),
-          op_name=op_name.group(1).replace("\\'", "'").replace('\\"', '"') if op_name else ''))
+          op_name=op_name.group(1).replace("\\'", "'").replace('\\"', '"') if op_name else '',
+          text=line.strip()))
   if entry is None:
     raise ValueError('no ENTRY computation in the HLO text')
   return Module(name=name, entry=entry, computations=computations)
