@@ -17,6 +17,7 @@ from bench.results import change_points
 from bench.results import history
 from bench.results import history_schema
 from bench.results import schema as report_lib
+from bench.results import sqlite_file
 from tests import test_report
 from tests.conftest import REPO, call_cli, run_cli
 
@@ -313,7 +314,7 @@ def test_a_history_of_schema_1_is_migrated(tmp_path):
   identity's columns; its machine is unknown, a new run's machine a new row."""
   path = str(tmp_path / 'old.db')
   old = sqlite3.connect(path, isolation_level=None)
-  for statement in history._statements(history_schema.MIGRATIONS[0]):
+  for statement in sqlite_file.statements(history_schema.MIGRATIONS[0]):
     old.execute(statement)
   old.execute(f'PRAGMA application_id = {history_schema.APPLICATION_ID}')
   old.execute('PRAGMA user_version = 1')

@@ -3,13 +3,11 @@ by commit, machine, config and case: the file opened, migrated and guarded, the
 recording and the queries. Where along the commits a case's figures moved is
 bench/results/change_points.py's.
 
-One file, the standard library's sqlite3: no server, copyable, readable by any
-SQLite tool. WAL journal, and each run recorded in one IMMEDIATE transaction, so
-two runs finishing at once both land (the second waits up to BUSY_TIMEOUT_S), and
-readers never block writers. The schema is versioned (PRAGMA user_version) and
-migrated in place by MIGRATIONS; the file is marked as ours (PRAGMA
-application_id), so another program's database, a newer version's, or a
-damaged file is a UserError and never written to.
+One file, the standard library's sqlite3, opened, migrated and guarded as
+bench/results/sqlite_file.py opens each of ours (WAL, busy timeout, versioned by
+MIGRATIONS; another program's, a newer version's or a damaged file is a
+UserError and never written to); each run is recorded in one IMMEDIATE
+transaction, so two runs finishing at once both land.
 
 The tables, their migrations and which column holds what are
 bench/results/history_schema.py's. Reads reports as plain data (no jax).
@@ -17,111 +15,35 @@ bench/results/history_schema.py's. Reads reports as plain data (no jax).
 
 import hashlib
 import json
-import os
-import sqlite3
 import time
 
 from bench.core import machine
 from bench.core.errors import UserError
 from bench.results import schema as report_lib
+from bench.results import sqlite_file
 from bench.results.history_schema import (APPLICATION_ID, DETERMINISTIC, FIGURES,
-                                          MACHINE_COLUMNS, MIGRATIONS, SCHEMA_VERSION)
+                                          MACHINE_COLUMNS, MIGRATIONS)
 
-BUSY_TIMEOUT_S = 60
-
-
-def _refuse(path, why):
-  raise UserError(f'{path}: {why}; name another file with --history=PATH (this one is left '
-                  'as it is)')
+HISTORY = sqlite_file.Format(APPLICATION_ID, MIGRATIONS, 'history', '--history=PATH')
 
 
 def connect(path):
   """The history at `path`, created (with its folder) when missing, migrated to
-  SCHEMA_VERSION; a UserError for a file that is not one of ours, a newer one, or
-  damaged."""
-  path = os.path.expanduser(path)
-  if os.path.isdir(path):
-    _refuse(path, 'is a directory, not a history file')
-  # Not opened here to read its header: closing any descriptor of the file drops the
-  # POSIX locks SQLite holds on it for this process's other connections (measured: two
-  # writers then failed with 'disk I/O error'). SQLite says when it is not a database.
-  if not os.path.exists(path):
-    try:
-      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    except OSError as e:
-      _refuse(path, f'cannot create its folder ({e.strerror})')
-  try:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute('PRAGMA foreign_keys = ON')
-    application, version = (conn.execute(f'PRAGMA {p}').fetchone()[0]
-                            for p in ('application_id', 'user_version'))
-    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-    if application != APPLICATION_ID and (application or version or tables):
-      conn.close()
-      _refuse(path, 'is an SQLite database of another program, not a flax-bench history')
-    if version > SCHEMA_VERSION:
-      conn.close()
-      _refuse(path, f'is a history of schema {version}, written by a newer flax-bench (this '
-              f'one reads schema {SCHEMA_VERSION})')
-    if version < SCHEMA_VERSION:
-      _migrate(conn)
-      # WAL stays set in the file, for every later connection. Switching takes a lock
-      # that SQLite does not wait for (a second process creating the file at once got
-      # 'database is locked' at once, 1 time in 10): retried here.
-      _retrying(lambda: conn.execute('PRAGMA journal_mode = WAL'))
-  except sqlite3.DatabaseError as e:
-    if 'file is not a database' in str(e):
-      _refuse(path, 'is not an SQLite database, or is a damaged one: not a flax-bench history')
-    _refuse(path, f'cannot be read as a history ({e})')
-  return conn
-
-
-def _retrying(operation):
-  deadline = time.monotonic() + BUSY_TIMEOUT_S
-  while True:
-    try:
-      return operation()
-    except sqlite3.OperationalError as e:
-      if 'locked' not in str(e) or time.monotonic() > deadline:
-        raise
-      time.sleep(0.05)
-
-
-def _statements(script):
-  """The SQL statements of `script`, one by one (executescript would commit the
-  migration's transaction before it starts)."""
-  statement = ''
-  for line in script.splitlines(keepends=True):
-    statement += line
-    if sqlite3.complete_statement(statement):
-      yield statement
-      statement = ''
-
-
-def _migrate(conn):
-  conn.execute('BEGIN IMMEDIATE')  # a second process migrating at once waits, then sees it done
-  try:
-    version = conn.execute('PRAGMA user_version').fetchone()[0]
-    for step in MIGRATIONS[version:]:
-      for statement in _statements(step):
-        conn.execute(statement)
-    conn.execute(f'PRAGMA application_id = {APPLICATION_ID}')
-    conn.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
-    conn.execute('COMMIT')
-  except BaseException:
-    _rollback(conn)
-    raise
+  history_schema.SCHEMA_VERSION; a UserError for a file that is not one of ours, a newer one, or
+  damaged (sqlite_file.connect)."""
+  return sqlite_file.connect(path, HISTORY)
 
 
 # ------------------------------------------------------------------------- Recording
 
-def _machine_id(conn, environment):
-  """The machines row of the machine `environment` describes, added when new."""
-  found = machine.identity(environment)
+def machine_row(conn, found, **labels):
+  """The id of the machines row of the machine of identity `found` (machine.identity),
+  added when new with `labels` (columns beside the identity's: hostname)."""
   key = machine.key(found)
-  conn.execute(f'INSERT OR IGNORE INTO machines (key, {", ".join(MACHINE_COLUMNS.values())}, '
-               f'hostname) VALUES (?, {", ".join("?" * len(found))}, ?)',
-               [key, *found.values(), environment.get('hostname')])
+  columns = [*MACHINE_COLUMNS.values(), *labels]
+  conn.execute(f'INSERT OR IGNORE INTO machines (key, {", ".join(columns)}) '
+               f'VALUES (?, {", ".join("?" * len(columns))})',
+               [key, *(found[k] for k in MACHINE_COLUMNS), *labels.values()])
   return conn.execute('SELECT id FROM machines WHERE key = ?', (key,)).fetchone()[0]
 
 
@@ -130,8 +52,10 @@ def identity(row):
   return {key: row[column] for key, column in MACHINE_COLUMNS.items()}
 
 
-def _peaks(environment):
-  peaks = environment.get('peaks') or {}
+def peak_columns(peaks):
+  """(matmul FLOP/s, copy bytes/s) of a peaks block (bench/measure/peaks.py measure):
+  float32's matmul, else the fastest dtype's; None for what it lacks."""
+  peaks = peaks or {}
   matmul = peaks.get('matmul_flops_per_s') or {}
   return matmul.get('float32') or (max(matmul.values()) if matmul else None), \
       peaks.get('copy_bytes_per_s')
@@ -153,12 +77,6 @@ def _case_row(case):
           **{column: _get(case.get(block), key) for column, (block, key) in FIGURES.items()}}
 
 
-def _insert(conn, table, row):
-  conn.execute(f'INSERT INTO {table} ({", ".join(row)}) VALUES ({", ".join("?" * len(row))})',
-               list(row.values()))
-  return conn.execute('SELECT last_insert_rowid()').fetchone()[0]
-
-
 def digest(data):
   return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -169,9 +87,11 @@ def _insert_run(conn, data, environment, **fields):
   key = digest(data)
   if conn.execute('SELECT 1 FROM runs WHERE digest = ?', (key,)).fetchone():
     return None
-  matmul, copy = _peaks(environment)
-  return _insert(conn, 'runs', {
-      'digest': key, 'recorded_at': time.time(), 'machine_id': _machine_id(conn, environment),
+  matmul, copy = peak_columns(environment.get('peaks'))
+  return sqlite_file.insert(conn, 'runs', {
+      'digest': key, 'recorded_at': time.time(),
+      'machine_id': machine_row(conn, machine.identity(environment),
+                                hostname=environment.get('hostname')),
       'matmul_flops_per_s': matmul, 'copy_bytes_per_s': copy,
       'harness_version': _get(environment.get('versions'), 'flax-bench'), **fields})
 
@@ -211,15 +131,15 @@ def record_report(conn, report, source=None, commit_time=None):
   when this report was recorded before."""
   check_report(report, source)
   env, suite = report['environment'], report.get('suite') or {}
-  with _transaction(conn):
+  with sqlite_file.transaction(conn):
     run_id = _insert_run(conn, report, env, kind='run', commit_sha=env.get('git_commit'),
                          commit_time=commit_time, dirty=env.get('git_dirty'),
                          config_name=suite.get('name'), config_file=suite.get('config_file'),
                          status=suite.get('status'), source=source)
     for case in report['cases'] if run_id else ():
-      case_id = _insert(conn, 'cases', {'run_id': run_id, **_case_row(case)})
+      case_id = sqlite_file.insert(conn, 'cases', {'run_id': run_id, **_case_row(case)})
       for row in _get(case.get('profile'), 'categories') or ():
-        _insert(conn, 'profile_categories', {'case_id': case_id, 'category': row['category'],
+        sqlite_file.insert(conn, 'profile_categories', {'case_id': case_id, 'category': row['category'],
                                              'time_s': row['time_s'], 'flops': row['flops'],
                                              'bytes': row['bytes']})
   return run_id
@@ -229,42 +149,19 @@ def record_ab(conn, result, source=None, commit_time=None):
   """Records an A/B result (ab.json): its verdicts per case, under its new commit,
   against its base. Returns the run's id, or None when recorded before."""
   check_ab(result, source)
-  with _transaction(conn):
+  with sqlite_file.transaction(conn):
     run_id = _insert_run(conn, result, result.get('machine') or {}, kind='ab',
                          commit_sha=result['new']['commit'],
                          base_commit=result['base']['commit'], commit_time=commit_time,
                          config_file=result.get('config'), status=result.get('status'),
                          source=source)
     for case in result['cases'] if run_id else ():
-      _insert(conn, 'ab_cases', {
+      sqlite_file.insert(conn, 'ab_cases', {
           'run_id': run_id, 'name': case['name'], 'ratio': case['ratio'],
           'ci_low': case['ci_low'], 'ci_high': case['ci_high'], 'verdict': case['verdict'],
           'base_median_s': case['base_median_s'], 'new_median_s': case['new_median_s'],
           'rounds': len(case.get('base_s') or ())})
   return run_id
-
-
-class _transaction:
-  """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: a run lands whole or not."""
-
-  def __init__(self, conn):
-    self.conn = conn
-
-  def __enter__(self):
-    self.conn.execute('BEGIN IMMEDIATE')
-
-  def __exit__(self, kind, *_):
-    if kind:
-      _rollback(self.conn)
-    else:
-      self.conn.execute('COMMIT')
-
-
-def _rollback(conn):
-  """ROLLBACK, unless SQLite already did (a full disk, say): then the error that made it
-  is the one to see, not 'cannot rollback'."""
-  if conn.in_transaction:
-    conn.execute('ROLLBACK')
 
 
 # --------------------------------------------------------------------------- Queries

@@ -1,0 +1,148 @@
+"""A flax-bench SQLite file (the results history, the kernel database): opened,
+created, migrated and guarded the one way, and written in whole transactions.
+
+One file, the standard library's sqlite3: no server, copyable, readable by any
+SQLite tool. WAL journal, and each write in one IMMEDIATE transaction, so two
+processes writing at once both land (the second waits up to BUSY_TIMEOUT_S), and
+readers never block writers. The schema is versioned (PRAGMA user_version) and
+migrated in place by the format's MIGRATIONS; the file is marked as ours (PRAGMA
+application_id), so another program's database, a newer version's, or a damaged
+file is a UserError and never written to.
+"""
+
+import dataclasses
+import os
+import sqlite3
+import time
+
+from bench.core.errors import UserError
+
+BUSY_TIMEOUT_S = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+  """What one kind of file of ours is."""
+  application_id: int  # PRAGMA application_id: the file is ours
+  migrations: tuple    # migrations[v] takes a file of version v to v + 1 (SQL script)
+  noun: str            # what an error calls it: 'history', 'kernel database'
+  flag: str            # how to name another file: '--history=PATH'
+
+  @property
+  def version(self):
+    return len(self.migrations)
+
+
+def _refuse(form, path, why):
+  raise UserError(f'{path}: {why}; name another file with {form.flag} (this one is left as '
+                  'it is)')
+
+
+def connect(path, form):
+  """The file of Format `form` at `path`, created (with its folder) when missing,
+  migrated to its version; a UserError for a file that is not one of ours, a newer
+  one, or damaged."""
+  path = os.path.expanduser(path)
+  if os.path.isdir(path):
+    _refuse(form, path, f'is a directory, not a {form.noun} file')
+  # Not opened here to read its header: closing any descriptor of the file drops the
+  # POSIX locks SQLite holds on it for this process's other connections (measured: two
+  # writers then failed with 'disk I/O error'). SQLite says when it is not a database.
+  if not os.path.exists(path):
+    try:
+      os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as e:
+      _refuse(form, path, f'cannot create its folder ({e.strerror})')
+  try:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute('PRAGMA foreign_keys = ON')
+    application, version = (conn.execute(f'PRAGMA {p}').fetchone()[0]
+                            for p in ('application_id', 'user_version'))
+    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    if application != form.application_id and (application or version or tables):
+      conn.close()
+      _refuse(form, path, f'is an SQLite database of another program, not a flax-bench '
+              f'{form.noun}')
+    if version > form.version:
+      conn.close()
+      _refuse(form, path, f'is a {form.noun} of schema {version}, written by a newer '
+              f'flax-bench (this one reads schema {form.version})')
+    if version < form.version:
+      _migrate(conn, form)
+      # WAL stays set in the file, for every later connection. Switching takes a lock
+      # that SQLite does not wait for (a second process creating the file at once got
+      # 'database is locked' at once, 1 time in 10): retried here.
+      _retrying(lambda: conn.execute('PRAGMA journal_mode = WAL'))
+  except sqlite3.DatabaseError as e:
+    if 'file is not a database' in str(e):
+      _refuse(form, path, f'is not an SQLite database, or is a damaged one: not a flax-bench '
+              f'{form.noun}')
+    _refuse(form, path, f'cannot be read as a {form.noun} ({e})')
+  return conn
+
+
+def _retrying(operation):
+  deadline = time.monotonic() + BUSY_TIMEOUT_S
+  while True:
+    try:
+      return operation()
+    except sqlite3.OperationalError as e:
+      if 'locked' not in str(e) or time.monotonic() > deadline:
+        raise
+      time.sleep(0.05)
+
+
+def statements(script):
+  """The SQL statements of `script`, one by one (executescript would commit the
+  migration's transaction before it starts)."""
+  statement = ''
+  for line in script.splitlines(keepends=True):
+    statement += line
+    if sqlite3.complete_statement(statement):
+      yield statement
+      statement = ''
+
+
+def _migrate(conn, form):
+  conn.execute('BEGIN IMMEDIATE')  # a second process migrating at once waits, then sees it done
+  try:
+    version = conn.execute('PRAGMA user_version').fetchone()[0]
+    for step in form.migrations[version:]:
+      for statement in statements(step):
+        conn.execute(statement)
+    conn.execute(f'PRAGMA application_id = {form.application_id}')
+    conn.execute(f'PRAGMA user_version = {form.version}')
+    conn.execute('COMMIT')
+  except BaseException:
+    rollback(conn)
+    raise
+
+
+class transaction:  # pylint: disable=invalid-name  (used as a statement: with transaction(c))
+  """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: a write lands whole or not."""
+
+  def __init__(self, conn):
+    self.conn = conn
+
+  def __enter__(self):
+    self.conn.execute('BEGIN IMMEDIATE')
+
+  def __exit__(self, kind, *_):
+    if kind:
+      rollback(self.conn)
+    else:
+      self.conn.execute('COMMIT')
+
+
+def rollback(conn):
+  """ROLLBACK, unless SQLite already did (a full disk, say): then the error that made it
+  is the one to see, not 'cannot rollback'."""
+  if conn.in_transaction:
+    conn.execute('ROLLBACK')
+
+
+def insert(conn, table, row):
+  """Inserts {column: value} into `table`; returns its rowid."""
+  conn.execute(f'INSERT INTO {table} ({", ".join(row)}) VALUES ({", ".join("?" * len(row))})',
+               list(row.values()))
+  return conn.execute('SELECT last_insert_rowid()').fetchone()[0]
