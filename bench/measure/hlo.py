@@ -154,21 +154,23 @@ def executions(module):
   return out
 
 
-def _attribute(instruction, key):
+def attribute(instruction, key):
+  """The text of an instruction's attribute `key` (a braced value whole), or None."""
   found = re.search(rf'\b{key}=(\{{[^}}]*\}}|[^,\s]+)', instruction.attributes)
   return found.group(1) if found else None
 
 
-def _dims_list(value):
+def dims_list(value):
+  """The integers of a dimension list attribute such as '{0,2}'."""
   return [int(d) for d in value.strip('{}').split(',') if d.strip()] if value else []
 
 
 # ------------------------------------------------------------------------ FLOPs
 
-def _window(instruction):
+def window(instruction):
   """The `window` attribute per spatial dimension: [{size, stride, pad, lhs_dilate,
   rhs_dilate}], pad as (low, high)."""
-  text = _attribute(instruction, 'window') or ''
+  text = attribute(instruction, 'window') or ''
   fields = dict(re.findall(r'(\w+)=([\d_x-]+)', text))
   rank = len(fields['size'].split('x')) if 'size' in fields else 0
 
@@ -198,7 +200,7 @@ def _conv_flops(instruction, shapes):
   """2 per multiply-add that reads an input element: batch x output features x input
   features per group x the valid (output, kernel) position pairs of each spatial
   dimension."""
-  labels = _attribute(instruction, 'dim_labels')
+  labels = attribute(instruction, 'dim_labels')
   lhs_labels, rest = labels.split('_')
   rhs_labels, out_labels = rest.split('->')
   lhs = arrays(shapes[instruction.operands[0]])[0][1]
@@ -206,20 +208,20 @@ def _conv_flops(instruction, shapes):
   out = arrays(instruction.type)[0][1]
   spatial = sorted(c for c in out_labels if c.isdigit())
   taps = 1
-  for d, window in zip(spatial, _window(instruction)):
-    taps *= _valid_taps(window, lhs[lhs_labels.index(d)], out[out_labels.index(d)])
+  for d, dim_window in zip(spatial, window(instruction)):
+    taps *= _valid_taps(dim_window, lhs[lhs_labels.index(d)], out[out_labels.index(d)])
   batch_and_features = out[out_labels.index('b')] * out[out_labels.index('f')]
   return 2 * batch_and_features * rhs[rhs_labels.index('i')] * taps
 
 
 def _dot_flops(instruction, shapes):
   lhs = arrays(shapes[instruction.operands[0]])[0][1]
-  contracted = math.prod(lhs[d] for d in _dims_list(_attribute(instruction, 'lhs_contracting_dims')))
+  contracted = math.prod(lhs[d] for d in dims_list(attribute(instruction, 'lhs_contracting_dims')))
   return 2 * elements(instruction.type) * contracted
 
 
 def _window_size(instruction):
-  return math.prod(w['size'] for w in _window(instruction))
+  return math.prod(w['size'] for w in window(instruction))
 
 
 def _reducer_ops(module, instruction):
