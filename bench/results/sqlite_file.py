@@ -7,7 +7,7 @@ processes writing at once both land (the second waits up to BUSY_TIMEOUT_S), and
 readers never block writers. The schema is versioned (PRAGMA user_version) and
 migrated in place by the format's MIGRATIONS; the file is marked as ours (PRAGMA
 application_id), so another program's database, a newer version's, or a damaged
-file is a UserError and never written to.
+file (SQLite's quick_check, at every open) is a UserError and never written to.
 """
 
 import dataclasses
@@ -53,6 +53,7 @@ def connect(path, form):
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except OSError as e:
       _refuse(form, path, f'cannot create its folder ({e.strerror})')
+  conn = None
   try:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     conn.execute('PRAGMA foreign_keys = ON')
@@ -67,6 +68,15 @@ def connect(path, form):
       conn.close()
       _refuse(form, path, f'is a {form.noun} of schema {version}, written by a newer '
               f'flax-bench (this one reads schema {form.version})')
+    # Every page read once (0.18 s for a 196 MB file): a damaged page is found now, not
+    # by a query halfway through, nor by a write into the damaged file.
+    problems = conn.execute('PRAGMA quick_check').fetchall()
+    if problems != [('ok',)]:
+      conn.close()
+      # One line: its first problem, without the header line SQLite puts above it.
+      found = ' '.join(problems[0][0].replace('*** in database main ***', '').split())
+      _refuse(form, path, f'is damaged (SQLite finds: {found}): not a flax-bench {form.noun} '
+              'this can read')
     if version < form.version:
       _migrate(conn, form)
       # WAL stays set in the file, for every later connection. Switching takes a lock
@@ -74,6 +84,8 @@ def connect(path, form):
       # 'database is locked' at once, 1 time in 10): retried here.
       _retrying(lambda: conn.execute('PRAGMA journal_mode = WAL'))
   except sqlite3.DatabaseError as e:
+    if conn:
+      conn.close()  # now, not when collected: SQLite removes the journal files it made
     if 'file is not a database' in str(e):
       _refuse(form, path, f'is not an SQLite database, or is a damaged one: not a flax-bench '
               f'{form.noun}')
