@@ -89,6 +89,33 @@ def _dataset_classes(name, case):
     raise UserError(f'case {name!r}: {e}') from None
 
 
+def step_cases(config):
+  """[(name, case)] of `config`'s cases with a step, each as its step compiles without
+  data: synthetic batches of its shape (the values read do not change the program),
+  its dataset's class count for num_classes=0 (as a run takes it), a training case's
+  train step. A UserError when no case has a step, or a real-data case's data is
+  missing (before anything is compiled or measured)."""
+  suite = suite_lib.expand(config)
+  cases = [(name, case) for name, case in suite.cases if case.benchmark != 'input']
+  if not cases:
+    raise UserError('the config has no case with a step to predict (input-pipeline cases '
+                    'have none)')
+  classes = {name: case.num_classes or _dataset_classes(name, case) for name, case in cases}
+  return [(name, ml_collections.ConfigDict({
+      **case.to_dict(), 'num_classes': classes[name],
+      'benchmark': _STEP.get(case.benchmark, case.benchmark),
+      'dataset': 'synthetic', 'init_from': '', 'profile': False})) for name, case in cases]
+
+
+def compile_step(case):
+  """(mesh, state, compiled, built, seconds it took) of a `step_cases` case: its step
+  built and compiled as bench.main would, nothing run."""
+  mesh = parallel.mesh(case.num_devices)
+  t0 = time.perf_counter()
+  _, state, _, compiled, built = build.build(case, mesh)
+  return mesh, state, compiled, built, time.perf_counter() - t0
+
+
 def predict(config, fitted=None):
   """[{name, model, batch_size, devices, predicted_s, low_s, high_s, examples_per_s,
   memory_bytes, peak_bytes, peak_low_bytes, peak_high_bytes, compile_s}] for the
@@ -97,24 +124,12 @@ def predict(config, fitted=None):
   peaks measured first."""
   model, spread = fitted['time'] if fitted else (None, None)
   memory_fit, memory_spread = (fitted or {}).get('memory') or (None, None)
-  suite = suite_lib.expand(config)
-  cases = [(name, case) for name, case in suite.cases if case.benchmark != 'input']
-  if not cases:
-    raise UserError('the config has no case with a step to predict (input-pipeline cases '
-                    'have none)')
-  # Every case's data first: a missing dataset is an error before anything is measured.
-  classes = {name: case.num_classes or _dataset_classes(name, case) for name, case in cases}
+  cases = step_cases(config)
   if model is None:
     model = roofline_model(peaks_lib.measure({'float32'}))
   rows = []
   for name, case in cases:
-    case = ml_collections.ConfigDict({
-        **case.to_dict(), 'num_classes': classes[name],
-        'benchmark': _STEP.get(case.benchmark, case.benchmark),
-        'dataset': 'synthetic', 'init_from': '', 'profile': False})
-    mesh = parallel.mesh(case.num_devices)
-    t0 = time.perf_counter()
-    _, state, _, compiled, built = build.build(case, mesh)
+    mesh, state, compiled, built, compile_s = compile_step(case)
     record = case_record.assemble(name, case.to_dict(), mesh.size,
                                   build.per_device_batch(case, mesh), built=built)
     seconds = cost_model.predict(model, ops_of(compiled, state.params))
@@ -129,5 +144,5 @@ def predict(config, fitted=None):
         'memory_bytes': memory, 'peak_bytes': peak,
         'peak_low_bytes': peak * memory_spread[0] if peak and memory_spread else None,
         'peak_high_bytes': peak * memory_spread[1] if peak and memory_spread else None,
-        'compile_s': time.perf_counter() - t0})
+        'compile_s': compile_s})
   return rows
