@@ -27,6 +27,8 @@ SUBCOMMANDS = {
                 'profiled report'),
     'history': ('bench.history', 'the results history: runs by commit and machine, trends, '
                 'where a figure moved'),
+    'kernels': ('bench.kernels', "the kernel database: a config's kernels measured alone, "
+                'listed, exported'),
     'visualize': ('bench.visualize', 'what a trained model sees: predictions, saliency'),
     'convert-keras': ('bench.convert_keras', 'Keras .h5 weights to an orbax checkpoint'),
     'overhead': ('bench.overhead', "the harness's own overhead against a bare loop"),
