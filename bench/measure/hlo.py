@@ -133,7 +133,8 @@ def executions(module):
   that run as ops of their own (not fused ones, nor reducers): a while loop's body
   runs its known trip count times (XLA's backend_config), its condition once more;
   a loop without a known trip count, a call and each branch of a conditional count
-  as often as their caller (an upper bound for branches)."""
+  as often as their caller (an upper bound for branches). A call's computation is
+  its `to_apply` (XLA:CPU wraps a while loop in one), a reducer's is not run as ops."""
   out = {module.entry: 1}
   stack = [module.entry]
   while stack:
@@ -144,7 +145,7 @@ def executions(module):
       trips = _TRIP_COUNT.search(instruction.attributes) if instruction.opcode == 'while' else None
       n = int(trips.group(1)) if trips else 1
       for key, names in called(instruction).items():
-        if key == 'to_apply':
+        if key == 'to_apply' and instruction.opcode != 'call':
           continue
         runs = out[name] * (n if key == 'body' else n + 1 if key == 'condition' and trips else 1)
         for callee in names:

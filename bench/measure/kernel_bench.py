@@ -58,7 +58,12 @@ def compile_module(text, device=None):
         module.as_serialized_hlo_module_proto())
     return device.client.compile_and_load(stablehlo, [device], xla_client.CompileOptions())
   except Exception as e:  # jaxlib raises its own XlaRuntimeError and ValueError
-    raise KernelError(f'{type(e).__name__}: {str(e).splitlines()[0]}') from e
+    # One line: the first, and the parser's 'error:' line (its first line only says
+    # that there was a syntax error; the lines after it quote the text).
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ['']
+    detail = '' if 'error:' in lines[0] else next(
+        (line for line in lines[1:] if 'error:' in line), '')
+    raise KernelError(' '.join(filter(None, (f'{type(e).__name__}: {lines[0]}', detail)))) from e
 
 
 def compiled_kernels(executable):
@@ -68,7 +73,8 @@ def compiled_kernels(executable):
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-  same: bool    # the kernel alone compiles to one kernel of the same signature
+  same: bool    # alone it compiles to one kernel of the same signature, or of the same
+                # kind and ops (the simplifier may have moved a reshape past an op)
   why: str      # '' when same; else what the compiler made of it
   ran: tuple    # (kind, key) of each kernel the module alone runs
 
@@ -115,9 +121,10 @@ def time_executable(executable, arguments, min_time_s=MIN_TIME_S):
   def step(carry, _):
     return carry, executable.execute_sharded(arguments).disassemble_into_single_device_arrays()
 
-  _, _, first, _ = timer.time_steps(step, None, itertools.repeat(None), warmup_steps=WARMUP, timed_steps=3)
+  calls = itertools.repeat(None)
+  _, _, first, _ = timer.time_steps(step, None, calls, warmup_steps=WARMUP, timed_steps=3)
   n = min(MAX_SAMPLES, max(MIN_SAMPLES, math.ceil(min_time_s / max(max(first), 1e-7))))
-  _, _, samples, _ = timer.time_steps(step, None, itertools.repeat(None), warmup_steps=1, timed_steps=n)
+  _, _, samples, _ = timer.time_steps(step, None, calls, warmup_steps=1, timed_steps=n)
   return timer.summarize(samples)
 
 

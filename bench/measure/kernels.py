@@ -12,11 +12,15 @@ fused computation becomes the entry, any other instruction is the entry's root
 over parameters for its operands; layouts, metadata and backend configuration
 are dropped (the compiler chooses them again for the kernel alone, as it chose
 them in context), a bitcast becomes the reshape it is under default layouts.
-`Kernel.signature` is that module with every name replaced by its position, so
-two kernels of the same operation, shapes, dtypes and attributes (a
-convolution's window, strides, padding, dilations, dimension labels and group
-counts; a dot's dimension numbers; a fusion's fused ops) share it wherever
-they come from; `Kernel.key` is its hash, the kernel database's key.
+Each computation is written in one order for one graph (its parameters, then the
+rest after their operands from the root), a fusion's parameters numbered in the
+order the graph reads them: the compiler prints and numbers the same fusion
+differently in context and alone. `Kernel.signature` is that module with every
+name replaced by its position, so two kernels of the same operation, shapes,
+dtypes and attributes (a convolution's window, strides, padding, dilations,
+dimension labels and group counts; a dot's dimension numbers; a fusion's fused
+ops) share it wherever they come from; `Kernel.key` is its hash, the kernel
+database's key.
 
 Plain text in, no jax: bench/measure/kernel_bench.py compiles and times a kernel's
 module alone, bench/results/kernel_model.py predicts it from `features`.
@@ -36,7 +40,8 @@ _CONTROL = frozenset(('while', 'call', 'conditional', 'async-start', 'async-done
 # Not measurable alone on one device: they wait on other devices or the host.
 UNMEASURED = frozenset((*hlo.COLLECTIVE_OPS, *hlo.HOST_OPS, 'all-reduce-start',
                         'all-reduce-done', 'all-gather-start', 'all-gather-done',
-                        'collective-permute-start', 'collective-permute-done', 'rng-get-and-update-state'))
+                        'collective-permute-start', 'collective-permute-done',
+                        'rng-get-and-update-state'))
 # The fused op whose presence decides a kernel's kind, in this order: a fusion of a
 # convolution and an add is a convolution.
 _DECIDES = (('convolution', 'convolution'), ('dot', 'dot'), ('select-and-scatter',
@@ -48,7 +53,9 @@ _TRANSPOSE_OPS = frozenset(('transpose', 'copy'))
 _LAYOUT = re.compile(r'(\])\{[^{}]*\}')
 _DROPPED = ('metadata', 'backend_config', 'frontend_attributes', 'sharding', 'statistics',
             'origin', 'control-predecessors')
-_NAME = re.compile(r'%([A-Za-z0-9_.\-]+)')
+# A name: %name in an instruction, or a parameter's bare `name: type` in a computation's
+# header (the only place HLO text writes one without its %).
+_NAME = re.compile(r'%([A-Za-z0-9_.\-]+)|(?:(?<=\()|(?<=, ))([A-Za-z0-9_.\-]+)(?=: )')
 _PARAMETER = re.compile(r'parameter\((\d+)\)')
 
 
@@ -112,13 +119,44 @@ def _plain(type_text):
   return _LAYOUT.sub(r'\1', type_text)
 
 
+def _root(instructions):
+  return next((i for i in instructions if i.text.startswith('ROOT ')), instructions[-1])
+
+
+def _parameters(instructions):
+  """The parameter instructions, by number."""
+  return [i for _, i in sorted((int(_PARAMETER.search(i.text).group(1)), i)
+                               for i in instructions if i.opcode == 'parameter')]
+
+
+def _post_order(instructions):
+  """The instructions the root reaches, each after its operands (in operand order):
+  one order for one graph, however the compiler printed it. Dead instructions (a
+  compiled program has none) are left out."""
+  by_name = {i.name: i for i in instructions}
+  done, out, stack = set(), [], [(_root(instructions), False)]
+  while stack:
+    instruction, expanded = stack.pop()
+    if expanded:
+      out.append(instruction)
+    elif instruction.name not in done:
+      done.add(instruction.name)
+      stack.append((instruction, True))
+      stack += [(by_name[o], False) for o in reversed(instruction.operands) if o not in done]
+  return out
+
+
+def _ordered(instructions):
+  """The parameters by number, then the rest in post order."""
+  return _parameters(instructions) + [i for i in _post_order(instructions)
+                                      if i.opcode != 'parameter']
+
+
 def _computation(name, instructions, entry=False):
   """An HLO computation's text: its header from its parameters and root."""
-  parameters = sorted((int(_PARAMETER.search(i.text).group(1)), i) for i in instructions
-                      if i.opcode == 'parameter')
-  root = next((i for i in instructions if i.text.startswith('ROOT ')), instructions[-1])
-  header = ', '.join(f'{i.name}: {_plain(i.type)}' for _, i in parameters)
-  lines = [_clean(i) for i in instructions]
+  root = _root(instructions)
+  header = ', '.join(f'{i.name}: {_plain(i.type)}' for i in _parameters(instructions))
+  lines = [_clean(i) for i in _ordered(instructions)]
   if not root.text.startswith('ROOT '):
     lines[-1] = 'ROOT ' + lines[-1]
   return (f"{'ENTRY ' if entry else ''}%{name} ({header}) -> {_plain(root.type)} {{\n  "
@@ -131,41 +169,64 @@ def _callees(module, instructions, out):
     for names in hlo.called(instruction).values():
       for name in names:
         if name not in out and name in module.computations:
-          _callees(module, module.computations[name], out)
+          _callees(module, _ordered(module.computations[name]), out)
           out.append(name)
   return out
 
 
-def _body(module, instruction, types):
-  """The instructions of the kernel's own entry: a fusion's fused computation, or
-  parameters for the instruction's operands and the instruction itself."""
+def _by_first_use(instructions):
+  """A fused computation renumbered: its parameters in the order the post order first
+  reads them, so that a fusion's key does not depend on the order of its operands
+  (which differs between a kernel in context and alone)."""
+  used = [i.name for i in _post_order(instructions) if i.opcode == 'parameter']
+  order = used + [i.name for i in _parameters(instructions) if i.name not in used]
+  return [dataclasses.replace(i, text=_PARAMETER.sub(f'parameter({order.index(i.name)})',
+                                                     i.text, count=1))
+          if i.opcode == 'parameter' else i for i in instructions]
+
+
+def _entry(module, instruction, types):
+  """The instructions of the kernel's own entry: a fusion's fused computation
+  (renumbered), or parameters for the instruction's distinct operands and the
+  instruction itself."""
   if instruction.opcode == 'fusion':
-    return list(module.computations[hlo.called(instruction)['calls'][0]])
+    return _by_first_use(module.computations[hlo.called(instruction)['calls'][0]])
+  operands = list(dict.fromkeys(instruction.operands))  # multiply(%x, %x) reads x once
   parameters = [hlo.Instruction(name=f'p{k}', type=types[o], opcode='parameter', operands=[],
                                 attributes='', op_name='',
                                 text=f'%p{k} = {_plain(types[o])} parameter({k})')
-                for k, o in enumerate(instruction.operands)]
+                for k, o in enumerate(operands)]
   renamed = instruction.text
-  for k, operand in enumerate(instruction.operands):
+  for k, operand in enumerate(operands):
     renamed = re.sub(rf'%{re.escape(operand)}(?=[\s,)])', f'%p{k}', renamed)
   own = dataclasses.replace(instruction, text='ROOT ' + renamed.removeprefix('ROOT '),
-                            operands=[f'p{k}' for k in range(len(instruction.operands))])
+                            operands=[f'p{operands.index(o)}' for o in instruction.operands])
   return parameters + [own]
+
+
+def _text(module, entry):
+  """The module of the entry's instructions: the computations they call, then it."""
+  callees = _callees(module, _ordered(entry), [])
+  parts = [_computation(name, module.computations[name]) for name in callees]
+  parts.append(_computation('main', entry, entry=True))
+  return 'HloModule kernel\n\n' + '\n\n'.join(parts) + '\n'
 
 
 def module_text(module, instruction, types=None):
   """The HLO module of `instruction` alone (see the module docstring)."""
-  types = types or hlo.types(module)
-  body = _body(module, instruction, types)
-  callees = _callees(module, body, [])
-  parts = [_computation(name, module.computations[name]) for name in callees]
-  return 'HloModule kernel\n\n' + '\n\n'.join([*parts, _computation('main', body, entry=True)]) + '\n'
+  return _text(module, _entry(module, instruction, types or hlo.types(module)))
 
 
 def canonical(text):
-  """`text` with every %name replaced by its order of first appearance."""
+  """`text` with every name (an instruction's, a computation's, a header's parameter)
+  replaced by its order of first appearance."""
   names = {}
-  return _NAME.sub(lambda m: '%' + names.setdefault(m.group(1), str(len(names))), text)
+
+  def rename(found):
+    name = found.group(1) or found.group(2)
+    return ('%' if found.group(1) else '') + names.setdefault(name, str(len(names)))
+
+  return _NAME.sub(rename, text)
 
 
 def kind(module, instruction):
@@ -196,10 +257,11 @@ def kernels(text):
       if (instruction.opcode in hlo.FREE_OPS or instruction.opcode in _CONTROL
           or instruction.opcode in UNMEASURED):
         continue
-      source = module_text(module, instruction, types)
+      entry = _entry(module, instruction, types)
+      source = _text(module, entry)
       signature = canonical(source)
       inner = [instruction, *hlo.fused(module, instruction)]
-      parameters = tuple(_plain(types[o]) for o in instruction.operands)
+      parameters = tuple(_plain(i.type) for i in _parameters(entry))
       out.append(Kernel(
           name=instruction.name, kind=kind(module, instruction), module=source,
           signature=signature, key=hashlib.sha256(signature.encode()).hexdigest()[:16],
