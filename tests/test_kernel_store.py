@@ -209,3 +209,27 @@ def test_kernels_measure_list_and_export(tmp_path):
   as_json = json.loads(call_cli('export', '--format=json', f'--db={db}',
                                 module='bench.kernels').stdout)
   assert len(as_json) == int(distinct) and len(as_json[0]['samples']) == as_json[0]['n']
+
+
+def test_a_killed_run_keeps_what_it_measured(tmp_path, monkeypatch):
+  """Interrupted at its sixth kernel, a run has recorded five; the next one measures
+  only the rest."""
+  _, config = configs.load('quickstart', list(_TINY[1:]))
+  measure, calls = kernel_bench.measure, []
+
+  def killed_at_the_sixth(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 6:
+      raise KeyboardInterrupt
+    return measure(*args, **kwargs)
+
+  with kernel_store.connect(str(tmp_path / 'k.db')) as store:
+    monkeypatch.setattr(kernel_bench, 'measure', killed_at_the_sixth)
+    with pytest.raises(KeyboardInterrupt):
+      kernels.measure_config(config, store, min_time_s=0.002)
+    monkeypatch.setattr(kernel_bench, 'measure', measure)
+    (found,) = store.machines()
+    assert found['measured'] == 5
+    rest, = kernels.measure_config(config, store, min_time_s=0.002)
+    assert rest['new'] == rest['distinct'] - 5
+    assert len(store.measured(found['key'])) == rest['distinct']
