@@ -83,7 +83,7 @@ def test_quickstart_end_to_end(tmp_path):
      "config file 'configs/nope.py' does not exist here"),
     ((QUICK[0],), 'missing --workdir'),
     ((*QUICK, '--workdir={wd}', '--config.cases.cnn_b32.model=resnet9'),
-     "case 'cnn_b32': config field 'model' = 'resnet9' must be one of mobilenet_v2, .*, seed_cnn"),
+     "case 'cnn_b32': config field 'model' = 'resnet9' must be one of (.*, )?mobilenet_v2, .*, seed_cnn"),
     ((BASE, '--workdir={wd}', '--config.model=resnet50', '--config.model_kwargs={{"head": "dense:x"}}'),
      "case 'default': model_kwargs of 'resnet50': head item 'dense:x' is not dropout:RATE"),
     ((BASE, '--workdir={wd}', '--config.model=xception', '--config.model_kwargs={{"include_top": False}}'),
