@@ -1,10 +1,15 @@
 """The kernel database: the kernels a config's steps run, each measured alone, per machine.
 
+  flax-bench kernels sample [--budget=MINUTES] [--seed=N] [--db=PATH]
   flax-bench kernels measure --config=X [--config.FIELD=V ...] [--db=PATH]
   flax-bench kernels list [--kind=K] [--db=PATH]
   flax-bench kernels export --format=csv|json [--db=PATH]
 
-`measure` compiles every case's step (nothing runs), reads the kernels XLA made of
+`sample` fills the database the kernel predictors learn from (and only from):
+random programs of every kernel kind compiled, their kernels of that kind timed
+alone, for --budget minutes; the kinds whose predictor's held-out error is largest
+are sampled most once each kind has a few, and a rerun goes on with new programs.
+It ends with each kind's held-out errors. `measure` compiles every case's step (nothing runs), reads the kernels XLA made of
 it, and times alone each one this machine has no undisturbed measurement of
 (bench/run/kernels.py), recording each as it finishes: a killed run keeps what it
 measured, and a rerun measures only what is missing. It prints a line per case:
@@ -20,12 +25,14 @@ undisturbed one, else its latest, marked disturbed) as CSV or JSON on stdout.
 stderr, for a bad flag or config, or a file that is not a kernel database.
 """
 
+import argparse
 import csv
 import io
 import json
 import os
 import signal
 import sys
+import time
 
 from bench import main as cli
 from bench.core import logs
@@ -59,6 +66,23 @@ def _case_line(result):
           f'({formatting.fmt(result["seconds"])} s)')
 
 
+def _interruptible(db, work):
+  """`work(store)` on the kernel database `db` under the signal handlers: a user error
+  one line, a signal its line (what was measured is kept)."""
+  # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
+  from bench.core import interrupt
+  kept = f'by {{}}; the kernels measured so far are kept in {db}'
+  try:
+    with kernel_store.connect(db) as store, interrupt.handlers():
+      return work(store)
+  except UserError as e:
+    fail(e)
+  except interrupt.Interrupted as e:
+    cli.interrupted(e.signum, kept.format(signal.Signals(e.signum).name))
+  except KeyboardInterrupt:  # Ctrl-C before the handlers were set (the imports)
+    cli.interrupted(signal.SIGINT, kept.format('SIGINT'))
+
+
 def measure(argv):
   """`kernels measure`: the config's arguments as bench.main parses them, and --db."""
   arguments = cli.parser('bench.kernels measure', 'measure alone the kernels of a '
@@ -66,25 +90,49 @@ def measure(argv):
   arguments.add_argument('--db', help=_DB_HELP)
   args = cli.parse(arguments, argv)
   logs.configure(args.verbosity)
-  # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
-  from bench.core import interrupt
-  from bench.run import kernels
+  from bench.run import kernels  # pylint: disable=import-outside-toplevel
   db = kernel_store.path(args.db)
-  kept = f'by {{}}; the kernels measured so far are kept in {db}'
-  try:
-    with kernel_store.connect(db) as store, interrupt.handlers():
-      results = kernels.measure_config(
-          args.config, store, on_start=lambda s: print(_session_line(s, db), flush=True),
-          on_case=lambda r: print(_case_line(r), flush=True))
-  except UserError as e:
-    fail(e)
-  except interrupt.Interrupted as e:
-    cli.interrupted(e.signum, kept.format(signal.Signals(e.signum).name))
-  except KeyboardInterrupt:  # Ctrl-C before the handlers were set (the imports)
-    cli.interrupted(signal.SIGINT, kept.format('SIGINT'))
+  results = _interruptible(db, lambda store: kernels.measure_config(
+      args.config, store, on_start=lambda s: print(_session_line(s, db), flush=True),
+      on_case=lambda r: print(_case_line(r), flush=True)))
   print(f'{sum(r["new"] for r in results)} kernels measured now, of '
         f'{len({k["key"] for r in results for k in r["kernels"]})} distinct in '
         f'{len(results)} cases')
+  return 0
+
+
+def _errors_table(errors):
+  """Each kind's predictor and its held-out fold errors (kernel_model.Model.errors)."""
+  return formatting.table(
+      ('kind', 'kernels', 'distinct', 'predictor', 'median fold error', 'p90',
+       'within 1.2x', 'note'),
+      [[kind, e['n'], e['signatures'], e['model'], formatting.fmt(e['median']),
+        formatting.fmt(e['p90']),
+        f'{e["within_1_2"]:.0%}' if e['within_1_2'] is not None else 'n/a', e['note']]
+       for kind, e in sorted(errors.items())])
+
+
+def sample(args):
+  """`kernels sample`: random kernels measured for --budget minutes."""
+  logs.configure(args.verbosity)
+  from bench.run import kernels  # pylint: disable=import-outside-toplevel
+  start = time.monotonic()
+
+  def progress(kind, median_s, rows):
+    if rows % 25 == 0 and median_s is not None:
+      print(f'{rows} kernels sampled on this machine ({formatting.fmt(time.monotonic() - start)}'
+            f' s of {args.budget * 60:g})', flush=True)
+
+  result = _interruptible(args.db, lambda store: kernels.sample(
+      store, args.budget * 60, args.seed,
+      on_start=lambda s: print(_session_line(s, args.db), flush=True), on_kernel=progress))
+  print(f'{result["new"]} kernels measured now; distinct kernels sampled per kind: '
+        + ', '.join(f'{kind} {n}' for kind, n in result['kinds'].items()))
+  if result['dropped']:
+    print(f'not made by this backend (no draw ran one): {", ".join(result["dropped"])}')
+  if result['errors']:
+    print('\nHeld-out errors (each kernel predicted by a fit that never saw its signature):\n')
+    print('\n'.join(_errors_table(result['errors'])))
   return 0
 
 
@@ -119,9 +167,31 @@ def export(store, args):
   return 0
 
 
+# How long `kernels sample` runs by default: what fills a database its goals were
+# measured on (docs/measurement.md, "The kernel database").
+DEFAULT_BUDGET_MIN = 10.0
+
+
+def _minutes(text):
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f'{text!r} is not a number of minutes > 0')
+  return value
+
+
 def _parser():
   parser = ArgumentParser(prog='bench.kernels', description=__doc__.split('\n')[0])
   commands = parser.add_subparsers(dest='command', required=True)
+  p = commands.add_parser('sample', help='random kernels of every kind measured alone: what '
+                          'the predictors learn from')
+  p.add_argument('--budget', type=_minutes, default=DEFAULT_BUDGET_MIN,
+                 help=f'minutes to sample (default {DEFAULT_BUDGET_MIN:g})')
+  p.add_argument('--seed', type=int, default=0, help='seed of the random programs (default 0)')
+  p.add_argument('--db', help=_DB_HELP)
+  logs.add_verbosity(p)
   commands.add_parser('measure', help="measure alone the kernels of a config's steps "
                       '(--config=NAME [--config.FIELD=V ...]; measure --help for its flags)')
   p = commands.add_parser('list', help='the kernels measured, by machine and kind')
@@ -141,8 +211,10 @@ def main(argv=None):
   if argv[:1] == ['measure']:  # the config's flags and overrides: bench.main's parser
     return measure(argv[1:])
   args = _parser().parse_args(argv)
+  args.db = kernel_store.path(args.db)
+  if args.command == 'sample':
+    return sample(args)
   try:
-    args.db = kernel_store.path(args.db)
     if not os.path.exists(args.db):
       raise UserError(f'{args.db}: no kernel database here yet; `flax-bench kernels measure '
                       '--config=NAME` makes one')

@@ -13,10 +13,16 @@ says whether the compiler, given it alone, runs the same kernel: the same kind
 and ops with the same signature, or why not (it fused it with its parameters'
 copies, split it in two, ...).
 
-Each call of a kernel alone also pays the runtime's dispatch of an executable,
-which a kernel inside a step does not: `overhead` times the same call of a program
-whose one kernel does nothing measurable (a scalar add), and `measure` subtracts
-its median.
+A kernel is timed as it runs inside a step: in a loop of its own (kernels.looped),
+its operands and results the loop's buffers, so each execution pays neither the
+dispatch of an executable nor the allocation of its results, which a kernel in a
+step does not pay either (measured on the seed MLP at batch 32: its 66 kernels
+timed one call each added up to 2.4 ms, in loops to 0.66 ms, its step 1.06 ms).
+What a step pays besides its kernels is measured by probes: `overhead`, a call of
+a program whose one kernel does nothing measurable (a scalar add), and
+`fresh_memory`, the first writes into a newly allocated buffer of a given size (a
+step's temporary buffers are allocated at every call: past the allocator's
+reuse threshold, 32 MiB with glibc, every page is faulted in and zeroed again).
 """
 
 import dataclasses
@@ -27,13 +33,21 @@ import jax
 from jax._src.lib import xla_client  # the one supported path from HLO text to a compile
 import numpy as np
 
+from bench.measure import hlo
 from bench.measure import kernels as kernels_lib
 from bench.measure import timer
 
 # How long one kernel's timed calls last at the least (seconds), and their bounds.
-MIN_TIME_S = 0.05
+MIN_TIME_S = 0.03
 MIN_SAMPLES, MAX_SAMPLES = 10, 400
 WARMUP = 3
+# A looped kernel's calls (kernels.looped): PROBE_TRIPS iterations first, grown until a
+# call lasts about TARGET_CALL_S (long against a call's dispatch and its spread, short
+# enough for many samples), at most MAX_TRIPS.
+PROBE_TRIPS = 16
+SIZING_CALLS = 3  # calls timed at each size while growing N
+TARGET_CALL_S = 0.001
+MAX_TRIPS = 100_000
 # The program of the overhead probe: one kernel that does nothing measurable.
 _PROBE = '''HloModule probe
 
@@ -66,9 +80,9 @@ def compile_module(text, device=None):
     raise KernelError(' '.join(filter(None, (f'{type(e).__name__}: {lines[0]}', detail)))) from e
 
 
-def compiled_kernels(executable):
-  """[Kernel] the executable runs."""
-  return kernels_lib.kernels(executable.hlo_modules()[0].to_string())
+def _instructions(module, opcode):
+  return [i for instructions in module.computations.values() for i in instructions
+          if i.opcode == opcode]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +93,18 @@ class Check:
   ran: tuple    # (kind, key) of each kernel the module alone runs
 
 
-def check(kernel, executable):
-  """Whether `executable` (the kernel's module compiled alone) runs `kernel` itself."""
-  ran = compiled_kernels(executable)
+def check(kernel, executable, looped=False):
+  """Whether `executable` (the kernel's module compiled alone, or with `looped` its
+  loop: kernels.looped) runs `kernel` itself. Of a looped program, the kernels of the
+  loop's body are judged (executed as often as the loop runs; the counter's increment
+  left out), and none at all (`ran` empty) means the compiler hoisted the kernel out."""
+  text = executable.hlo_modules()[0].to_string()
+  ran = kernels_lib.kernels(text)
+  if looped:
+    module = hlo.parse(text)
+    body = {i.name for loop in _instructions(module, 'while')
+            for name in hlo.called(loop)['body'] for i in module.computations[name]}
+    ran = [k for k in ran if k.name in body and k.result != 's32[]']
   pairs = tuple((k.kind, k.key) for k in ran)
   if len(ran) == 1 and ran[0].key == kernel.key:
     return Check(True, '', pairs)
@@ -114,14 +137,17 @@ def inputs(parameters, device=None, seed=0):
   return [_array(t, rng, device) for t in parameters]
 
 
-def time_executable(executable, arguments, min_time_s=MIN_TIME_S):
+def time_executable(executable, arguments, min_time_s=MIN_TIME_S, samples=None):
   """Timed calls of `executable` on `arguments` (the one timer, pipelined): the
-  `timer.summarize` block of their seconds. The number of calls is what makes up
-  `min_time_s` at the speed of the warm-up's slowest call, within the bounds."""
+  `timer.summarize` block of their seconds. The number of calls is `samples`, or what
+  makes up `min_time_s` at the speed of the warm-up's slowest call, within the bounds."""
   def step(carry, _):
     return carry, executable.execute_sharded(arguments).disassemble_into_single_device_arrays()
 
   calls = itertools.repeat(None)
+  if samples:
+    return timer.summarize(timer.time_steps(step, None, calls, warmup_steps=1,
+                                            timed_steps=samples)[2])
   _, _, first, _ = timer.time_steps(step, None, calls, warmup_steps=WARMUP, timed_steps=3)
   n = min(MAX_SAMPLES, max(MIN_SAMPLES, math.ceil(min_time_s / max(max(first), 1e-7))))
   _, _, samples, _ = timer.time_steps(step, None, calls, warmup_steps=1, timed_steps=n)
@@ -136,12 +162,56 @@ def overhead(device=None):
   return time_executable(executable, inputs(('f32[]', 'f32[]'), device))
 
 
+def _per_execution(executable, arguments, min_time_s):
+  """timer.summarize of the seconds one iteration of a looped kernel takes: calls of
+  N iterations, N grown until a call lasts about TARGET_CALL_S beyond an empty one,
+  less the median call of 0 iterations (its dispatch and the copies in and out of
+  the loop), over N."""
+  def timed(trips, seconds, samples=None):
+    count = jax.device_put(np.int32(trips), arguments[0].device)
+    return time_executable(executable, [*arguments, count], seconds, samples)
+
+  empty = timed(0, min_time_s / 4)['median']
+  trips = PROBE_TRIPS
+  while True:  # grown by the factor that would reach the target, at least 2
+    spent = timed(trips, 0, SIZING_CALLS)['median'] - empty
+    if spent >= TARGET_CALL_S / 2 or trips >= MAX_TRIPS:
+      break
+    trips = min(MAX_TRIPS, trips * max(2, math.ceil(TARGET_CALL_S / max(spent, 1e-7))))
+  trips = int(min(MAX_TRIPS, max(1, round(trips * TARGET_CALL_S / max(spent, 1e-9)))))
+  calls = timed(trips, min_time_s)['samples']
+  # Floored at a nanosecond: a kernel faster than the empty call's spread is not free.
+  return timer.summarize([max(s - empty, 1e-9) / trips for s in calls])
+
+
 def measure(kernel, probe_median_s, device=None, min_time_s=MIN_TIME_S):
-  """(summary of the kernel's seconds per call less the probe's median, floored at
-  a nanosecond; Check). Raises KernelError when its module does not compile alone."""
+  """(timer.summarize of the seconds one execution of `kernel` takes, Check: whether
+  alone it compiles to the same kernel). Timed in a loop of its own (kernels.looped,
+  _per_execution), as it runs inside a step; a kernel the loop would hoist (a fill)
+  is timed by the call, less `probe_median_s` (the `overhead` probe's median), and
+  its Check says so. Raises KernelError when its module does not compile alone."""
   device = device or jax.devices()[0]
-  executable = compile_module(kernel.module, device)
-  result = check(kernel, executable)
-  summary = time_executable(executable, inputs(kernel.parameters, device), min_time_s)
-  # Floored at a nanosecond: a kernel faster than the probe's spread is not free.
-  return timer.summarize([max(s - probe_median_s, 1e-9) for s in summary['samples']]), result
+  if kernel.parameters:
+    text, parameters = kernels_lib.looped(kernel)
+    executable = compile_module(text, device)
+    result = check(kernel, executable, looped=True)
+    if result.ran:  # the loop runs it, or what the compiler made of it, every iteration
+      return _per_execution(executable, inputs(parameters[:-1], device), min_time_s), result
+  alone = compile_module(kernel.module, device)
+  result = check(kernel, alone)
+  summary = time_executable(alone, inputs(kernel.parameters, device), min_time_s)
+  why = '; '.join(filter(None, (result.why, 'timed by the call: a loop would hoist it')))
+  return (timer.summarize([max(s - probe_median_s, 1e-9) for s in summary['samples']]),
+          dataclasses.replace(result, why=why))
+
+
+def fresh_memory(nbytes, probe_median_s, device=None, min_time_s=MIN_TIME_S):
+  """Seconds a call spends allocating and first writing `nbytes` of new memory: a
+  broadcast into a fresh result of that size, less `probe_median_s`."""
+  device = device or jax.devices()[0]
+  n = max(int(nbytes) // 4, 1)
+  executable = compile_module(
+      f'HloModule fresh\n\nENTRY %main (p: f32[]) -> f32[{n}] {{\n  %p = f32[] parameter(0)\n'
+      f'  ROOT %b = f32[{n}] broadcast(%p), dimensions={{}}\n}}\n', device)
+  summary = time_executable(executable, inputs(('f32[]',), device), min_time_s)
+  return max(summary['median'] - probe_median_s, 0.0)

@@ -273,6 +273,58 @@ def kernels(text):
   return out
 
 
+def _arrays(type_text):
+  """The array types of a type, a tuple's flattened: ['f32[2,3]', 's32[]']."""
+  return re.findall(r'\b[a-z][a-z0-9]*\[[\d,]*\]', type_text)
+
+
+def looped(kernel):
+  """(HLO module text, its parameters' types) of `kernel` run N times in a while loop,
+  N its last parameter (s32[]): a runtime count, so that one compile serves every N
+  and the compiler cannot unroll the loop. The loop carries the kernel's operands and
+  results (its results' initial values are parameters too) through an optimization
+  barrier at the top of each iteration, so the kernel is computed every iteration
+  rather than hoisted out as loop-invariant, and its buffers are the loop's own, as a
+  kernel's are inside a step: no allocation, no dispatch per execution. A kernel with
+  no operand (a fill) is hoisted anyway: kernel_bench times those by the call."""
+  operands, results = list(kernel.parameters), _arrays(kernel.result)
+  carry = ['s32[]', 's32[]', *operands, *results]
+  shape = f'({", ".join(carry)})'
+  take = [f'%lp_a{k} = {t} get-tuple-element(%lp_b), index={k + 2}'
+          for k, t in enumerate(operands)]
+  args = ', '.join(f'%lp_a{k}' for k in range(len(operands)))
+  if kernel.result.startswith('('):
+    outs = [f'%lp_r{j}' for j in range(len(results))]
+    split = [f'%lp_r{j} = {t} get-tuple-element(%lp_r), index={j}' for j, t in enumerate(results)]
+  else:
+    outs, split = ['%lp_r'], []
+  body = [f'%lp_c = {shape} parameter(0)', f'%lp_b = {shape} opt-barrier(%lp_c)',
+          '%lp_i = s32[] get-tuple-element(%lp_b), index=0',
+          '%lp_n = s32[] get-tuple-element(%lp_b), index=1',
+          *take, f'%lp_r = {kernel.result} call({args}), to_apply=%lp_kernel', *split,
+          '%lp_one = s32[] constant(1)', '%lp_next = s32[] add(%lp_i, %lp_one)',
+          f'ROOT %lp_t = {shape} tuple(%lp_next, %lp_n, '
+          f'{", ".join([*(f"%lp_a{k}" for k in range(len(operands))), *outs])})']
+  condition = [f'%lp_c = {shape} parameter(0)', '%lp_i = s32[] get-tuple-element(%lp_c), index=0',
+               '%lp_n = s32[] get-tuple-element(%lp_c), index=1',
+               'ROOT %lp_less = pred[] compare(%lp_i, %lp_n), direction=LT']
+  given = [*operands, *results, 's32[]']
+  entry = [f'%lp_x{k} = {t} parameter({k})' for k, t in enumerate(given)]
+  entry += ['%lp_zero = s32[] constant(0)',
+            f'%lp_init = {shape} tuple(%lp_zero, %lp_x{len(given) - 1}, '
+            f'{", ".join(f"%lp_x{k}" for k in range(len(given) - 1))})',
+            f'%lp_w = {shape} while(%lp_init), condition=%lp_more, body=%lp_body',
+            f'ROOT %lp_last = {results[-1]} get-tuple-element(%lp_w), index={len(carry) - 1}']
+  header = ', '.join(f'lp_x{k}: {t}' for k, t in enumerate(given))
+  kernel_text = kernel.module.removeprefix('HloModule kernel\n').replace(
+      'ENTRY %main ', '%lp_kernel ', 1)
+  return ('HloModule looped\n' + kernel_text
+          + f'\n%lp_body (lp_c: {shape}) -> {shape} {{\n  ' + '\n  '.join(body) + '\n}\n'
+          + f'\n%lp_more (lp_c: {shape}) -> pred[] {{\n  ' + '\n  '.join(condition) + '\n}\n'
+          + f'\nENTRY %main ({header}) -> {results[-1]} {{\n  ' + '\n  '.join(entry) + '\n}\n',
+          tuple(given))
+
+
 def shape_of(type_text):
   """(element type, dims) of an array type such as 'f32[2,3]' (a tuple's first array)."""
   found = re.search(r'\b([a-z][a-z0-9]*)\[([\d,]*)\]', type_text)

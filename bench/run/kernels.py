@@ -5,8 +5,8 @@ Each case's step is compiled as bench.predict compiles it (bench/run/predict.py:
 synthetic batches of its shape, nothing run), its kernels read from the compiled
 program (bench/measure/kernels.py), and each distinct kernel this machine has no
 undisturbed measurement of is compiled alone and timed (bench/measure/
-kernel_bench.py), less the session's call overhead, and recorded as soon as it is
-timed: a killed run keeps what it measured, and the next one goes on from there.
+kernel_bench.py: in a loop of its own, as it runs in a step), and recorded as soon
+as it is timed: a killed run keeps what it measured, and the next one goes on from there.
 
 A session starts by probing the machine (`start`): its peaks, disturbed when far
 below the best this machine recorded (kernel_store.Store.disturbed: its
@@ -18,14 +18,30 @@ alone (the check of additivity against a timed step).
 """
 
 import dataclasses
+import math
 import time
 
+import numpy as np
+
 from bench.core import machine
+from bench.core.errors import UserError
 from bench.measure import environment
 from bench.measure import kernel_bench
 from bench.measure import kernels as kernels_lib
 from bench.measure import peaks as peaks_lib
+from bench.results import case_record
+from bench.results import kernel_model
+from bench.results import memory_model
+from bench.run import kernel_sampler
 from bench.run import predict
+from bench.workload import build
+
+SAMPLE = 'sample'  # the source of sampled kernels: the only rows a predictor learns from
+# Distinct kernels of a kind sampled before its predictor's error steers the sampling:
+# twice what a kind needs to be fitted at all, so its first held-out error means something.
+FIRST_PER_KIND = 2 * kernel_model.MIN_SIGNATURES
+# Kernels measured between two refits that steer the sampling (a fit takes about a second).
+REFIT_EVERY = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,3 +119,133 @@ def measure_config(config, store, on_start=lambda session: None, on_case=lambda 
     results.append(result)
     on_case(result)
   return results
+
+
+def sampled_rows(store, machine_key):
+  """The undisturbed rows of kernels sampled on the machine of `machine_key` that were
+  measured alone (what a predictor is fitted on: never a kernel of a config's model)."""
+  return [r for r in store.rows(machine_key, source=SAMPLE)
+          if not r['disturbed'] and r['median_s'] is not None]
+
+
+def _next_kind(kinds, rows, model, rng):
+  """The kind to sample next: the one with the fewest distinct kernels while any has
+  fewer than FIRST_PER_KIND; then one drawn with weight its predictor's held-out 90th
+  percentile log error (more samples where the predictor is least sure, and some
+  everywhere)."""
+  counts = {kind: len({r['key'] for r in rows if r['kind'] == kind}) for kind in kinds}
+  fewest = min(kinds, key=lambda kind: counts[kind])
+  if counts[fewest] < FIRST_PER_KIND or model is None:
+    return fewest
+  errors = model.errors()
+  weights = np.array([math.log(max((errors.get(kind) or {}).get('p90') or 2.0, 1.01))
+                      for kind in kinds])
+  return kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+
+
+def sample(store, budget_s, seed=0, on_start=lambda session: None,
+           on_kernel=lambda kind, median_s, rows: None):
+  """Samples random kernels (kernel_sampler.generate) into `store` for `budget_s`
+  seconds, measuring each one this machine has no undisturbed measurement of, under
+  source SAMPLE; adaptive (_next_kind) and resumable (a later call draws other
+  programs: its generator is seeded by `seed` and the rows already sampled). Kinds
+  this backend never makes are dropped when a draw finds none. Returns {kinds:
+  {kind: distinct kernels sampled}, new: kernels measured now, dropped: [kinds],
+  errors: the last fitted Model's errors() or None}."""
+  deadline = time.monotonic() + budget_s
+  session = start(store)
+  on_start(session)
+  rows = sampled_rows(store, session.machine_key)
+  known = set(store.measured(session.machine_key))
+  rng = np.random.default_rng([seed, len(rows)])
+  kinds, dropped, new, model, since_fit = list(kernel_sampler.SOURCES), [], 0, None, 0
+  while kinds and time.monotonic() < deadline:
+    kind = _next_kind(kinds, rows, model, rng)
+    found = [k for k in kernel_sampler.generate(kind, rng) if k.key not in known]
+    if not found and not any(r['kind'] == kind for r in rows):
+      kinds.remove(kind)
+      dropped.append(kind)
+      continue
+    for kernel in found:
+      if time.monotonic() >= deadline:
+        break
+      median, _ = measure_kernel(store, session, kernel, SAMPLE)
+      known.add(kernel.key)
+      new += 1
+      since_fit += 1
+      if median is not None and not session.disturbed:
+        rows.append({**dataclasses.asdict(kernel), 'median_s': median})
+      on_kernel(kernel.kind, median, len(rows))
+    if since_fit >= REFIT_EVERY:
+      model, since_fit = kernel_model.fit(rows), 0
+  model = kernel_model.fit(rows) if rows else None
+  return {'kinds': {kind: len({r['key'] for r in rows if r['kind'] == kind})
+                    for kind in kernel_sampler.SOURCES if kind not in dropped},
+          'new': new, 'dropped': dropped, 'errors': model.errors() if model else None}
+
+
+def fitted(store, machine_key):
+  """(kernel_model.Model fitted on this machine's sampled kernels, the median call
+  overhead its sampling sessions probed: what a step costs beyond its kernels). A
+  UserError when nothing was sampled on this machine."""
+  rows = sampled_rows(store, machine_key)
+  if not rows:
+    raise UserError(f'the kernel database has no kernel sampled on this machine '
+                    f'({machine_key[:8]}); run `flax-bench kernels sample` (--budget='
+                    'MINUTES) first, on this machine')
+  return kernel_model.fit(rows), float(np.median([r['probe_s'] for r in rows]))
+
+
+def _span(predictions, found, overhead_s, column):
+  return overhead_s + sum(p[column] * k.executions for p, k in zip(predictions, found))
+
+
+def step_overhead(compiled, probe_s):
+  """Seconds a step of `compiled` pays beyond its kernels, from the probes: a call's
+  dispatch (`probe_s`) and the first writes into its temporary buffers, allocated
+  anew at every call (kernel_bench.fresh_memory of XLA's temp size)."""
+  temp = compiled.memory_analysis().temp_size_in_bytes
+  return probe_s + (kernel_bench.fresh_memory(temp, probe_s) if temp else 0.0)
+
+
+def predict_config(config, store, measure=False, on_case=lambda row: None):
+  """Per case of `config` (handed to `on_case` as each compiles): its step time as the
+  sum over its kernels of the predicted seconds of one execution (the model `fitted`
+  on sampled kernels only) times its executions, plus the call overhead of a step;
+  the interval the sum of each kernel's (its kind's held-out 10th and 90th
+  percentile, so as wide as the kernels' errors all leaning one way); the step's
+  overhead beyond its kernels probed on this machine (`step_overhead`); with
+  `measure`, also the kernel sum: each kernel measured alone (once per machine, as
+  `measure_config` does) instead of predicted.
+  Rows: {name, model, batch_size, devices, kernels, predicted_s, low_s, high_s,
+  overhead_s, examples_per_s, memory_bytes (XLA's buffers), peak_bytes (None), compile_s,
+  kernel_sum_s (None without `measure`)}."""
+  cases = predict.step_cases(config)
+  key = machine.key(machine.identity(environment.collect()))
+  model, overhead_s = fitted(store, key)
+  session = start(store) if measure else None
+  known = {k: (r['median_s'], r['same']) for k, r in store.measured(key).items()}
+  rows = []
+  for name, case in cases:
+    mesh, _, compiled, built, compile_s = predict.compile_step(case)
+    found = kernels_lib.kernels(compiled.as_text())
+    predictions = model.predict_all([dataclasses.asdict(k) for k in found])
+    overhead = step_overhead(compiled, overhead_s)
+    seconds = _span(predictions, found, overhead, 0)
+    kernel_sum = None
+    if measure:
+      for kernel in {k.key: k for k in found if k.key not in known}.values():
+        known[kernel.key] = measure_kernel(store, session, kernel, f'config:{config.name}')
+      kernel_sum = overhead + sum((known[k.key][0] or 0.0) * k.executions for k in found)
+    record = case_record.assemble(name, case.to_dict(), mesh.size,
+                                  build.per_device_batch(case, mesh), built=built)
+    row = {'name': name, 'model': case.model, 'batch_size': case.batch_size,
+           'devices': mesh.size, 'kernels': len(found), 'predicted_s': seconds,
+           'low_s': _span(predictions, found, overhead, 1),
+           'high_s': _span(predictions, found, overhead, 2), 'overhead_s': overhead,
+           'examples_per_s': case.batch_size / seconds,
+           'memory_bytes': memory_model.buffers(record), 'peak_bytes': None,
+           'compile_s': compile_s, 'kernel_sum_s': kernel_sum}
+    rows.append(row)
+    on_case(row)
+  return rows
