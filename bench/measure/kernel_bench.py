@@ -44,7 +44,7 @@ WARMUP = 3
 # A looped kernel's calls (kernels.looped): PROBE_TRIPS iterations first, grown until a
 # call lasts about TARGET_CALL_S (long against a call's dispatch and its spread, short
 # enough for many samples), at most MAX_TRIPS.
-PROBE_TRIPS = 16
+PROBE_TRIPS = 1
 SIZING_CALLS = 3  # calls timed at each size while growing N
 TARGET_CALL_S = 0.001
 MAX_TRIPS = 100_000
@@ -61,6 +61,10 @@ ENTRY %main (p0: f32[], p1: f32[]) -> f32[] {
 
 class KernelError(ValueError):
   """A kernel's module that does not compile alone (its message says why)."""
+
+
+class TooSlow(KernelError):
+  """A kernel one execution of which takes longer than the caller's limit."""
 
 
 def compile_module(text, device=None):
@@ -162,11 +166,11 @@ def overhead(device=None):
   return time_executable(executable, inputs(('f32[]', 'f32[]'), device))
 
 
-def _per_execution(executable, arguments, min_time_s):
+def _per_execution(executable, arguments, min_time_s, limit_s=None):
   """timer.summarize of the seconds one iteration of a looped kernel takes: calls of
   N iterations, N grown until a call lasts about TARGET_CALL_S beyond an empty one,
   less the median call of 0 iterations (its dispatch and the copies in and out of
-  the loop), over N."""
+  the loop), over N. TooSlow when one iteration takes over `limit_s`."""
   def timed(trips, seconds, samples=None):
     count = jax.device_put(np.int32(trips), arguments[0].device)
     return time_executable(executable, [*arguments, count], seconds, samples)
@@ -174,7 +178,9 @@ def _per_execution(executable, arguments, min_time_s):
   empty = timed(0, min_time_s / 4)['median']
   trips = PROBE_TRIPS
   while True:  # grown by the factor that would reach the target, at least 2
-    spent = timed(trips, 0, SIZING_CALLS)['median'] - empty
+    spent = timed(trips, 0, 1 if trips == 1 else SIZING_CALLS)['median'] - empty
+    if limit_s is not None and trips == 1 and spent > limit_s:
+      raise TooSlow(f'one execution takes {spent:.3g} s, over the limit of {limit_s:g} s')
     if spent >= TARGET_CALL_S / 2 or trips >= MAX_TRIPS:
       break
     trips = min(MAX_TRIPS, trips * max(2, math.ceil(TARGET_CALL_S / max(spent, 1e-7))))
@@ -184,19 +190,21 @@ def _per_execution(executable, arguments, min_time_s):
   return timer.summarize([max(s - empty, 1e-9) / trips for s in calls])
 
 
-def measure(kernel, probe_median_s, device=None, min_time_s=MIN_TIME_S):
+def measure(kernel, probe_median_s, device=None, min_time_s=MIN_TIME_S, limit_s=None):
   """(timer.summarize of the seconds one execution of `kernel` takes, Check: whether
   alone it compiles to the same kernel). Timed in a loop of its own (kernels.looped,
   _per_execution), as it runs inside a step; a kernel the loop would hoist (a fill)
   is timed by the call, less `probe_median_s` (the `overhead` probe's median), and
-  its Check says so. Raises KernelError when its module does not compile alone."""
+  its Check says so. Raises KernelError when its module does not compile alone, TooSlow
+  when one execution in its loop takes over `limit_s`."""
   device = device or jax.devices()[0]
   if kernel.parameters:
     text, parameters = kernels_lib.looped(kernel)
     executable = compile_module(text, device)
     result = check(kernel, executable, looped=True)
     if result.ran:  # the loop runs it, or what the compiler made of it, every iteration
-      return _per_execution(executable, inputs(parameters[:-1], device), min_time_s), result
+      return (_per_execution(executable, inputs(parameters[:-1], device), min_time_s, limit_s),
+              result)
   alone = compile_module(kernel.module, device)
   result = check(kernel, alone)
   summary = time_executable(alone, inputs(kernel.parameters, device), min_time_s)
