@@ -48,6 +48,9 @@ PROBE_TRIPS = 1
 SIZING_CALLS = 3  # calls timed at each size while growing N
 TARGET_CALL_S = 0.001
 MAX_TRIPS = 100_000
+# At most this factor at once: one noisy empty call can make a 50 ms kernel look free,
+# and 10,000 iterations of it a call of minutes (seen while sampling).
+MAX_GROWTH = 32
 # The program of the overhead probe: one kernel that does nothing measurable.
 _PROBE = '''HloModule probe
 
@@ -177,13 +180,14 @@ def _per_execution(executable, arguments, min_time_s, limit_s=None):
 
   empty = timed(0, min_time_s / 4)['median']
   trips = PROBE_TRIPS
-  while True:  # grown by the factor that would reach the target, at least 2
+  while True:  # grown by the factor that would reach the target, between 2 and MAX_GROWTH
     spent = timed(trips, 0, 1 if trips == 1 else SIZING_CALLS)['median'] - empty
     if limit_s is not None and trips == 1 and spent > limit_s:
       raise TooSlow(f'one execution takes {spent:.3g} s, over the limit of {limit_s:g} s')
     if spent >= TARGET_CALL_S / 2 or trips >= MAX_TRIPS:
       break
-    trips = min(MAX_TRIPS, trips * max(2, math.ceil(TARGET_CALL_S / max(spent, 1e-7))))
+    factor = TARGET_CALL_S / spent if spent > 0 else MAX_GROWTH
+    trips = min(MAX_TRIPS, trips * min(MAX_GROWTH, max(2, math.ceil(factor))))
   trips = int(min(MAX_TRIPS, max(1, round(trips * TARGET_CALL_S / max(spent, 1e-9)))))
   calls = timed(trips, min_time_s)['samples']
   # Floored at a nanosecond: a kernel faster than the empty call's spread is not free.
