@@ -18,6 +18,7 @@ bench.overhead the same --config, overrides and --verbosity.
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -75,6 +76,27 @@ def interrupted(signum, message):
   sys.exit(128 + signum)
 
 
+@contextlib.contextmanager
+def _signals_recorded():
+  """SIGINT and SIGTERM during the block are recorded (the list it yields) and raise
+  KeyboardInterrupt: the imports stop at once, and a library that swallows the
+  exception while it imports (a bare `except:` around an optional import) cannot make
+  the run go on as if nothing was asked. The previous handlers are restored after."""
+  received = []
+
+  def record(signum, frame):
+    del frame
+    received.append(signum)
+    raise KeyboardInterrupt
+
+  previous = {s: signal.signal(s, record) for s in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield received
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
 def _arguments(argv):
   arguments = parser('bench.main', __doc__.split('\n', 1)[0])
   arguments.add_argument('--workdir', help='directory for report.json, report.md and '
@@ -108,14 +130,18 @@ def main(argv=None):
   2 for a user error, 128 + N for signal N (module docstring)."""
   args = _arguments(sys.argv[1:] if argv is None else argv)
   logs.configure(args.verbosity)
-  try:
-    # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
-    from bench.core import interrupt
-    from bench.core import parallel
-    from bench.run import history
-    from bench.run import runner
-  except KeyboardInterrupt:  # Ctrl-C before run_suite's handlers are set: nothing written
-    interrupted(signal.SIGINT, 'by SIGINT before the run started; nothing was written')
+  with _signals_recorded() as received:
+    try:
+      # pylint: disable=import-outside-toplevel  (seconds of imports: see the top)
+      from bench.core import interrupt
+      from bench.core import parallel
+      from bench.run import history
+      from bench.run import runner
+    except KeyboardInterrupt:
+      pass  # recorded: said below
+  if received:  # before run_suite's handlers are set: nothing written
+    name = signal.Signals(received[0]).name
+    interrupted(received[0], f'by {name} before the run started; nothing was written')
   try:
     distributed.initialize(args.distributed, args.coordinator_address, args.num_processes,
                            args.process_id)

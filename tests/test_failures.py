@@ -191,9 +191,12 @@ def test_a_signal_ends_a_run_stuck_in_native_code(tmp_path, signum):
   assert '"status": "incomplete"' in (tmp_path / 'wd' / 'report.json').read_text()
 
 
-def test_ctrl_c_during_the_start_up_imports_is_one_line(tmp_path):
-  """SIGINT while bench.main imports jax and the rest, before any handler is set:
-  the interrupted line and 130, no KeyboardInterrupt traceback, nothing written."""
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_start_up_imports_is_one_line(tmp_path, signum):
+  """SIGINT (Ctrl-C) or SIGTERM while bench.main imports jax and the rest, before the
+  run's handlers are set: the interrupted line and 128 + N, no traceback, nothing
+  written (bench.main records the signal: a library that swallows the
+  KeyboardInterrupt while it imports cannot make the run go on)."""
   env = {**os.environ, 'PYTHONPATH': os.path.join(REPO, 'tests', 'offline'),
          'PYTHONVERBOSE': '1'}  # each import is a line: the test waits for jax's
   with subprocess.Popen([sys.executable, '-m', 'bench.main', *MLP,
@@ -202,12 +205,13 @@ def test_ctrl_c_during_the_start_up_imports_is_one_line(tmp_path):
     for line in process.stderr:
       if line.startswith('import ') and "'jax'" in line:
         break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     rest = process.stderr.read()
-    assert process.wait(timeout=120) == 130
+    assert process.wait(timeout=120) == 128 + signum
   # The rest is PYTHONVERBOSE's import and clean-up lines.
   said = [l for l in rest.splitlines() if l.startswith(('interrupted', 'Traceback', 'error'))]
-  assert said == ['interrupted: by SIGINT before the run started; nothing was written']
+  assert said == [f'interrupted: by {signal.Signals(signum).name} before the run started; '
+                  'nothing was written']
   assert not (tmp_path / 'wd').exists()
 
 

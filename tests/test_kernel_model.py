@@ -8,6 +8,7 @@ import pickle
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bench.results import kernel_model
 from bench.run import kernel_sampler
@@ -38,7 +39,10 @@ def test_convolution_features_are_read_from_its_module():
       'log_largest_operand': math.log10(1 + 4 * 2 * 9 * 9 * 3),
       'cache_level': 0, 'fused_ops': 1, 'transcendental_ops': 0, 'operands': 2, 'outputs': 1,
       'batch': 2, 'out_spatial': 25, 'in_spatial': 81, 'window': 9, 'in_features': 3,
-      'out_features': 4, 'stride': 4, 'groups': 1, 'lhs_dilate': 1, 'rhs_dilate': 1}
+      'out_features': 4, 'stride': 4, 'groups': 1, 'lhs_dilate': 1, 'rhs_dilate': 1,
+      # 13 x 13 valid (position, tap) pairs of 5 x 5 positions x 9 taps; NHWC/HWIO labels.
+      'valid_taps': pytest.approx(13 * 13 / (5 * 5 * 9)), 'lhs_batch_at': 0,
+      'rhs_output_at': 3, 'out_features_at': 3}
 
 
 def test_dot_features_and_a_transposed_operand():

@@ -56,18 +56,37 @@ def _image(rng):
   return _log_int(rng, 1, 256), _log_int(rng, 1, 224), _log_int(rng, 1, 2048)
 
 
+# Layer-like sizes, half of the convolutions' draws: a network's activations are its
+# input halved stage by stage, its channels a few widths, its batch a power of two. A
+# log-uniform draw seldom lands there at once (a 3x3 window over a 2x2 input of 256
+# channels, one in some fifty draws), and XLA:CPU's convolutions there ran at 3 GFLOP/s
+# against tens elsewhere.
+_INPUTS = (32, 64, 224, 299)
+_WIDTHS = (3, 8, 16, 24, 32, 48, 64, 96, 128, 144, 192, 256, 384, 512, 576, 728, 960, 1024,
+           1536, 2048)
+
+
+def _layer_like(rng):
+  """(batch, height = width, channels) of a layer's activation (_INPUTS, _WIDTHS)."""
+  size = max(1, int(rng.choice(_INPUTS)) >> int(rng.integers(6)))
+  return 2 ** int(rng.integers(9)), size, int(rng.choice(_WIDTHS))
+
+
 def _conv(rng):
   """A convolution forward, its input- and kernel-gradient (jax.vjp, as a train step
   takes them), or only one of the three: NHWC/HWIO as Flax, any window 1-7, stride
-  1-2, SAME or VALID, grouped (depthwise: groups = input channels) a fifth of the time."""
-  batch, size, cin = _image(rng)
+  1-2, SAME or VALID, grouped (depthwise: groups = input channels) a fifth of the time;
+  sizes log-uniform (_image) or layer-like (_layer_like), half and half."""
+  layer_like = rng.random() < 0.5
+  batch, size, cin = (_layer_like if layer_like else _image)(rng)
   depthwise = rng.random() < 0.2
   # A depthwise convolution's window is 3 or 5 and its multiplier 1 or 2 in the
   # zoo (MobileNetV2, Xception); YNNPACK's depthwise kernel-gradient at 7x7 and
   # multiplier 2 runs at 0.07 GFLOP/s here, seconds a call.
   window = int(rng.choice([3, 3, 5] if depthwise else [1, 1, 3, 3, 3, 5, 7]))
   stride = int(rng.choice([1, 1, 2]))
-  cout = cin * int(rng.choice([1, 1, 1, 2])) if depthwise else _log_int(rng, 1, 2048)
+  cout = (cin * int(rng.choice([1, 1, 1, 2])) if depthwise
+          else int(rng.choice(_WIDTHS)) if layer_like else _log_int(rng, 1, 2048))
   groups = cin if depthwise else 1
   padding = str(rng.choice(['SAME', 'VALID']))
   size = max(size, window)
@@ -202,7 +221,8 @@ def _fill(rng):
   shape = _flat(rng)
   if rng.random() < 0.5:
     return (lambda s: jnp.broadcast_to(s, shape)), (_spec(()),), 0
-  return (lambda s: s + jax.lax.broadcasted_iota(jnp.int32, shape, len(shape) - 1)), (_spec((), jnp.int32),), 0
+  return ((lambda s: s + jax.lax.broadcasted_iota(jnp.int32, shape, len(shape) - 1)),
+          (_spec((), jnp.int32),), 0)
 
 
 def _gather(rng):

@@ -40,7 +40,8 @@ SAMPLE = 'sample'  # the source of sampled kernels: the only rows a predictor le
 # Distinct kernels of a kind sampled before its predictor's error steers the sampling:
 # twice what a kind needs to be fitted at all, so its first held-out error means something.
 FIRST_PER_KIND = 2 * kernel_model.MIN_SIGNATURES
-# Kernels measured between two refits that steer the sampling (a fit takes about a second).
+# Kernels measured between two refits that steer the sampling, at the least; and at
+# least a quarter of the rows so far (a fit of 550 rows took 6-10 s here).
 REFIT_EVERY = 25
 # A sampled kernel one execution of which takes longer is recorded unmeasured: a few
 # such (depthwise convolution gradients at 0.07 GFLOP/s took 0.7-5 s) ate most of a
@@ -183,7 +184,7 @@ def sample(store, budget_s, seed=0, on_start=lambda session: None,
       if median is not None and not session.disturbed:
         rows.append({**dataclasses.asdict(kernel), 'median_s': median})
       on_kernel(kernel.kind, median, len(rows))
-    if since_fit >= REFIT_EVERY:
+    if since_fit >= max(REFIT_EVERY, len(rows) // 4):
       model, since_fit = kernel_model.fit(rows), 0
   model = kernel_model.fit(rows) if rows else None
   return {'kinds': {kind: len({r['key'] for r in rows if r['kind'] == kind})
@@ -236,7 +237,10 @@ def predict_config(config, store, measure=False, on_case=lambda row: None):
   for name, case in cases:
     mesh, _, compiled, built, compile_s = predict.compile_step(case)
     found = kernels_lib.kernels(compiled.as_text())
-    predictions = model.predict_all([dataclasses.asdict(k) for k in found])
+    distinct = list({k.key: k for k in found}.values())  # a ResNet-50 runs 2,083, 640 distinct
+    by_key = dict(zip((k.key for k in distinct),
+                      model.predict_all([dataclasses.asdict(k) for k in distinct])))
+    predictions = [by_key[k.key] for k in found]
     overhead = step_overhead(compiled, overhead_s)
     seconds = _span(predictions, found, overhead, 0)
     kernel_sum = None
