@@ -77,13 +77,13 @@ def test_the_next_kind_is_the_fewest_sampled_then_the_least_sure():
 
 def test_sample_records_sampled_kernels_only_and_resumes_with_new_programs(tmp_path):
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
-    first = kernels.sample(store, 6, seed=3)
+    first = kernels.sample(store, 600, seed=3, most=4)
     key = machine.key(machine.identity(environment.collect()))
     rows = kernels.sampled_rows(store, key)
-    assert first['new'] >= len(rows) > 0 and {r['source'] for r in rows} == {'sample'}
+    assert first['new'] == 4 >= len(rows) > 0 and {r['source'] for r in rows} == {'sample'}
     assert sum(first['kinds'].values()) == len(rows)
-    second = kernels.sample(store, 4, seed=3)
-    assert second['new'] > 0 and len(kernels.sampled_rows(store, key)) > len(rows)
+    second = kernels.sample(store, 600, seed=3, most=3)
+    assert second['new'] == 3 and len(kernels.sampled_rows(store, key)) > len(rows)
 
 
 class _Law:

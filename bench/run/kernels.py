@@ -152,14 +152,15 @@ def _next_kind(kinds, rows, model, rng):
 
 
 def sample(store, budget_s, seed=0, on_start=lambda session: None,
-           on_kernel=lambda kind, median_s, rows: None):
+           on_kernel=lambda kind, median_s, rows: None, most=None):
   """Samples random kernels (kernel_sampler.generate) into `store` for `budget_s`
   seconds, measuring each one this machine has no undisturbed measurement of, under
   source SAMPLE; adaptive (_next_kind) and resumable (a later call draws other
   programs: its generator is seeded by `seed` and the rows already sampled). Kinds
   this backend never makes are dropped when a draw finds none. Returns {kinds:
   {kind: distinct kernels sampled}, new: kernels measured now, dropped: [kinds],
-  errors: the last fitted Model's errors() or None}."""
+  errors: the last fitted Model's errors() or None}. `most`: at most that many kernels
+  measured (a test's bound that no machine's speed moves)."""
   deadline = time.monotonic() + budget_s
   session = start(store)
   on_start(session)
@@ -167,7 +168,11 @@ def sample(store, budget_s, seed=0, on_start=lambda session: None,
   known = set(store.measured(session.machine_key))
   rng = np.random.default_rng([seed, len(rows)])
   kinds, dropped, new, model, since_fit = list(kernel_sampler.SOURCES), [], 0, None, 0
-  while kinds and time.monotonic() < deadline:
+
+  def more():
+    return time.monotonic() < deadline and (most is None or new < most)
+
+  while kinds and more():
     kind = _next_kind(kinds, rows, model, rng)
     found = [k for k in kernel_sampler.generate(kind, rng) if k.key not in known]
     if not found and not any(r['kind'] == kind for r in rows):
@@ -175,7 +180,7 @@ def sample(store, budget_s, seed=0, on_start=lambda session: None,
       dropped.append(kind)
       continue
     for kernel in found:
-      if time.monotonic() >= deadline:
+      if not more():
         break
       median, _ = measure_kernel(store, session, kernel, SAMPLE, limit_s=SAMPLE_LIMIT_S)
       known.add(kernel.key)
