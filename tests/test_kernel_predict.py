@@ -43,18 +43,6 @@ def test_a_kernel_runs_in_its_loop_and_a_fill_is_hoisted_out_of_it():
   assert check.why.endswith('timed by the call: a loop would hoist it') and summary['median'] > 0
 
 
-def test_the_loop_times_iterations_not_calls():
-  """One execution of a 256x256x256 dot, timed in its loop, takes less than a call of
-  it alone (its dispatch, its result's allocation) and at least its FLOPs at 10 TFLOP/s."""
-  dot, = [k for k in _kernels_of(jnp.dot, jnp.ones((256, 256)), jnp.ones((256, 256)))
-          if k.kind == 'dot']
-  assert dot.flops == 2 * 256 ** 3
-  looped, _ = kernel_bench.measure(dot, 0.0, min_time_s=0.01)
-  alone = kernel_bench.time_executable(kernel_bench.compile_module(dot.module),
-                                       kernel_bench.inputs(dot.parameters), 0.01)
-  assert dot.flops / 1e13 < looped['median'] < alone['median']
-
-
 def test_fresh_memory_is_a_positive_cost():
   assert kernel_bench.fresh_memory(4 << 20, 0.0, min_time_s=0.005) > 0
 
@@ -76,14 +64,17 @@ def test_the_next_kind_is_the_fewest_sampled_then_the_least_sure():
 
 
 def test_sample_records_sampled_kernels_only_and_resumes_with_new_programs(tmp_path):
+  """Bounded by count, never by seconds or by what a kernel measures (one may be over
+  the sampling limit on a loaded machine: recorded, without a median)."""
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
     first = kernels.sample(store, 600, seed=3, most=4)
     key = machine.key(machine.identity(environment.collect()))
-    rows = kernels.sampled_rows(store, key)
-    assert first['new'] == 4 >= len(rows) > 0 and {r['source'] for r in rows} == {'sample'}
-    assert sum(first['kinds'].values()) == len(rows)
+    recorded = store.rows(key, source='sample')
+    assert first['new'] == 4 == len(recorded) and {r['source'] for r in recorded} == {'sample'}
+    assert sum(first['kinds'].values()) == len(kernels.sampled_rows(store, key))
+    # A rerun draws other programs: 3 more distinct kernels, none measured twice.
     second = kernels.sample(store, 600, seed=3, most=3)
-    assert second['new'] == 3 and len(kernels.sampled_rows(store, key)) > len(rows)
+    assert second['new'] == 3 and len(store.rows(key, source='sample')) == 7
 
 
 class _Law:
