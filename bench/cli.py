@@ -23,12 +23,12 @@ SUBCOMMANDS = {
                 'machine-aware'),
     'ab': ('bench.ab', 'timing A/B of two git revisions, interleaved on this machine'),
     'analysis': ('bench.analysis', 'does parameter count predict step time? (a report)'),
-    'predict': ('bench.predict', 'step times from a compile, by the cost model fitted on a '
-                'profiled report'),
+    'predict': ('bench.predict', "step times from a compile: each case's kernels predicted "
+                'by predictors learned from sampled kernels'),
     'history': ('bench.history', 'the results history: runs by commit and machine, trends, '
                 'where a figure moved'),
-    'kernels': ('bench.kernels', "the kernel database: a config's kernels measured alone, "
-                'listed, exported'),
+    'kernels': ('bench.kernels', 'the kernel database: random kernels sampled for the '
+                "predictors, a config's kernels measured alone, listed, exported"),
     'visualize': ('bench.visualize', 'what a trained model sees: predictions, saliency'),
     'convert-keras': ('bench.convert_keras', 'Keras .h5 weights to an orbax checkpoint'),
     'overhead': ('bench.overhead', "the harness's own overhead against a bare loop"),

@@ -9,9 +9,9 @@
 random programs of every kernel kind compiled, their kernels of that kind timed
 alone, for --budget minutes; the kinds whose predictor's held-out error is largest
 are sampled most once each kind has a few, and a rerun goes on with new programs.
-It ends with each kind's held-out errors. `measure` compiles every case's step (nothing runs), reads the kernels XLA made of
-it, and times alone each one this machine has no undisturbed measurement of
-(bench/run/kernels.py), recording each as it finishes: a killed run keeps what it
+It ends with each kind's held-out errors. `measure` compiles every case's step
+(nothing runs), reads the kernels XLA made of it, and times alone each one this machine has no undisturbed measurement of
+(bench/run/predict.py), recording each as it finishes: a killed run keeps what it
 measured, and a rerun measures only what is missing. It prints a line per case:
 its kernels, how many distinct, how many measured now, and its kernel sum (the sum
 of each kernel's median alone x its executions per step). A session whose peaks
@@ -29,7 +29,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import signal
 import sys
 import time
@@ -66,12 +65,12 @@ def _case_line(result):
           f'({formatting.fmt(result["seconds"])} s)')
 
 
-def _interruptible(db, work):
+def interruptible(db, work, kept='the kernels measured so far are kept in {db}'):
   """`work(store)` on the kernel database `db` under the signal handlers: a user error
-  one line, a signal its line (what was measured is kept)."""
+  one line, a signal its line, ending with what `kept` says (of `db`)."""
   # pylint: disable=import-outside-toplevel  (seconds of imports, once the arguments are good)
   from bench.core import interrupt
-  kept = f'by {{}}; the kernels measured so far are kept in {db}'
+  kept = 'by {}; ' + kept.format(db=db)
   try:
     with kernel_store.connect(db) as store, interrupt.handlers():
       return work(store)
@@ -90,9 +89,12 @@ def measure(argv):
   arguments.add_argument('--db', help=_DB_HELP)
   args = cli.parse(arguments, argv)
   logs.configure(args.verbosity)
-  from bench.run import kernels  # pylint: disable=import-outside-toplevel
-  db = kernel_store.path(args.db)
-  results = _interruptible(db, lambda store: kernels.measure_config(
+  from bench.run import predict  # pylint: disable=import-outside-toplevel
+  try:
+    db = kernel_store.path(args.db)
+  except UserError as e:
+    fail(e)
+  results = interruptible(db, lambda store: predict.measure_config(
       args.config, store, on_start=lambda s: print(_session_line(s, db), flush=True),
       on_case=lambda r: print(_case_line(r), flush=True)))
   print(f'{sum(r["new"] for r in results)} kernels measured now, of '
@@ -123,7 +125,7 @@ def sample(args):
       print(f'{rows} kernels sampled on this machine ({formatting.fmt(time.monotonic() - start)}'
             f' s of {args.budget * 60:g})', flush=True)
 
-  result = _interruptible(args.db, lambda store: kernels.sample(
+  result = interruptible(args.db, lambda store: kernels.sample(
       store, args.budget * 60, args.seed,
       on_start=lambda s: print(_session_line(s, args.db), flush=True), on_kernel=progress))
   print(f'{result["new"]} kernels measured now; distinct kernels sampled per kind: '
@@ -211,14 +213,11 @@ def main(argv=None):
   if argv[:1] == ['measure']:  # the config's flags and overrides: bench.main's parser
     return measure(argv[1:])
   args = _parser().parse_args(argv)
-  args.db = kernel_store.path(args.db)
-  if args.command == 'sample':
-    return sample(args)
   try:
-    if not os.path.exists(args.db):
-      raise UserError(f'{args.db}: no kernel database here yet; `flax-bench kernels measure '
-                      '--config=NAME` makes one')
-    with kernel_store.connect(args.db) as store:
+    if args.command == 'sample':
+      args.db = kernel_store.path(args.db)
+      return sample(args)
+    with kernel_store.connect(kernel_store.existing(args.db)) as store:
       return COMMANDS[args.command](store, args)
   except UserError as e:
     fail(e)

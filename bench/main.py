@@ -104,6 +104,11 @@ def _arguments(argv):
   arguments.add_argument('--history', help='the results history a finished run is recorded '
                          'in (flax-bench history): default $FLAX_BENCH_HISTORY or '
                          '~/.cache/flax-bench/history.db; "off" records nothing')
+  arguments.add_argument('--kernels', help='the kernel database whose predictors predict '
+                         "each case's step from its kernels (report.md, \"What predicts step "
+                         'time"), where it has kernels sampled on this machine: default '
+                         '$FLAX_BENCH_KERNELS or ~/.cache/flax-bench/kernels.db; "off" '
+                         'predicts nothing')
   arguments.add_argument('--restart', action='store_true', help='delete the outputs of an '
                          'earlier run in --workdir and start over')
   # Multi-host runs (bench/core/distributed.py): one process per host (or per GPU), all with
@@ -148,7 +153,7 @@ def main(argv=None):
     # One process records: the one that writes the report.
     recording = history.check(args.history) if parallel.is_primary() else None
     report = runner.run_suite(args.config, args.workdir, config_file=args.config_file,
-                              restart=args.restart)
+                              restart=args.restart, kernel_db=args.kernels)
     if recording and report['suite']['status'] in ('complete', 'failed'):
       history.record_finished(recording, report, source=os.path.abspath(
           os.path.join(args.workdir, 'report.json')))

@@ -28,7 +28,9 @@ os.environ.update(
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0',
     # Runs record into no user's history; the tests of the history name their own file.
-    FLAX_BENCH_HISTORY='off')
+    FLAX_BENCH_HISTORY='off',
+    # Nor predict from any user's kernel database; the tests of predictions name their own.
+    FLAX_BENCH_KERNELS='off')
 
 # pylint: disable=wrong-import-position  (after the cache settings above)
 from bench.core import parallel

@@ -5,8 +5,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -352,3 +354,27 @@ def test_a_user_error_inside_a_case_ends_the_run_as_one():
   case = case_config(model='seed_mlp', transfer='feature_extract')
   with pytest.raises(UserError, match="'seed_mlp' has none \\(use transfer=scratch\\)"):
     runner.run_case('t', case, parallel.mesh())
+
+
+def test_a_signal_whose_interrupted_is_caught_still_ends_the_run(monkeypatch):
+  """The watcher, driven alone: the main thread raised Interrupted within the grace
+  (its handler ran), but something caught it and the process stayed in the handlers'
+  block: UNWIND_S later it is ended as a stuck one is. One that leaves in time is not."""
+  ended = []
+  monkeypatch.setattr(interrupt, '_end_now', lambda *args: ended.append(args))
+  monkeypatch.setattr(interrupt, 'REACT_S', 0.2)
+  monkeypatch.setattr(interrupt, 'UNWIND_S', 0.3)
+  for leaves in (False, True):
+    reader, writer = socket.socketpair()
+    watcher = threading.Thread(target=interrupt._watch, args=(reader,))
+    watcher.start()
+    writer.send(bytes([signal.SIGTERM]))
+    time.sleep(0.05)
+    interrupt._state['raised_at'] = time.monotonic()  # the handler raised
+    time.sleep(0.05 if leaves else 0.9)  # past REACT_S + UNWIND_S when it does not leave
+    writer.send(b'\0')  # the block is left
+    watcher.join()
+    reader.close()
+    writer.close()
+    assert ended[:1] == ([] if leaves else [(signal.SIGTERM, 0.3, True)])
+    ended.clear()

@@ -1,5 +1,5 @@
 """A kernel timed in a loop of its own, the step's probes, `kernels sample` and
-`predict --kernels`: what is summed, what is sampled, and every mistake one line."""
+`predict`: what is summed, what is sampled, and every mistake one line."""
 
 import dataclasses
 import json
@@ -14,9 +14,15 @@ from bench.measure import environment
 from bench.measure import kernel_bench
 from bench.measure import kernels as kernels_lib
 from bench.results import kernel_model
+from bench.results import formatting
 from bench.results import kernel_store
+from bench.results import schema
+from bench.results import writer
 from bench.run import kernels
+from bench.run import predict
 from tests.conftest import call_cli
+from tests import test_predictors
+from tests import test_report
 from tests.test_kernels import _kernels_of
 
 _TINY = ('--config=quickstart', '--config.select=mlp_b32', '--config.cases.mlp_b32.batch_size=4')
@@ -89,9 +95,9 @@ def test_a_step_is_its_kernels_times_their_executions_plus_its_overhead(tmp_path
   monkeypatch.setattr(kernels, 'fitted', lambda store, key: (_Law(), 2e-5))
   monkeypatch.setattr(kernel_bench, 'fresh_memory', lambda nbytes, probe_s: 3e-5)
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
-    row, = kernels.predict_config(config, store)
-  (_, case), = kernels.predict.step_cases(config)
-  compiled = kernels.predict.compile_step(case)[2]
+    row, = predict.predict(config, store)
+  (_, case), = predict.step_cases(config)
+  compiled = predict.compile_step(case)[2]
   executions = sum(k.executions for k in kernels_lib.kernels(compiled.as_text()))
   assert row['overhead_s'] == pytest.approx(5e-5)
   assert row['predicted_s'] == pytest.approx(5e-5 + 1e-5 * executions)
@@ -102,39 +108,92 @@ def test_a_step_is_its_kernels_times_their_executions_plus_its_overhead(tmp_path
       compiled.as_text()))
 
 
-def test_predict_by_kernels_end_to_end(tmp_path, monkeypatch):
-  """Rows sampled from a law (not from the config's kernels): every kind falls back to
-  the roofline, and the table, a line per case and --out come out."""
-  db = str(tmp_path / 'k.db')
+def _dot_database(db):
+  """A kernel database of one sampled dot, of this machine: every kind falls back to the
+  roofline."""
   here = machine.identity(environment.collect())
   dot, = [k for k in _kernels_of(jnp.dot, jnp.ones((4, 8)), jnp.ones((8, 5))) if k.kind == 'dot']
   with kernel_store.connect(db) as store:
     store.add(here, dot, {'median': 1e-6, 'iqr': 0.0, 'n': 1, 'samples': [1e-6]},
               kernel_bench.Check(True, '', ()), 1e-5, {'matmul_flops_per_s': {'float32': 1e11},
                                                        'copy_bytes_per_s': 1e10}, 'sample', '')
+
+
+def test_a_fit_is_kept_for_the_same_rows_and_made_anew_for_new_ones(tmp_path, monkeypatch):
+  db = str(tmp_path / 'k.db')
+  _dot_database(db)
+  calls = []
+  real = kernel_model.fit
+  monkeypatch.setattr(kernel_model, 'fit', lambda rows: calls.append(len(rows)) or real(rows))
+  here = machine.identity(environment.collect())
+  with kernel_store.connect(db) as store:
+    row, = kernels.sampled_rows(store, machine.key(here))
+    first, _ = kernels.fitted(store, machine.key(here))
+    kept, _ = kernels.fitted(store, machine.key(here))
+    assert calls == [1] and kept.predict(row) == first.predict(row)
+    dot, = [k for k in _kernels_of(jnp.dot, jnp.ones((8, 8)), jnp.ones((8, 8))) if k.kind == 'dot']
+    store.add(here, dot, {'median': 2e-6, 'iqr': 0.0, 'n': 1, 'samples': [2e-6]},
+              kernel_bench.Check(True, '', ()), 1e-5, {'matmul_flops_per_s': {'float32': 1e11},
+                                                       'copy_bytes_per_s': 1e10}, 'sample', '')
+    kernels.fitted(store, machine.key(here))
+    assert calls == [1, 2]  # a new row: fitted again, and kept in place of the last
+    assert store.conn.execute('SELECT count(*) FROM fits').fetchone() == (1,)
+
+
+def _peaks_report(path):
+  """A report whose measured step peaks are 1.5 * buffers + 20 MiB, buffers 40 to 270 MiB."""
+  report = test_predictors._study()
+  for i, case in enumerate(report['cases']):
+    buffers = (40 + 10 * i) * 2 ** 20
+    case['num_devices'] = 1
+    case['memory'].update(argument_bytes=buffers, output_bytes=buffers // 2,
+                          alias_bytes=buffers // 2, temp_bytes=0,
+                          host_step_peak_bytes=int(1.5 * buffers) + 20 * 2 ** 20)
+  path.mkdir()
+  writer.write(str(path), report)
+  return path / 'report.json'
+
+
+def test_predict_end_to_end(tmp_path):
+  """Rows sampled from a law (not from the config's kernels): a line per case, the
+  table, the peak fitted on another report (flagged: these buffers are smaller than
+  any it saw) and --out."""
+  db = str(tmp_path / 'k.db')
+  _dot_database(db)
   out = tmp_path / 'p.json'
-  result = call_cli(*_TINY, '--kernels=predict', f'--db={db}', f'--out={out}',
+  memory = _peaks_report(tmp_path / 'peaks')
+  result = call_cli(*_TINY, f'--db={db}', f'--out={out}', f'--memory={memory}',
                     module='bench.predict')
   assert result.returncode == 0, result.stderr
   line, = [x for x in result.stdout.splitlines() if x.startswith('mlp_b32: ')]
-  rows = json.loads(out.read_text())
-  assert line.startswith(f'mlp_b32: {rows[0]["kernels"]} kernels, predicted ')
-  assert rows[0]['low_s'] <= rows[0]['predicted_s'] <= rows[0]['high_s']
-  assert '| mlp_b32 | seed_mlp | 4 | 1 |' in result.stdout
+  row, = json.loads(out.read_text())
+  assert line.startswith(f'mlp_b32: {row["kernels"]} kernels, predicted ')
+  assert row['low_s'] <= row['predicted_s'] <= row['high_s']
+  # Every family held out fitted the law exactly: the interval is the prediction.
+  assert row['peak_bytes'] == pytest.approx(1.5 * row['memory_bytes'] + 20 * 2 ** 20)
+  assert row['peak_low_bytes'] == pytest.approx(row['peak_bytes'])
+  assert row['peak_outside'] and row['memory_bytes'] < 40 * 2 ** 20
+  table, = [x for x in result.stdout.splitlines() if x.startswith('| mlp_b32 ')]
+  assert table.startswith('| mlp_b32 | seed_mlp | 4 | 1 |')
+  assert f'| {formatting.fmt(row["peak_bytes"], 1e-6)}* |' in table
 
 
 @pytest.mark.parametrize('args, message', [
-    (('--kernels=predict', '--db={none}'), '{none}: no kernel database here yet; `flax-bench '
-     'kernels sample` makes one (about 10 minutes), on this machine'),
-    (('--kernels=predict', '--db={empty}'), 'the kernel database has no kernel sampled on this '
-     'machine'),
-    (('--kernels=predict', '--fit=x.json'), '--kernels and --fit are two predictors; give one'),
+    (('--db={none}',), '{none}: no kernel database here yet; `flax-bench kernels sample` makes '
+     'one (about 10 minutes), on this machine'),
+    (('--db={empty}',), 'the kernel database has no kernel sampled on this machine'),
+    (('--db={empty}', '--memory={timed}'), '--memory={timed}: "What predicts peak memory" needs '
+     'timed cases on one CPU device whose step buffers take at least 32.0 MiB, of 3 or more '
+     'model families; this report has 0 such cases.'),
     (('--kernels=guess',), "argument --kernels: invalid choice: 'guess'"),
 ])
-def test_predict_by_kernels_mistakes_are_one_line(tmp_path, args, message):
+def test_predict_mistakes_are_one_line(tmp_path, args, message):
   empty = tmp_path / 'empty.db'
   kernel_store.connect(str(empty)).close()
-  paths = {'none': tmp_path / 'none.db', 'empty': empty}
+  (tmp_path / 'timed').mkdir()
+  writer.write(str(tmp_path / 'timed'), test_report._report())  # no step peak measured
+  paths = {'none': tmp_path / 'none.db', 'empty': empty,
+           'timed': tmp_path / 'timed' / 'report.json'}
   result = call_cli(*_TINY, *(a.format(**paths) for a in args), module='bench.predict')
   assert result.returncode == 2
   error, = result.stderr.splitlines()
@@ -153,3 +212,40 @@ def test_the_model_predicts_a_kernel_from_its_fields_alone():
   model = kernel_model.fit(rows)
   seconds, low, high = model.predict({**rows[3], 'median_s': None})
   assert low <= seconds <= high and seconds == pytest.approx(rows[3]['median_s'], rel=0.5)
+
+
+def test_a_run_records_its_kernel_predictions_and_judges_them(tmp_path):
+  """Through bench.main with a kernel database: each case's step predicted from its
+  kernels as bench.predict predicts it (the same kernels, the same predictions: only
+  the probed overhead is measured anew), report.md's section and predicted.png; with
+  the database off, each case says why it has none."""
+  db = str(tmp_path / 'k.db')
+  _dot_database(db)
+  select = ['--config=param_vs_runtime', '--config.select=mlp_64x2,seed_cnn,width_nf16',
+            '--config.batch_size=8']
+  workdir = tmp_path / 'study'
+  result = call_cli(*select, f'--workdir={workdir}', f'--kernels={db}',
+                    '--config.warmup_steps=1', '--config.timed_steps=3')
+  assert result.returncode == 0, result.stderr
+  md = (workdir / 'report.md').read_text()
+  assert '\n## What predicts step time\n' in md
+  assert '| kernel predictor (sampled kernels only) | never fitted on a model | 3 |' in md
+  assert (workdir / 'predicted.png').stat().st_size > 0
+  report = schema.read(str(workdir / 'report.json'))
+  _, config = configs.load('param_vs_runtime', select[1:])
+  with kernel_store.connect(db) as store:
+    rows = {row['name']: row for row in predict.predict(config, store)}
+  for case in report['cases']:
+    block, row = case['kernels'], rows[case['name']]
+    assert (block['database'], block['sampled'], block['why'], block['count']) == (
+        db, 1, '', row['kernels'])
+    assert block['predicted_s'] - block['overhead_s'] == pytest.approx(
+        row['predicted_s'] - row['overhead_s'], rel=1e-9)
+    assert block['sum_s'] is None and block['tried'] == 0  # none measured alone
+  off = tmp_path / 'off'
+  result = call_cli(*select, '--config.select=mlp_64x2', f'--workdir={off}',
+                    '--config.warmup_steps=1', '--config.timed_steps=3')
+  assert result.returncode == 0, result.stderr
+  case, = schema.read(str(off / 'report.json'))['cases']
+  assert case['kernels'] == {**{key: None for key in schema.CASE_BLOCKS['kernels']},
+                             'why': 'the kernel database is off'}

@@ -1,5 +1,5 @@
 """The kernel database (bench/results/kernel_store.py) and `flax-bench kernels`
-(bench/kernels.py over bench/run/kernels.py): what a measurement keeps, machines
+(bench/kernels.py over bench/run/kernels.py and predict.py): what a measurement keeps, machines
 apart, damaged and foreign files refused untouched, a disturbed session marked and
 its kernels taken again, and a config's kernels measured end to end at tiny size."""
 
@@ -21,7 +21,7 @@ from bench.measure import kernel_bench
 from bench.measure import kernels as kernels_lib
 from bench.results import history
 from bench.results import kernel_store
-from bench.run import kernels
+from bench.run import predict
 from tests.conftest import call_cli
 
 _ENVIRONMENT = {'machine_id': 'a' * 32, 'cpu_model': 'test cpu', 'cpu_signature': 'family 25',
@@ -140,8 +140,13 @@ def test_a_damaged_or_foreign_file_is_refused_and_left_alone(tmp_path):
     assert open(path, 'rb').read() == before
   missing = call_cli('export', f'--db={tmp_path / "none.db"}', module='bench.kernels')
   assert (missing.returncode, missing.stderr) == (2, (
-      f'error: {tmp_path / "none.db"}: no kernel database here yet; `flax-bench kernels measure '
-      '--config=NAME` makes one\n'))
+      f'error: {tmp_path / "none.db"}: no kernel database here yet; `flax-bench kernels sample` '
+      'makes one (about 10 minutes), on this machine\n'))
+  # The tests' environment turns the default off ($FLAX_BENCH_KERNELS=off): a command
+  # that needs a database says so.
+  off = call_cli('list', module='bench.kernels')
+  assert (off.returncode, off.stderr) == (2, 'error: the kernel database is off '
+                                          '($FLAX_BENCH_KERNELS=off); name one with --db=PATH\n')
 
 
 def test_a_disturbed_measurement_does_not_count(tmp_path):
@@ -170,7 +175,7 @@ def test_a_disturbed_session_is_marked_and_retaken(tmp_path):
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
     planted = _add(store, here, _kernel(4), peaks={'matmul_flops_per_s': {'float32': 1e18},
                                                    'copy_bytes_per_s': 1e18})
-    first, = kernels.measure_config(config, store, on_start=starts.append, min_time_s=0.002)
+    first, = predict.measure_config(config, store, on_start=starts.append, min_time_s=0.002)
     key = starts[0].machine_key
     assert starts[0].disturbed.startswith('matmul peak 0.00x of the best')
     assert first['new'] == first['distinct'] > 10
@@ -178,7 +183,7 @@ def test_a_disturbed_session_is_marked_and_retaken(tmp_path):
     assert len(taken) == first['distinct'] and all(r['disturbed'] for r in taken)
     assert list(store.measured(key)) == [_kernel(4).key]
     store.conn.execute('DELETE FROM measurements WHERE id = ?', (planted,))
-    second, = kernels.measure_config(config, store, on_start=starts.append, min_time_s=0.002)
+    second, = predict.measure_config(config, store, on_start=starts.append, min_time_s=0.002)
     assert starts[1].disturbed == '' and second['new'] == first['distinct']
     assert len(store.measured(key)) == first['distinct']
     assert not any(r['disturbed'] for r in store.rows(key))
@@ -234,10 +239,10 @@ def test_a_killed_run_keeps_what_it_measured(tmp_path, monkeypatch):
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
     monkeypatch.setattr(kernel_bench, 'measure', killed_at_the_sixth)
     with pytest.raises(KeyboardInterrupt):
-      kernels.measure_config(config, store, min_time_s=0.002)
+      predict.measure_config(config, store, min_time_s=0.002)
     monkeypatch.setattr(kernel_bench, 'measure', measure)
     (found,) = store.machines()
     assert found['measured'] == 5
-    rest, = kernels.measure_config(config, store, min_time_s=0.002)
+    rest, = predict.measure_config(config, store, min_time_s=0.002)
     assert rest['new'] == rest['distinct'] - 5
     assert len(store.measured(found['key'])) == rest['distinct']

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from bench.core import logs
+from bench.results import kernel_store
 from bench.results import schema as report_lib
 from bench.run import predict as predict_lib
 import configs
@@ -291,13 +292,14 @@ def test_an_unknown_overhead_case_after_the_imports_is_still_one_line(tmp_path):
       2, f'error: --case=nope is not a case of the config; cases: {_QUICK_CASES}\n')
 
 
-def test_ctrl_c_in_predict_is_one_line_and_exit_130(monkeypatch):
-  def interrupted(config, fitted):
-    del config, fitted
+def test_ctrl_c_in_predict_is_one_line_and_exit_130(monkeypatch, tmp_path):
+  def interrupted(*args):
+    del args
     os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the handlers predict set turn it over
     raise AssertionError('SIGINT was not delivered')
   monkeypatch.setattr(predict_lib, 'predict', interrupted)
-  result = call_cli('--config=quickstart', module='bench.predict')
+  kernel_store.connect(str(tmp_path / 'k.db')).close()
+  result = call_cli('--config=quickstart', f'--db={tmp_path / "k.db"}', module='bench.predict')
   assert (result.returncode, result.stderr, result.stdout) == (
       130, 'interrupted: by SIGINT; nothing was written\n', '')
 

@@ -147,8 +147,9 @@ def test_sections_a_report_cannot_have_say_what_they_need():
       '\n## Sections not in this report\n\n'
       '- "Does parameter count predict step time?" needs 4 or more timed cases with status ok '
       '(input-only cases do not count); this report has 2.\n'
-      '- "What predicts step time" needs profiled cases (--config.profile=True) of 3 or more '
-      'model families, one to predict and two to fit on; this report has 0 profiled cases.\n'
+      '- "What predicts step time" needs kernel predictions (a run on a machine whose kernel '
+      'database has sampled kernels: `flax-bench kernels sample`) or timed cases of 3 or more '
+      'model families for the proxies; this report has 2 timed cases of 2 families: cnn, mlp.\n'
       '- "What predicts peak memory" needs timed cases on one CPU device whose step buffers '
       'take at least 32.0 MiB, of 3 or more model families; this report has 0 such cases.\n')
   gpu = _report()

@@ -27,7 +27,9 @@ that has not after seconds is stuck); DEFER_S inside training, which finishes it
 step and saves a preemption checkpoint first (an orbax save of a ResNet-50 train
 state takes seconds; schedulers send SIGKILL 30 s to 2 minutes after SIGTERM);
 AGAIN_S after a second signal, which asks to exit at once. A checkpoint cut short
-is no loss: a rerun resumes from the last complete one.
+is no loss: a rerun resumes from the last complete one. Once the main thread has
+raised `Interrupted`, the process has UNWIND_S more to leave the block: one still
+inside had the exception caught somewhere below the CLI, and is ended the same way.
 
 Tests drive the same paths at exact steps through the BENCH_FAULT environment
 variable (`fault`), which is empty in normal runs.
@@ -57,6 +59,11 @@ _FAULTS = {'kill': ('step', signal.SIGKILL), 'term': ('step', signal.SIGTERM),
            'kill_in_save': ('save', signal.SIGKILL), 'hang': ('case', None)}
 # Seconds the main thread has to raise Interrupted after a signal (module docstring).
 REACT_S, DEFER_S, AGAIN_S = 5.0, 60.0, 1.0
+# Seconds the process has, once Interrupted was raised, to leave the handlers' block:
+# unwinding writes nothing long (reports are written after each case, a preemption
+# checkpoint before the raise), so a process still inside after this swallowed it
+# (a library's `except BaseException` around a native wait).
+UNWIND_S = 30.0
 # The watcher reads a signal up to this long after its handler may have run (the
 # GIL switch interval is 5 ms): an Interrupted raised since then answers it.
 _SLACK_S = 1.0
@@ -81,12 +88,14 @@ def _defers():
   return _state['deferring'] or jax.process_count() > 1
 
 
-def _end_now(signum, grace):
+def _end_now(signum, grace, raised=False):
   """The line the CLI prints for a signal, then the exit: from the watcher, whose
-  main thread did not act within `grace` seconds."""
+  main thread did not act within `grace` seconds (or, `raised`, acted but did not
+  leave)."""
+  why = ('raised Interrupted but did not end: something caught it' if raised else
+         'busy in native code, where Python cannot act on a signal')
   os.write(2, (f'interrupted: {signal.Signals(signum).name}, and the run did not stop within '
-               f'{grace:g} s (busy in native code, where Python cannot act on a signal): ended '
-               'at once\n').encode())
+               f'{grace:g} s ({why}): ended at once\n').encode())
   os._exit(128 + signum)  # pylint: disable=protected-access  (no cleanup can run: it is stuck)
 
 
@@ -94,7 +103,7 @@ def _watch(reader):
   """The watcher thread: reads the signals' numbers from `reader` (the wakeup fd's other
   end) until a 0 byte, and ends the process when the main thread does not raise
   Interrupted in time (module docstring)."""
-  armed = None  # (signal, when it was read, deadline, grace)
+  armed = None  # (signal, when it was read, deadline, grace, whether Interrupted was raised)
   while True:
     timeout = None if armed is None else max(0.0, armed[2] - time.monotonic())
     if select.select([reader], [], [], timeout)[0]:
@@ -105,13 +114,14 @@ def _watch(reader):
       for signum in (b for b in data if b in SIGNALS):
         if armed is None:
           grace = DEFER_S if _defers() else REACT_S
-          armed = (signum, now, now + grace, grace)
+          armed = (signum, now, now + grace, grace, False)
         else:  # again: exit at once
-          armed = (signum, armed[1], min(armed[2], now + AGAIN_S), AGAIN_S)
+          armed = (signum, armed[1], min(armed[2], now + AGAIN_S), AGAIN_S, armed[4])
     elif armed is not None:
-      if _state['raised_at'] < armed[1] - _SLACK_S:
-        _end_now(armed[0], armed[3])
-      armed = None
+      if armed[4] or _state['raised_at'] < armed[1] - _SLACK_S:
+        _end_now(armed[0], armed[3], armed[4])
+      # The main thread acted: it has UNWIND_S to leave the block (the \0 ends this loop).
+      armed = (armed[0], armed[1], time.monotonic() + UNWIND_S, UNWIND_S, True)
 
 
 @contextlib.contextmanager

@@ -21,13 +21,14 @@ def synthetic_dataset(num_classes):
 def assemble(name, config, devices=None, per_device_batch=None, *, status='failed', error=None,
              dataset=None, built=None, timed=None, trained=None, evaluation=None,
              final_metrics=None, fingerprint=None, profile=None, device_peaks=None,
-             host_peak_rss_bytes=None, host_step_peak_bytes=None):
+             host_peak_rss_bytes=None, host_step_peak_bytes=None, kernels=None):
   """A case record from what was measured: schema.new_case's, with each block that a value
   was given for filled in (the others null). The values are those the code that
   measured them returns: built (bench/workload/build.py Built), timed (build.Timed),
   trained (bench/train/training.py Trained), evaluation and final_metrics (build.Metrics),
   dataset (pipeline.Input.describe() or synthetic_dataset), profile (trace.profile's
-  block) and device_peaks (costs.device_peak_bytes). `devices` and `per_device_batch`
+  block), device_peaks (costs.device_peak_bytes) and kernels (the runner's
+  kernel_figures: the keys it has). `devices` and `per_device_batch`
   (a global batch over devices) must come with built or timed."""
   case = schema.new_case(name, config)
   case.update(status=status, error=error, num_devices=devices, per_device_batch=per_device_batch,
@@ -41,7 +42,7 @@ def assemble(name, config, devices=None, per_device_batch=None, *, status='faile
   if device_peaks is not None:
     memory.update(device_peak_bytes=max(device_peaks) if device_peaks else None,
                   device_peak_bytes_per_device=device_peaks)
-  for block, value in (('dataset', dataset), ('profile', profile)):
+  for block, value in (('dataset', dataset), ('profile', profile), ('kernels', kernels)):
     if value is not None:
       case[block].update(value)
   if built is not None:

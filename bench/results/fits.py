@@ -1,6 +1,6 @@
 """The fits every predictor of the results wing shares: log-log lines, the two-term
 a * x1 + b * x2 on relative errors, leave-one-out predictions, and the fold error
-that judges them (bench/results/analysis.py, cost_model.py, memory_model.py).
+that judges them (bench/results/analysis.py, predictors.py, memory_model.py).
 
 Fold error: max(predicted / measured, measured / predicted), 1 = exact.
 """

@@ -111,7 +111,7 @@ def check_report(report, source=None):
                  for c in report['cases']):
     raise _unreadable(source, 'a benchmark report')
   try:
-    (report_lib.validate if report.get('schema_version') == report_lib.SCHEMA_VERSION
+    (report_lib.validate if report.get('schema_version') in report_lib.READS
      else report_lib.check_figures)(report)
   except (ValueError, TypeError) as e:
     raise UserError(f'{source or "the report"}: {e}; not recorded: pass a report.json as a '

@@ -33,8 +33,6 @@ import math
 import pathlib
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.model_selection import GroupKFold
 
 from bench.measure import hlo
 
@@ -233,6 +231,9 @@ def _trees():
   # HistGradientBoostingRegressor gains nothing and its OpenMP threads spin: on
   # this shared 2-core machine at load 6, 0.6 s a fit single-threaded, 3.0 s with
   # its threads; predicting one row 1 ms here against its 8-15 ms.
+  # Imported here, as below: scikit-learn (and scipy under it) takes 0.8 s to import,
+  # and a run with no kernel database, or a fit kept in one, never fits.
+  from sklearn.ensemble import GradientBoostingRegressor  # pylint: disable=import-outside-toplevel
   return GradientBoostingRegressor(n_estimators=150, learning_rate=0.1, max_depth=3,
                                    min_samples_leaf=3, random_state=0)
 
@@ -276,6 +277,7 @@ class KindModel:
 
 
 def _fit_kind(kind, rows, caches, peaks, folds):
+  from sklearn.model_selection import GroupKFold  # pylint: disable=import-outside-toplevel
   x = np.array([_vector(r, caches) for r in rows], dtype=float)
   y = np.log([r['median_s'] for r in rows])
   base = np.log([roofline(r, peaks) for r in rows])

@@ -3,8 +3,8 @@
 import collections
 
 from bench.results import analysis
-from bench.results import cost_model
 from bench.results import memory_model
+from bench.results import predictors
 from bench.results import significance
 from bench.results import tables
 from bench.results.formatting import fmt, table, times
@@ -64,7 +64,7 @@ def absent(report):
   needs; none where it has them all (or no timed case, which they are about)."""
   if not analysis.points(report):
     return []
-  lines = [line for line in (analysis.missing(report), cost_model.missing(report),
+  lines = [line for line in (analysis.missing(report), predictors.missing(report),
                              memory_model.missing(report)) if line]
   return ['', '## Sections not in this report', ''] + [f'- {line}' for line in lines] if (
       lines) else []

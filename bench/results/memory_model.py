@@ -6,8 +6,8 @@ steps held resident on a CPU, where the device's memory is the process's. (On a
 GPU, JAX's peak_bytes_in_use cannot be reset between cases, so a case's own peak
 is not known: no table.)
 
-Predictors, each judged leave-one-family-out as the cost model's step times are
-(cost_model.FAMILIES):
+Predictors, each judged leave-one-family-out as the proxies of step time are
+(predictors.FAMILIES):
   * parameters, fitted log-log on the other families: the claim's baseline;
   * XLA's buffer assignment, as is, no fit: arguments + outputs - what donation
     aliases + temporaries (memory_analysis of the compiled step), what the step
@@ -19,7 +19,7 @@ Predictors, each judged leave-one-family-out as the cost model's step times are
 
 import numpy as np
 
-from bench.results import cost_model
+from bench.results import predictors
 from bench.results import fits
 from bench.results import formatting
 
@@ -87,32 +87,32 @@ def missing(report):
   if backend != 'cpu':
     return ('"What predicts peak memory" needs a run on CPU: a step\'s peak is measured '
             f'there only; this report ran on {backend}.')
-  have = cost_model.too_few_families(usable(report), 'such cases')
+  have = predictors.too_few_families(usable(report), 'such cases')
   if have is None:
     return None
   return (f'"What predicts peak memory" needs timed cases on one CPU device whose step '
-          f'buffers take at least {_mib(MIN_BUFFERS)} MiB, of {cost_model.MIN_FAMILIES} or more '
+          f'buffers take at least {_mib(MIN_BUFFERS)} MiB, of {predictors.MIN_FAMILIES} or more '
           f'model families; {have}')
 
 
 def leave_one_family_out(report):
   """Each usable case's peak predicted by each predictor fitted on the other families;
-  None with fewer than cost_model.MIN_FAMILIES. Returns {'cases': [{name, family,
+  None with fewer than predictors.MIN_FAMILIES. Returns {'cases': [{name, family,
   params, buffers, measured, predicted: {key: bytes}}], 'proxies': [{proxy, label,
   median, worst, n}], 'fit': (a, b) of a * buffers + b fitted on every case}."""
   cases = usable(report)
-  families = cost_model.families_of(cases)
-  if len(families) < cost_model.MIN_FAMILIES:
+  families = predictors.families_of(cases)
+  if len(families) < predictors.MIN_FAMILIES:
     return None
   rows = []
   for held_out in families:
-    fitted = [c for c in cases if cost_model.family(c['config']['model']) != held_out]
-    predictors = {key: _predictor(key, fitted) for key in KEYS}
+    fitted = [c for c in cases if predictors.family(c['config']['model']) != held_out]
+    by_key = {key: _predictor(key, fitted) for key in KEYS}
     rows += [{'name': c['name'], 'family': held_out, 'params': c['params']['total'],
               'buffers': buffers(c), 'measured': c['memory']['host_step_peak_bytes'],
-              'predicted': {key: predict(c) for key, predict in predictors.items()}}
-             for c in cases if cost_model.family(c['config']['model']) == held_out]
-  return {'cases': rows, 'proxies': cost_model.errors(rows, KEYS, LABELS, 'measured'),
+              'predicted': {key: predict(c) for key, predict in by_key.items()}}
+             for c in cases if predictors.family(c['config']['model']) == held_out]
+  return {'cases': rows, 'proxies': predictors.errors(rows, KEYS, LABELS, 'measured'),
           'fit': fit(cases)}
 
 
@@ -132,7 +132,7 @@ def markdown(result):
            'case is predicted by a fit on other families only, or with no fit by XLA\'s '
            'buffer assignment of the compiled step. Fold error: max(predicted / measured, '
            'measured / predicted).', '']
-  lines += cost_model.errors_table(result['proxies'])
+  lines += predictors.errors_table(result['proxies'])
   lines += ['', 'Per case (MiB):', '']
   lines += formatting.table(
       ('case', 'family', 'parameters (M)', 'measured', *(LABELS[k] for k in KEYS),

@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.core.fileio import atomic_open
 from bench.profile import hlo_ops
-from bench.results import cost_model
+from bench.results import predictors
 from bench.results import fits
 
 TRAINING_CURVES = 'training_curves.png'
@@ -241,29 +241,34 @@ def profile(workdir, report):
 
 
 def predicted(workdir, result):
-  """WORKDIR/predicted.png: each case's step time as the cost model predicts it, fitted
-  on other families (or another report), against the measured one: log-log, families
-  coloured, the y = x line and 1.25x bands. `result`: cost_model.leave_one_family_out's
-  or judge's. Returns its path."""
-  rows = [r for r in result['cases'] if r['predicted'].get(cost_model.COST_MODEL)]
+  """WORKDIR/predicted.png: each case's step time as the kernel predictor predicts it
+  (learned from sampled kernels only), with its interval, against the measured one:
+  log-log, families coloured, the y = x line and 1.2x bands. `result`:
+  predictors.judge's. Returns its path, or None where no case has a kernel prediction."""
+  rows = [r for r in result['cases'] if r['predicted'].get(predictors.KERNELS)]
+  if not rows:
+    return None
   fig, ax = _subplots(figsize=(8.5, 7))
   values = []
   for i, name in enumerate(sorted({r['family'] for r in rows})):
     mine = [r for r in rows if r['family'] == name]
     xs = [r['measured_s'] * 1e3 for r in mine]
-    ys = [r['predicted'][cost_model.COST_MODEL] * 1e3 for r in mine]
-    ax.scatter(xs, ys, s=24, zorder=3, color=f'C{i}', label=name)
+    ys = [r['predicted'][predictors.KERNELS] * 1e3 for r in mine]
+    ax.errorbar(xs, ys, yerr=[[y - r['low_s'] * 1e3 for y, r in zip(ys, mine)],
+                              [r['high_s'] * 1e3 - y for y, r in zip(ys, mine)]],
+                fmt='o', markersize=5, zorder=3, color=f'C{i}', label=name, elinewidth=0.8)
     for x, y, r in zip(xs, ys, mine):
       ax.annotate(r['name'], (x, y), fontsize=7, xytext=(4, 3), textcoords='offset points')
     values += xs + ys
   if values:
     ends = np.array([min(values) / 1.5, max(values) * 1.5])
     ax.plot(ends, ends, color='black', linewidth=1, label='predicted = measured')
-    ax.plot(ends, ends * 1.25, color='grey', linestyle='--', linewidth=1, label='1.25x off')
-    ax.plot(ends, ends / 1.25, color='grey', linestyle='--', linewidth=1)
+    ax.plot(ends, ends * predictors.GOOD, color='grey', linestyle='--', linewidth=1,
+            label=f'{predictors.GOOD:g}x off')
+    ax.plot(ends, ends / predictors.GOOD, color='grey', linestyle='--', linewidth=1)
   ax.set(xscale='log', yscale='log', xlabel='measured median step time (ms)',
          ylabel='predicted step time (ms)',
-         title='cost model: predicted vs measured, each family fitted on the others')
+         title='kernel predictor (never fitted on a model): predicted vs measured')
   ax.legend(fontsize='small', loc='upper left')
   fig.tight_layout()
   return _save(fig, workdir, PREDICTED)

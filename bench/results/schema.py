@@ -19,7 +19,10 @@ import math
 from bench.core import machine
 from bench.core.errors import UserError
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
+# Older versions this one reads: a 11 report lacks the cases' `kernels` block (LATER_BLOCKS).
+READS = (11, SCHEMA_VERSION)
+LATER_BLOCKS = ('kernels',)
 
 # The blocks of a case record and their keys. Every key is always present; a
 # figure that was not measured (failed case, backend without it) is null.
@@ -105,6 +108,17 @@ CASE_BLOCKS = {
     'profile': ('directory', 'trace', 'steps', 'step_s', 'op_s', 'idle_s',
                 'profiled_median_s', 'tracer_s', 'coverage', 'wall_s', 'ops', 'layers',
                 'categories', 'phases'),
+    # The step predicted from its kernels (bench/run/kernels.py Predictor) by the
+    # predictors of the kernel database `database`, learned from its `sampled` kernels
+    # sampled on this machine (none of a model); why: why not ('' when predicted).
+    # count and distinct: the kernels the step runs; predicted_s: their predictions
+    # summed plus overhead_s, what a step pays beyond its kernels (a call, its
+    # temporaries' first writes), probed; low_s and high_s: the interval, the kernels'
+    # held-out errors added up; tried: distinct kernels measured alone so far (`flax-bench
+    # kernels measure`), unmeasurable: those that do not compile alone; sum_s: once
+    # every one was tried, overhead_s + each measured median x its executions.
+    'kernels': ('database', 'sampled', 'count', 'distinct', 'predicted_s', 'low_s', 'high_s',
+                'overhead_s', 'tried', 'unmeasurable', 'sum_s', 'why'),
 }
 # Rows of a profile, per step: time_s (wall time shared among the ops running at once),
 # flops and bytes (bench/measure/hlo.py), count (executions), ops (distinct ops in the row).
@@ -279,21 +293,24 @@ def validate(report):
   """Raises ValueError where `report` does not follow this schema version."""
   if not isinstance(report, dict) or 'schema_version' not in report:
     raise ValueError('not a benchmark report (no schema_version)')
-  if report['schema_version'] != SCHEMA_VERSION:
-    raise ValueError(f'schema_version {report["schema_version"]} is not {SCHEMA_VERSION}')
+  if report['schema_version'] not in READS:
+    raise ValueError(f'schema_version {report["schema_version"]} is not one of '
+                     f'{", ".join(map(str, READS))}')
+  later = LATER_BLOCKS if report['schema_version'] < SCHEMA_VERSION else ()
   _check_keys('report', report, REPORT_KEYS)
   _check_keys('suite', report['suite'], SUITE_KEYS)
   _check_keys('environment', report['environment'], ENVIRONMENT_KEYS, machine.LATER)
   if report['environment']['peaks'] is not None:
     _check_keys('environment peaks', report['environment']['peaks'], PEAK_KEYS)
   for case in report['cases']:
-    _check_keys('case', case, CASE_SCALARS + tuple(CASE_BLOCKS))
+    _check_keys('case', case, CASE_SCALARS + tuple(CASE_BLOCKS), later)
     if not isinstance(case['name'], str):
       raise ValueError(f'case name {case["name"]!r} is not a string')
     if case['status'] not in STATUSES:
       raise ValueError(f'case {case["name"]!r} has status {case["status"]!r}')
     for block, keys in CASE_BLOCKS.items():
-      _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
+      if block in case:
+        _check_keys(f'case {case["name"]!r} {block}', case[block], keys)
     for row in case['training']['history'] or ():
       _check_keys(f'case {case["name"]!r} training history row', row, HISTORY_KEYS)
     for row in case['checkpoint']['saves'] or ():

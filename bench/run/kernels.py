@@ -1,24 +1,25 @@
-"""The kernels a config's cases run, measured alone into the kernel database
-(bench/kernels.py's `measure`; bench/results/kernel_store.py is the store).
-
-Each case's step is compiled as bench.predict compiles it (bench/run/predict.py:
-synthetic batches of its shape, nothing run), its kernels read from the compiled
-program (bench/measure/kernels.py), and each distinct kernel this machine has no
-undisturbed measurement of is compiled alone and timed (bench/measure/
-kernel_bench.py: in a loop of its own, as it runs in a step), and recorded as soon
-as it is timed: a killed run keeps what it measured, and the next one goes on from there.
+"""Kernels measured alone into the kernel database, and the predictors learned from
+them (bench/kernels.py is the command line; bench/results/kernel_store.py the store).
 
 A session starts by probing the machine (`start`): its peaks, disturbed when far
 below the best this machine recorded (kernel_store.Store.disturbed: its
 measurements are marked and taken again by the next run), and the call
-overhead of a kernel alone. Per case the result holds its kernels with their
-executions and medians, and the case's "kernel sum": the sum over its kernels of
-median x executions, what a step would take if each of its kernels ran as it ran
-alone (the check of additivity against a timed step).
+overhead of a kernel alone. `sample` draws random kernels of every kind
+(bench/run/kernel_sampler.py) and measures each (bench/measure/kernel_bench.py:
+in a loop of its own, as it runs in a step), recording it as soon as it is timed:
+a killed run keeps what it measured, and the next one goes on from there.
+`Predictor` predicts a compiled step from its kernels by the Model fitted on
+sampled kernels only (bench/results/kernel_model.py): never on a kernel of a
+config's model.
 """
 
 import dataclasses
+import hashlib
+import importlib.metadata
 import math
+import os
+import pathlib
+import pickle
 import time
 
 import numpy as np
@@ -26,15 +27,13 @@ import numpy as np
 from bench.core import machine
 from bench.core.errors import UserError
 from bench.measure import environment
+from bench.measure import hlo
 from bench.measure import kernel_bench
 from bench.measure import kernels as kernels_lib
 from bench.measure import peaks as peaks_lib
-from bench.results import case_record
 from bench.results import kernel_model
-from bench.results import memory_model
+from bench.results import kernel_store
 from bench.run import kernel_sampler
-from bench.run import predict
-from bench.workload import build
 
 SAMPLE = 'sample'  # the source of sampled kernels: the only rows a predictor learns from
 # Distinct kernels of a kind sampled before its predictor's error steers the sampling:
@@ -83,50 +82,6 @@ def measure_kernel(store, session, kernel, source, min_time_s=kernel_bench.MIN_T
   store.add(session.identity, kernel, summary, check, session.probe_s, session.peaks, source,
             session.disturbed)
   return summary['median'] if summary else None, check.same
-
-
-def measure_config(config, store, on_start=lambda session: None, on_case=lambda result: None,
-                   min_time_s=kernel_bench.MIN_TIME_S):
-  """Measures the kernels of every case of `config` that this machine has no
-  undisturbed measurement of in `store` (each distinct kernel once), under source
-  'config:NAME'. The session starts (`start`; handed to `on_start`) once the config's
-  cases and data are checked. Returns, and hands `on_case` as each case finishes,
-  per case:
-  {name, kernels: [{name, key, kind, executions, median_s}] in program order,
-  distinct, new (measured now), kernel_sum_s, unmeasurable (distinct kernels that
-  do not compile alone), not_same (distinct kernels that alone compile to another
-  kernel), seconds (compile and measure)}."""
-  cases = predict.step_cases(config)
-  session = start(store)
-  on_start(session)
-  source = f'config:{config.name}'
-  # (median or None: not measurable alone, same) of each kernel measured, before or now:
-  # one measured in this session counts once, even when the session is disturbed.
-  known = {key: (row['median_s'], row['same'])
-           for key, row in store.measured(session.machine_key).items()}
-  results = []
-  for name, case in cases:
-    t0 = time.perf_counter()
-    _, _, compiled, _, _ = predict.compile_step(case)
-    found = kernels_lib.kernels(compiled.as_text())
-    distinct = {k.key: k for k in found}
-    new = [k for key, k in distinct.items() if key not in known]
-    for kernel in new:
-      known[kernel.key] = measure_kernel(store, session, kernel, source, min_time_s)
-    medians = {key: known[key][0] for key in distinct}
-    result = {
-        'name': name,
-        'kernels': [{'name': k.name, 'key': k.key, 'kind': k.kind, 'executions': k.executions,
-                     'median_s': medians[k.key]} for k in found],
-        'distinct': len(distinct), 'new': len(new),
-        'kernel_sum_s': sum(medians[k.key] * k.executions for k in found
-                            if medians[k.key] is not None),
-        'unmeasurable': sum(medians[key] is None for key in distinct),
-        'not_same': sum(not known[key][1] for key in distinct),
-        'seconds': time.perf_counter() - t0}
-    results.append(result)
-    on_case(result)
-  return results
 
 
 def sampled_rows(store, machine_key):
@@ -197,71 +152,110 @@ def sample(store, budget_s, seed=0, on_start=lambda session: None,
           'new': new, 'dropped': dropped, 'errors': model.errors() if model else None}
 
 
+def _digest(rows):
+  """What a fit depends on: the rows' keys and medians, the code that turns them into
+  features and fits them (kernel_model.py and the HLO parser it reads modules with),
+  and the library versions that pickle the Model."""
+  digest = hashlib.sha256()
+  for module in (kernel_model, hlo):
+    digest.update(pathlib.Path(module.__file__).read_bytes())
+  digest.update(f'{importlib.metadata.version("scikit-learn")} {np.__version__}'.encode())
+  for row in sorted(rows, key=lambda r: r['key']):
+    digest.update(f'{row["key"]} {row["median_s"]!r}\n'.encode())
+  return digest.hexdigest()
+
+
 def fitted(store, machine_key):
   """(kernel_model.Model fitted on this machine's sampled kernels, the median call
-  overhead its sampling sessions probed: what a step costs beyond its kernels). A
-  UserError when nothing was sampled on this machine."""
+  overhead its sampling sessions probed: what a step costs beyond its kernels). The
+  fit `store` keeps for the same rows and code is loaded instead of refitted; a new
+  one is kept. A UserError when nothing was sampled on this machine."""
   rows = sampled_rows(store, machine_key)
   if not rows:
     raise UserError(f'the kernel database has no kernel sampled on this machine '
                     f'({machine_key[:8]}); run `flax-bench kernels sample` (--budget='
                     'MINUTES) first, on this machine')
-  return kernel_model.fit(rows), float(np.median([r['probe_s'] for r in rows]))
+  digest = _digest(rows)
+  kept = store.fit(machine_key, digest)
+  try:
+    model = pickle.loads(kept) if kept else None
+  except (pickle.UnpicklingError, AttributeError, ImportError, EOFError):
+    model = None  # kept by another version of a library: refitted
+  if model is None:
+    model = kernel_model.fit(rows)
+    store.keep_fit(machine_key, digest, pickle.dumps(model))
+  return model, float(np.median([r['probe_s'] for r in rows]))
 
 
-def _span(predictions, found, overhead_s, column):
-  return overhead_s + sum(p[column] * k.executions for p, k in zip(predictions, found))
-
-
-def step_overhead(compiled, probe_s):
-  """Seconds a step of `compiled` pays beyond its kernels, from the probes: a call's
-  dispatch (`probe_s`) and the first writes into its temporary buffers, allocated
-  anew at every call (kernel_bench.fresh_memory of XLA's temp size)."""
-  temp = compiled.memory_analysis().temp_size_in_bytes
-  return probe_s + (kernel_bench.fresh_memory(temp, probe_s) if temp else 0.0)
-
-
-def predict_config(config, store, measure=False, on_case=lambda row: None):
-  """Per case of `config` (handed to `on_case` as each compiles): its step time as the
-  sum over its kernels of the predicted seconds of one execution (the model `fitted`
-  on sampled kernels only) times its executions, plus the call overhead of a step;
-  the interval the sum of each kernel's (its kind's held-out 10th and 90th
-  percentile, so as wide as the kernels' errors all leaning one way); the step's
-  overhead beyond its kernels probed on this machine (`step_overhead`); with
-  `measure`, also the kernel sum: each kernel measured alone (once per machine, as
-  `measure_config` does) instead of predicted.
-  Rows: {name, model, batch_size, devices, kernels, predicted_s, low_s, high_s,
-  overhead_s, examples_per_s, memory_bytes (XLA's buffers), peak_bytes (None), compile_s,
-  kernel_sum_s (None without `measure`)}."""
-  cases = predict.step_cases(config)
+def for_run(flag=None):
+  """(the Predictor of this machine, '') from the kernel database `flag` names
+  (kernel_store.path), or (None, why there is none): off, no file, a file that is
+  not a readable kernel database, nothing sampled on this machine. A run goes on
+  without predictions: they are not what it measures."""
+  file = kernel_store.path(flag, optional=True)
+  if file is None:
+    return None, f'the kernel database is {kernel_store.OFF}'
+  if not os.path.exists(file):
+    return None, f'no kernel database at {file} (`flax-bench kernels sample` makes one)'
   key = machine.key(machine.identity(environment.collect()))
-  model, overhead_s = fitted(store, key)
-  session = start(store) if measure else None
-  known = {k: (r['median_s'], r['same']) for k, r in store.measured(key).items()}
-  rows = []
-  for name, case in cases:
-    mesh, _, compiled, built, compile_s = predict.compile_step(case)
+  try:
+    with kernel_store.connect(file) as store:
+      return Predictor(store, key, file), ''
+  except UserError as e:
+    return None, str(e)
+
+
+class Predictor:
+  """A step's time from its compiled program, without running it: the sum over its
+  kernels of the predicted seconds of one execution (a Model `fitted` on sampled
+  kernels only) times its executions, plus what a step pays beyond its kernels,
+  probed on this machine (`overhead`)."""
+
+  def __init__(self, store, machine_key, database):
+    self.model, self.probe_s = fitted(store, machine_key)
+    self.database = database
+    self.sampled = len(sampled_rows(store, machine_key))
+    # {key: (median or None, same)} of the kernels tried alone on this machine: the
+    # kernel sum's (`kernel_sum`); a caller that measures more adds them.
+    self.measured = {k: (r['median_s'], r['same']) for k, r in store.measured(machine_key).items()}
+    self._fresh = {}  # temp bytes -> seconds: each size probed once per process
+
+  def overhead(self, compiled):
+    """Seconds a step of `compiled` pays beyond its kernels: a call's dispatch (the
+    sampling sessions' probe) and the first writes into its temporary buffers,
+    allocated anew at every call (kernel_bench.fresh_memory of XLA's temp size)."""
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    if temp and temp not in self._fresh:
+      self._fresh[temp] = kernel_bench.fresh_memory(temp, self.probe_s)
+    return self.probe_s + (self._fresh[temp] if temp else 0.0)
+
+  def step(self, compiled):
+    """(the kernels of `compiled` in program order, {count, distinct, predicted_s,
+    low_s, high_s, overhead_s, tried, unmeasurable, sum_s}): the interval the sum of
+    each kernel's (its kind's held-out 10th and 90th percentile, so as wide as the
+    kernels' errors all leaning one way); tried, unmeasurable and sum_s `kernel_sum`'s
+    of the kernels measured alone so far."""
     found = kernels_lib.kernels(compiled.as_text())
     distinct = list({k.key: k for k in found}.values())  # a ResNet-50 runs 2,083, 640 distinct
     by_key = dict(zip((k.key for k in distinct),
-                      model.predict_all([dataclasses.asdict(k) for k in distinct])))
-    predictions = [by_key[k.key] for k in found]
-    overhead = step_overhead(compiled, overhead_s)
-    seconds = _span(predictions, found, overhead, 0)
-    kernel_sum = None
-    if measure:
-      for kernel in {k.key: k for k in found if k.key not in known}.values():
-        known[kernel.key] = measure_kernel(store, session, kernel, f'config:{config.name}')
-      kernel_sum = overhead + sum((known[k.key][0] or 0.0) * k.executions for k in found)
-    record = case_record.assemble(name, case.to_dict(), mesh.size,
-                                  build.per_device_batch(case, mesh), built=built)
-    row = {'name': name, 'model': case.model, 'batch_size': case.batch_size,
-           'devices': mesh.size, 'kernels': len(found), 'predicted_s': seconds,
-           'low_s': _span(predictions, found, overhead, 1),
-           'high_s': _span(predictions, found, overhead, 2), 'overhead_s': overhead,
-           'examples_per_s': case.batch_size / seconds,
-           'memory_bytes': memory_model.buffers(record), 'peak_bytes': None,
-           'compile_s': compile_s, 'kernel_sum_s': kernel_sum}
-    rows.append(row)
-    on_case(row)
-  return rows
+                      self.model.predict_all([dataclasses.asdict(k) for k in distinct])))
+    overhead = self.overhead(compiled)
+    return found, {
+        'count': len(found), 'distinct': len(distinct),
+        **{column: overhead + sum(by_key[k.key][i] * k.executions for k in found)
+           for i, column in enumerate(('predicted_s', 'low_s', 'high_s'))},
+        'overhead_s': overhead, **kernel_sum(found, self.measured, overhead)}
+
+
+def kernel_sum(found, measured, overhead_s):
+  """{tried, unmeasurable, sum_s} of the kernels `found`: how many distinct ones were
+  tried alone (have an entry in `measured`: {key: (median or None, same)}), how many
+  of those do not compile alone (no median), and, once every one was tried, the
+  kernel sum: `overhead_s` + each measured median x its executions (what a step
+  would take if each kernel ran as it ran alone: the check of additivity); None
+  before."""
+  distinct = {k.key for k in found}
+  tried = [key for key in distinct if key in measured]
+  return {'tried': len(tried), 'unmeasurable': sum(measured[key][0] is None for key in tried),
+          'sum_s': overhead_s + sum((measured[k.key][0] or 0.0) * k.executions for k in found)
+          if len(tried) == len(distinct) else None}

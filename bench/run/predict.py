@@ -1,17 +1,18 @@
 """A config's step times predicted from a compile, not a run (bench/predict.py is its
-command line).
+command line), and the kernels its cases run measured alone (bench/kernels.py's
+`measure`).
 
 Each case's step is built and compiled as bench.main would (on synthetic batches of
 its shape: the values read do not change the program), nothing is timed, and its
-ops (bench/profile/hlo_ops.py: the same ops, FLOPs and bytes a profile of a run
-reports) are costed by the cost model fitted on a profiled report
-(bench/results/cost_model.py), with the spread of that fit's leave-one-family-out
-errors as the interval. Without a fitted report, each op is costed at the
-device's peaks, measured here first: a roofline, the least the step can take.
-The memory a step needs is XLA's buffer assignment: arguments + outputs - what
-donation aliases + temporaries, per device; with a fitted report whose step peaks
-were measured, also the peak a run holds, fitted on those buffers
-(bench/results/memory_model.py), with its interval.
+step time predicted from its kernels (bench/run/kernels.py Predictor: each kernel by
+its kind's predictor learned from randomly sampled kernels only, plus the overhead a
+step pays beyond them, probed on this machine), with the interval the kernels'
+held-out errors give. The memory a step needs is XLA's buffer assignment:
+arguments + outputs - what donation aliases + temporaries, per device; given a
+report whose step peaks were measured (`memory_fit`), also the peak a run holds,
+a * buffers + b fitted on that report (bench/results/memory_model.py), with the
+10th-90th percentile of its leave-one-family-out errors, flagged where a case's
+buffers are outside the sizes the fit saw.
 """
 
 import time
@@ -19,15 +20,15 @@ import time
 import ml_collections
 import numpy as np
 
+from bench.core import machine
 from bench.core import parallel
 from bench.core.errors import UserError
-from bench.measure import hlo
-from bench.measure import peaks as peaks_lib
-from bench.profile import hlo_ops
-from bench.profile import trace
+from bench.measure import environment
+from bench.measure import kernel_bench
+from bench.measure import kernels as kernels_lib
 from bench.results import case_record
-from bench.results import cost_model
 from bench.results import memory_model
+from bench.run import kernels
 from bench.run import suite as suite_lib
 from bench.workload import build
 
@@ -36,46 +37,18 @@ from bench.workload import build
 _STEP = {'compile': 'train_step', 'train': 'train_step'}
 
 
-def ops_of(compiled, params):
-  """[(category, FLOPs, bytes, executions)] per step of the ops a compiled program runs
-  (a loop body's as often as its known trip count): what cost_model.features reads
-  from a profile of it."""
-  ops = hlo_ops.ops(compiled.as_text(), trace.kernel_shapes(params))
-  return [(op.category, op.flops * op.executions, op.bytes * op.executions, op.executions)
-          for op in ops.values() if op.opcode not in hlo.FREE_OPS]
-
-
-def interval(judged, key=cost_model.COST_MODEL, measured='measured_s'):
-  """(low, high) factors on a prediction: the 10th and 90th percentiles of measured /
-  predicted by `key` over the leave-one-family-out predictions of `judged` (the cost
-  model's, or memory_model's with key and measured its own); None without."""
-  ratios = [r[measured] / r['predicted'][key] for r in judged['cases']
-            if r['predicted'].get(key)] if judged else []
-  if len(ratios) < 2:
-    return None
-  return tuple(float(q) for q in np.percentile(ratios, (10, 90)))
-
-
-def roofline_model(measured):
-  """A cost model with no fit: every op at the device's measured matmul peak and copy
-  bandwidth (float32), no cost per op, no idle."""
-  peak = measured['matmul_flops_per_s'].get('float32') or max(
-      measured['matmul_flops_per_s'].values())
-  rates = {'pi': peak, 'beta': measured['copy_bytes_per_s'], 'per_op_s': 0.0}
-  return {'categories': {c: rates for c in hlo_ops.CATEGORIES}, 'idle_per_op_s': 0.0,
-          'idle_fixed_s': 0.0}
-
-
-def model_from(report):
-  """{'time': (the cost model fitted on `report`'s profiled cases, its interval),
-  'memory': (memory_model's a * buffers + b fitted on its measured step peaks, its
-  interval) or None where it has too few}; UserError when it has too few profiled
-  cases."""
-  judged = cost_model.leave_one_family_out(report)  # its model is fitted on every case
-  memory = memory_model.leave_one_family_out(report)
-  return {'time': (judged['model'] if judged else cost_model.fit_on(report), interval(judged)),
-          'memory': memory and (memory['fit'], interval(memory, memory_model.BUFFERS_FIT,
-                                                        'measured'))}
+def memory_fit(report):
+  """{'fit': (a, b) of peak = a * buffers + b fitted on `report`'s measured step peaks,
+  'interval': (low, high) factors, the 10th and 90th percentiles of measured /
+  predicted over its leave-one-family-out predictions, 'seen': (smallest, largest)
+  buffers it was fitted on}; a UserError where the report has too few such cases."""
+  judged = memory_model.leave_one_family_out(report)
+  if judged is None:
+    raise UserError(memory_model.missing(report))
+  ratios = [r['measured'] / r['predicted'][memory_model.BUFFERS_FIT] for r in judged['cases']]
+  sizes = [memory_model.buffers(c) for c in memory_model.usable(report)]
+  return {'fit': judged['fit'], 'seen': (min(sizes), max(sizes)),
+          'interval': tuple(float(q) for q in np.percentile(ratios, (10, 90)))}
 
 
 def _dataset_classes(name, case):
@@ -116,33 +89,90 @@ def compile_step(case):
   return mesh, state, compiled, built, time.perf_counter() - t0
 
 
-def predict(config, fitted=None):
-  """[{name, model, batch_size, devices, predicted_s, low_s, high_s, examples_per_s,
-  memory_bytes, peak_bytes, peak_low_bytes, peak_high_bytes, compile_s}] for the
-  cases of `config`: memory_bytes XLA's buffers, peak_* the peak fitted on them (None
-  without a memory fit). `fitted` from model_from, or None for the roofline at the
-  peaks measured first."""
-  model, spread = fitted['time'] if fitted else (None, None)
-  memory_fit, memory_spread = (fitted or {}).get('memory') or (None, None)
+def measure_config(config, store, on_start=lambda session: None, on_case=lambda result: None,
+                   min_time_s=kernel_bench.MIN_TIME_S):
+  """Measures the kernels of every case of `config` that this machine has no
+  undisturbed measurement of in `store` (each distinct kernel once), under source
+  'config:NAME'. The session starts (`start`; handed to `on_start`) once the config's
+  cases and data are checked. Returns, and hands `on_case` as each case finishes,
+  per case:
+  {name, kernels: [{name, key, kind, executions, median_s}] in program order,
+  distinct, new (measured now), kernel_sum_s, unmeasurable (distinct kernels that
+  do not compile alone), not_same (distinct kernels that alone compile to another
+  kernel), seconds (compile and measure)}."""
   cases = step_cases(config)
-  if model is None:
-    model = roofline_model(peaks_lib.measure({'float32'}))
+  session = kernels.start(store)
+  on_start(session)
+  source = f'config:{config.name}'
+  # (median or None: not measurable alone, same) of each kernel measured, before or now:
+  # one measured in this session counts once, even when the session is disturbed.
+  known = {key: (row['median_s'], row['same'])
+           for key, row in store.measured(session.machine_key).items()}
+  results = []
+  for name, case in cases:
+    t0 = time.perf_counter()
+    _, _, compiled, _, _ = compile_step(case)
+    found = kernels_lib.kernels(compiled.as_text())
+    distinct = {k.key: k for k in found}
+    new = [k for key, k in distinct.items() if key not in known]
+    for kernel in new:
+      known[kernel.key] = kernels.measure_kernel(store, session, kernel, source, min_time_s)
+    medians = {key: known[key][0] for key in distinct}
+    result = {
+        'name': name,
+        'kernels': [{'name': k.name, 'key': k.key, 'kind': k.kind, 'executions': k.executions,
+                     'median_s': medians[k.key]} for k in found],
+        'distinct': len(distinct), 'new': len(new),
+        'kernel_sum_s': sum(medians[k.key] * k.executions for k in found
+                            if medians[k.key] is not None),
+        'unmeasurable': sum(medians[key] is None for key in distinct),
+        'not_same': sum(not known[key][1] for key in distinct),
+        'seconds': time.perf_counter() - t0}
+    results.append(result)
+    on_case(result)
+  return results
+
+
+def predict(config, store, measure=False, on_case=lambda row: None, memory=None):
+  """Per case of `config` (handed to `on_case` as each compiles): its step predicted
+  from its kernels (kernels.Predictor.step), examples/s, XLA's buffers and, with a
+  `memory` fit (memory_fit's), the peak a run holds; with `measure`, also the kernel
+  sum: each kernel measured alone (once per machine, as `measure_config` does)
+  instead of predicted. Rows: {name, model, batch_size, devices, kernels, predicted_s,
+  low_s, high_s, overhead_s, kernel_sum_s (None without `measure`; kernels that do not
+  compile alone count 0 in it: `unmeasurable` of them), examples_per_s,
+  memory_bytes, peak_bytes, peak_low_bytes, peak_high_bytes (None without `memory`),
+  peak_outside (the buffers are outside the sizes the memory fit saw), compile_s}."""
+  cases = step_cases(config)
+  key = machine.key(machine.identity(environment.collect()))
+  predictor = kernels.Predictor(store, key, None)
+  session = kernels.start(store) if measure else None
+  known = predictor.measured
   rows = []
   for name, case in cases:
-    mesh, state, compiled, built, compile_s = compile_step(case)
+    mesh, _, compiled, built, compile_s = compile_step(case)
+    found, step = predictor.step(compiled)
+    if measure:
+      for kernel in {k.key: k for k in found if k.key not in known}.values():
+        known[kernel.key] = kernels.measure_kernel(store, session, kernel,
+                                                   f'config:{config.name}')
+      step.update(kernels.kernel_sum(found, known, step['overhead_s']))
     record = case_record.assemble(name, case.to_dict(), mesh.size,
                                   build.per_device_batch(case, mesh), built=built)
-    seconds = cost_model.predict(model, ops_of(compiled, state.params))
-    memory = memory_model.buffers(record)
-    peak = memory_model.predict(memory_fit, memory) if memory_fit else None
-    rows.append({
-        'name': name, 'model': case.model, 'batch_size': case.batch_size, 'devices': mesh.size,
-        'predicted_s': seconds,
-        'low_s': seconds * spread[0] if spread else None,
-        'high_s': seconds * spread[1] if spread else None,
-        'examples_per_s': case.batch_size / seconds,
-        'memory_bytes': memory, 'peak_bytes': peak,
-        'peak_low_bytes': peak * memory_spread[0] if peak and memory_spread else None,
-        'peak_high_bytes': peak * memory_spread[1] if peak and memory_spread else None,
-        'compile_s': compile_s})
+    buffers = memory_model.buffers(record)
+    peak = memory_model.predict(memory['fit'], buffers) if memory else None
+    row = {'name': name, 'model': case.model, 'batch_size': case.batch_size,
+           'devices': mesh.size, 'kernels': step['count'],
+           **{k: step[k] for k in ('predicted_s', 'low_s', 'high_s', 'overhead_s')},
+           'kernel_sum_s': step['sum_s'] if measure else None,
+           'unmeasurable': step['unmeasurable'] if measure else None,
+           'examples_per_s': case.batch_size / step['predicted_s'],
+           'memory_bytes': buffers, 'peak_bytes': peak,
+           'peak_low_bytes': peak * memory['interval'][0] if peak else None,
+           'peak_high_bytes': peak * memory['interval'][1] if peak else None,
+           'peak_outside': bool(memory) and not (
+               memory['seen'][0] <= buffers <= memory['seen'][1]),
+           'compile_s': compile_s}
+    rows.append(row)
+    on_case(row)
   return rows

@@ -37,12 +37,13 @@ from bench.measure import timer
 from bench.profile import trace
 from bench.results import analysis
 from bench.results import case_record
-from bench.results import cost_model
 from bench.results import memory_model
+from bench.results import predictors
 from bench.results import plots
 from bench.results import schema as report_lib
 from bench.results import significance
 from bench.results import writer
+from bench.run import kernels
 from bench.run import suite as suite_lib
 from bench.run import workdir as workdir_lib
 from bench.train import checkpoints
@@ -153,10 +154,11 @@ def _evaluate(case, state, data):
                        case.eval_split, metrics['num_examples'], time.perf_counter() - t0)
 
 
-def _measure(name, case, mesh, data, workdir, step_peak, measured):
+def _measure(name, case, mesh, data, workdir, step_peak, measured, predictor):
   """Measures the case into `measured` (case_record.assemble's keyword arguments), each
   value as soon as it is measured, so a failure keeps what was; status last. `step_peak`
-  (host_memory.StepPeak) is started and stopped around the timed steps."""
+  (host_memory.StepPeak) is started and stopped around the timed steps. `predictor`:
+  kernels.for_run's (Predictor or None, why not)."""
   def on_built(built):
     measured.update(built=built)
 
@@ -192,15 +194,28 @@ def _measure(name, case, mesh, data, workdir, step_peak, measured):
         step, state, batches, hlo_text=compiled.as_text(), params=state.params, steps=steps,
         sync=case.sync, workdir=workdir, name=name, timed_median=median)
     measured.update(profile=profile)
+  # After the timed steps: its probe allocates the step's temporaries once more.
+  measured.update(kernels=kernel_figures(predictor, compiled))
   measured.update(status='ok')
 
 
-def run_case(name, case, mesh, data=None, workdir=None):
+def kernel_figures(predictor, compiled):
+  """The case record's `kernels` block of `compiled`: its step predicted from its
+  kernels by `predictor` (kernels.for_run's (Predictor, '')), or only why not."""
+  found, why = predictor
+  if found is None:
+    return {'why': why}
+  _, step = found.step(compiled)
+  return {**step, 'database': found.database, 'sampled': found.sampled, 'why': ''}
+
+
+def run_case(name, case, mesh, data=None, workdir=None, predictor=(None, 'not asked for')):
   """Measures one case; returns its report record (status 'failed' with the error if it
   broke, 'diverged' if its training loss stopped being finite).
 
   `data` is the case's pipeline.Input from `open_input` (None for synthetic data);
-  a training case writes its metrics and weights under `workdir`.
+  a training case writes its metrics and weights under `workdir`; `predictor`
+  (kernels.for_run's) predicts a timed or compiled step from its kernels.
   """
   config = case.to_dict()
   measured = {}
@@ -208,7 +223,7 @@ def run_case(name, case, mesh, data=None, workdir=None):
   try:
     measured.update(dataset=data.describe() if data is not None
                     else case_record.synthetic_dataset(case.num_classes))
-    _measure(name, case, mesh, data, workdir, step_peak, measured)
+    _measure(name, case, mesh, data, workdir, step_peak, measured, predictor)
   except UserError:
     raise  # the user's to fix, not a broken case: the run ends with it (exit 2)
   except Exception as e:  # pylint: disable=broad-except  (one broken case must not end the suite)
@@ -247,20 +262,23 @@ def _log_result(i, n, name, case, record):
     logging.warning(noise)
 
 
-def run_suite(config, workdir, config_file=None, restart=False):
+def run_suite(config, workdir, config_file=None, restart=False, kernel_db=None):
   """Runs every selected case of `config` and writes the report into `workdir`.
 
   A workdir holding an earlier run of the same config is continued (see
   bench/run/workdir.py); `restart` deletes its outputs and starts over. Raises
   UserError, before anything is written, for an invalid config or workdir, and
   interrupt.Interrupted on SIGTERM or SIGINT, from the start (the report then holds
-  the cases finished so far, marked incomplete). Returns the report dict.
+  the cases finished so far, marked incomplete). `kernel_db`: the kernel database
+  whose predictors predict each case's step (kernel_store.path's flag: default
+  $FLAX_BENCH_KERNELS or ~/.cache/flax-bench/kernels.db, 'off' for none). Returns the
+  report dict.
   """
   with interrupt.handlers():
-    return _run_suite(config, workdir, config_file, restart)
+    return _run_suite(config, workdir, config_file, restart, kernel_db)
 
 
-def _run_suite(config, workdir, config_file, restart):
+def _run_suite(config, workdir, config_file, restart, kernel_db):
   suite = suite_lib.expand(config)
   meshes = {name: parallel.mesh(case.num_devices) for name, case in suite.cases}
   inputs = check_cases(suite.cases, meshes)
@@ -277,7 +295,9 @@ def _run_suite(config, workdir, config_file, restart):
   env = environment.collect()
   names = [name for name, _ in suite.cases]
 
-  def write(judged=None):
+  predictor = kernels.for_run(kernel_db)  # without one, each case's kernels.why says why
+
+  def write():
     done = [records[name] for name in names if name in records]
     report = report_lib.build(suite.name, config_file, env, done, suite.ratios, suite.scaling,
                                suite.notes)
@@ -287,7 +307,7 @@ def _run_suite(config, workdir, config_file, restart):
         else 'failed' if any(r['status'] == 'failed' for r in done) else 'complete')
     if parallel.is_primary():  # one writer: process 0's report (its timings and memory)
       writer.write(workdir, report, analysis.markdown(analysis.analyze(report))
-                   + cost_model.markdown(judged)
+                   + predictors.markdown(predictors.judge(report))
                    + memory_model.markdown(memory_model.leave_one_family_out(report)))
     return report
 
@@ -303,7 +323,7 @@ def _run_suite(config, workdir, config_file, restart):
                  name, 'no model' if case.benchmark == 'input' else case.model, case.benchmark,
                  case.dataset, case.batch_size, meshes[name].size, case.parallel, case.dtype)
     interrupt.fault('case', i)
-    records[name] = run_case(name, case, meshes[name], inputs[name], workdir)
+    records[name] = run_case(name, case, meshes[name], inputs[name], workdir, predictor)
     _log_result(i, len(names), name, case, records[name])
     report = write()
     if case.benchmark == 'train' and parallel.is_primary():
@@ -316,11 +336,6 @@ def _run_suite(config, workdir, config_file, restart):
                ', '.join(f'{flops * 1e-9:.3g} ({dtype})' for dtype, flops in matmul.items()),
                env['peaks']['copy_bytes_per_s'] * 1e-9, env['peaks']['seconds'])
   report = write()
-  # Once, at the end, by the one writer: the leave-one-family-out fits take seconds on a
-  # profiled study.
-  judged = cost_model.leave_one_family_out(report) if parallel.is_primary() else None
-  if judged:
-    report = write(judged)
   if report['scaling'] and parallel.is_primary():
     plots.scaling(workdir, report)
   result = analysis.analyze(report)
@@ -328,6 +343,7 @@ def _run_suite(config, workdir, config_file, restart):
     plots.proxies(workdir, result)
   if parallel.is_primary():
     plots.profile(workdir, report)
+    judged = predictors.judge(report)
     if judged:
       plots.predicted(workdir, judged)
   failed = [r['name'] for r in report['cases'] if r['status'] == 'failed']
