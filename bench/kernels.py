@@ -169,11 +169,6 @@ def export(store, args):
   return 0
 
 
-# How long `kernels sample` runs by default: what fills a database its goals were
-# measured on (docs/measurement.md, "The kernel database").
-DEFAULT_BUDGET_MIN = 10.0
-
-
 def _minutes(text):
   try:
     value = float(text)
@@ -189,8 +184,8 @@ def _parser():
   commands = parser.add_subparsers(dest='command', required=True)
   p = commands.add_parser('sample', help='random kernels of every kind measured alone: what '
                           'the predictors learn from')
-  p.add_argument('--budget', type=_minutes, default=DEFAULT_BUDGET_MIN,
-                 help=f'minutes to sample (default {DEFAULT_BUDGET_MIN:g})')
+  p.add_argument('--budget', type=_minutes, default=kernel_store.SAMPLE_MINUTES,
+                 help=f'minutes to sample (default {kernel_store.SAMPLE_MINUTES:g})')
   p.add_argument('--seed', type=int, default=0, help='seed of the random programs (default 0)')
   p.add_argument('--db', help=_DB_HELP)
   logs.add_verbosity(p)

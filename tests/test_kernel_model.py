@@ -97,6 +97,19 @@ def test_a_known_law_is_recovered_on_held_out_rows():
   assert again.predict(held_out[0]) == predicted[0]
 
 
+def test_rows_that_did_not_run_as_timed_are_left_out_and_peaks_are_the_sessions():
+  rows = _law_rows(60, seed=4)
+  big = max(range(1, 60), key=lambda i: rows[i]['bytes'])
+  rows[0]['median_s'] = 1e-14  # an unresolved call's floor
+  rows[big]['median_s'] = kernel_model.roofline(rows[big], (1e10, 1e9)) / 20  # hoisted
+  model = kernel_model.fit(rows, peaks=(1e10, 1e9), caches=CACHES)
+  assert model.errors()['elementwise']['n'] == 58
+  for i, row in enumerate(rows):  # each session's probed peaks: the best of them count
+    row.update(matmul_flops_per_s=1e10 - i, copy_bytes_per_s=1e9 - i)
+  assert kernel_model.measured_peaks(rows) == (1e10, 1e9)
+  assert kernel_model.fit(rows, caches=CACHES).peaks == (1e10, 1e9)
+
+
 def test_a_kind_with_too_few_kernels_falls_back_to_the_roofline():
   rows = _law_rows(60, seed=2) + _law_rows(kernel_model.MIN_SIGNATURES - 1, seed=3, kind='fill')
   model = kernel_model.fit(rows, peaks=(1e10, 1e9), caches=CACHES)

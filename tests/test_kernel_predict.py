@@ -71,7 +71,7 @@ def test_the_next_kind_is_the_fewest_sampled_then_the_least_sure():
 
 def test_sample_records_sampled_kernels_only_and_resumes_with_new_programs(tmp_path):
   """Bounded by count, never by seconds or by what a kernel measures (one may be over
-  the sampling limit on a loaded machine: recorded, without a median)."""
+  the sampling limit on a loaded machine: recorded, timed by one call)."""
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
     first = kernels.sample(store, 600, seed=3, most=4)
     key = machine.key(machine.identity(environment.collect()))
@@ -81,6 +81,20 @@ def test_sample_records_sampled_kernels_only_and_resumes_with_new_programs(tmp_p
     # A rerun draws other programs: 3 more distinct kernels, none measured twice.
     second = kernels.sample(store, 600, seed=3, most=3)
     assert second['new'] == 3 and len(store.rows(key, source='sample')) == 7
+
+
+def test_a_kernel_over_the_limit_is_timed_by_the_call_that_found_it_out(tmp_path):
+  dot, = [k for k in _kernels_of(jnp.dot, jnp.ones((64, 64)), jnp.ones((64, 64)))
+          if k.kind == 'dot']
+  here = machine.identity(environment.collect())
+  session = kernels.Session(here, machine.key(here), {'matmul_flops_per_s': {'float32': 1e11},
+                                                      'copy_bytes_per_s': 1e10}, 0.0, '')
+  with kernel_store.connect(str(tmp_path / 'k.db')) as store:
+    median, same = kernels.measure_kernel(store, session, dot, 'sample', limit_s=1e-12)
+    row, = store.rows(machine.key(here))
+  assert median == row['median_s'] > 0 and same and row['n'] == 1
+  assert row['why'].startswith('one execution takes ')
+  assert row['why'].endswith(' s, over the limit of 1e-12 s: timed by 1 call(s) of 1')
 
 
 class _Law:
@@ -180,7 +194,7 @@ def test_predict_end_to_end(tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (('--db={none}',), '{none}: no kernel database here yet; `flax-bench kernels sample` makes '
-     'one (about 10 minutes), on this machine'),
+     'one (about 15 minutes), on this machine'),
     (('--db={empty}',), 'the kernel database has no kernel sampled on this machine'),
     (('--db={empty}', '--memory={timed}'), '--memory={timed}: "What predicts peak memory" needs '
      'timed cases on one CPU device whose step buffers take at least 32.0 MiB, of 3 or more '

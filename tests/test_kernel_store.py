@@ -141,7 +141,7 @@ def test_a_damaged_or_foreign_file_is_refused_and_left_alone(tmp_path):
   missing = call_cli('export', f'--db={tmp_path / "none.db"}', module='bench.kernels')
   assert (missing.returncode, missing.stderr) == (2, (
       f'error: {tmp_path / "none.db"}: no kernel database here yet; `flax-bench kernels sample` '
-      'makes one (about 10 minutes), on this machine\n'))
+      'makes one (about 15 minutes), on this machine\n'))
   # The tests' environment turns the default off ($FLAX_BENCH_KERNELS=off): a command
   # that needs a database says so.
   off = call_cli('list', module='bench.kernels')

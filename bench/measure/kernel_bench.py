@@ -67,7 +67,14 @@ class KernelError(ValueError):
 
 
 class TooSlow(KernelError):
-  """A kernel one execution of which takes longer than the caller's limit."""
+  """A kernel one execution of which takes longer than the caller's limit. `summary`:
+  timer.summarize of the seconds per execution of the calls that found it out (one
+  call of one execution, or SIZING_CALLS of a few: at a tenth of a second and more
+  a call's overhead and spread are small beside it); `check`: measure's Check."""
+
+  def __init__(self, message, summary, check=None):
+    super().__init__(message)
+    self.summary, self.check = summary, check
 
 
 def compile_module(text, device=None):
@@ -181,11 +188,14 @@ def _per_execution(executable, arguments, min_time_s, limit_s=None):
   empty = timed(0, min_time_s / 4)['median']
   trips = PROBE_TRIPS
   while True:  # grown by the factor that would reach the target, between 2 and MAX_GROWTH
-    spent = timed(trips, 0, 1 if trips == 1 else SIZING_CALLS)['median'] - empty
+    sizing = timed(trips, 0, 1 if trips == 1 else SIZING_CALLS)
+    spent = sizing['median'] - empty
     # At any N, not only the first: a noisy empty call can make a slow kernel look
     # free at N = 1, and a grown N of it then held a sampling run for minutes.
     if limit_s is not None and spent / trips > limit_s:
-      raise TooSlow(f'one execution takes {spent / trips:.3g} s, over the limit of {limit_s:g} s')
+      raise TooSlow(f'one execution takes {spent / trips:.3g} s, over the limit of {limit_s:g} s: '
+                    f'timed by {sizing["n"]} call(s) of {trips}',
+                    timer.summarize([max(s - empty, 1e-9) / trips for s in sizing['samples']]))
     if spent >= TARGET_CALL_S / 2 or trips >= MAX_TRIPS:
       break
     factor = TARGET_CALL_S / spent if spent > 0 else MAX_GROWTH
@@ -202,21 +212,33 @@ def measure(kernel, probe_median_s, device=None, min_time_s=MIN_TIME_S, limit_s=
   _per_execution), as it runs inside a step; a kernel the loop would hoist (a fill)
   is timed by the call, less `probe_median_s` (the `overhead` probe's median), and
   its Check says so. Raises KernelError when its module does not compile alone, TooSlow
-  when one execution in its loop takes over `limit_s`."""
+  (with what the calls that found it out measured) when one execution in its loop
+  takes over `limit_s`."""
   device = device or jax.devices()[0]
   if kernel.parameters:
     text, parameters = kernels_lib.looped(kernel)
     executable = compile_module(text, device)
     result = check(kernel, executable, looped=True)
     if result.ran:  # the loop runs it, or what the compiler made of it, every iteration
-      return (_per_execution(executable, inputs(parameters[:-1], device), min_time_s, limit_s),
-              result)
+      try:
+        return (_per_execution(executable, inputs(parameters[:-1], device), min_time_s, limit_s),
+                result)
+      except TooSlow as e:
+        e.check = result
+        raise
   alone = compile_module(kernel.module, device)
   result = check(kernel, alone)
   summary = time_executable(alone, inputs(kernel.parameters, device), min_time_s)
   why = '; '.join(filter(None, (result.why, 'timed by the call: a loop would hoist it')))
   return (timer.summarize([max(s - probe_median_s, 1e-9) for s in summary['samples']]),
           dataclasses.replace(result, why=why))
+
+
+# Past glibc's 32 MiB reuse threshold every byte of a fresh buffer is a page faulted
+# in anew, so its cost is linear in its size (3.0-3.5 GB/s from 32 to 128 MiB here):
+# a larger buffer is probed at this size and scaled, not written whole ten times over
+# (a quarter of a batch-128 prediction's time went to those probes).
+FRESH_LINEAR_FROM = 64 * 2**20
 
 
 def fresh_memory(nbytes, probe_median_s, device=None, min_time_s=MIN_TIME_S):

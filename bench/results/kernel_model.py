@@ -44,6 +44,15 @@ MIN_SIGNATURES = 6
 # A fallback's interval: its roofline at the least, this many times its prediction
 # at the most (the spread of utilisation across kinds here, 1% to 100%).
 FALLBACK_SPREAD = 10.0
+# A row measured faster than either bound did not run as timed, and is left out of
+# every fit: under RESOLVED_S (a few dozen cycles: an execution of any kernel in a
+# loop costs more, and 135 of 803 sampled reductions here came out at the 1e-14 s
+# floor of an unresolved call), or more than UNPHYSICAL times faster than its
+# roofline at the machine's measured peaks (reductions of 85-500 MB at 0 s: the
+# compiler had moved them out of the loop). Kept, they set the peaks the rows
+# reach at 400 TFLOP/s and the reductions' held-out 90th percentile at 378x.
+RESOLVED_S = 1e-8
+UNPHYSICAL = 10.0
 # Cache sizes (L1 data, L2, L3 bytes) where the machine does not say (/sys).
 DEFAULT_CACHES = (32 * 2**10, 1 * 2**20, 32 * 2**20)
 _SYS_CACHE = pathlib.Path('/sys/devices/system/cpu/cpu0/cache')
@@ -217,6 +226,21 @@ def roofline(fields, peaks):
   return max(float(fields['flops']) / peaks[0], float(fields['bytes']) / peaks[1], 1e-9)
 
 
+def measured_peaks(rows):
+  """(FLOP/s, bytes/s): the best float32 matmul and copy rates the rows' sessions
+  probed (bench/measure/peaks.py); estimate_peaks where the rows carry none."""
+  flops = [r['matmul_flops_per_s'] for r in rows if r.get('matmul_flops_per_s')]
+  copy = [r['copy_bytes_per_s'] for r in rows if r.get('copy_bytes_per_s')]
+  return (max(flops), max(copy)) if flops and copy else estimate_peaks(rows)
+
+
+def resolved(rows, peaks):
+  """The rows whose time is a kernel's that ran: at least RESOLVED_S, and no more than
+  UNPHYSICAL times faster than its roofline at `peaks`."""
+  return [r for r in rows if r['median_s'] >= RESOLVED_S
+          and r['median_s'] * UNPHYSICAL >= roofline(r, peaks)]
+
+
 def estimate_peaks(rows, quantile=95):
   """(FLOP/s, bytes/s) the rows reach: the `quantile` percentile of their achieved
   rates (not the largest, which one mistimed kernel decides)."""
@@ -353,10 +377,12 @@ class Model:
 def fit(rows, peaks=None, caches=None, folds=FOLDS):
   """The Model of `rows`: dicts of a Kernel's fields (kind, key, module, flops,
   bytes, ops, parameters, result) and 'median_s', the seconds of one execution
-  measured alone. `peaks` (FLOP/s, bytes/s): the machine's measured peaks; by
-  default what the rows reach (estimate_peaks). `caches`: cache_sizes() by default."""
-  rows = [r for r in rows if r['median_s'] > 0]
-  peaks = tuple(peaks or estimate_peaks(rows))
+  measured alone. `peaks` (FLOP/s, bytes/s): the machine's peaks; by default those
+  its sessions measured (measured_peaks). Only `resolved` rows are fitted.
+  `caches`: cache_sizes() by default."""
+  rows = [r for r in rows if r['median_s'] is not None and r['median_s'] > 0]
+  peaks = tuple(peaks or measured_peaks(rows))
+  rows = resolved(rows, peaks)
   caches = tuple(caches or cache_sizes())
   utilisation = (float(np.median([roofline(r, peaks) / r['median_s'] for r in rows]))
                  if rows else 1.0)

@@ -104,6 +104,9 @@ ROW_FIELDS = (*_KERNEL_FIELDS, 'machine_key', 'source', 'taken_at', 'median_s', 
 
 
 OFF = 'off'
+# How long `kernels sample` runs by default: what filled the database the kernel
+# predictors' goals were judged on (docs/measurement.md, "The kernel database").
+SAMPLE_MINUTES = 15.0
 
 
 def path(flag=None, optional=False):
@@ -124,7 +127,7 @@ def existing(flag=None):
   file = path(flag)
   if not os.path.exists(file):
     raise UserError(f'{file}: no kernel database here yet; `flax-bench kernels sample` '
-                    'makes one (about 10 minutes), on this machine')
+                    f'makes one (about {SAMPLE_MINUTES:g} minutes), on this machine')
   return file
 
 

@@ -42,9 +42,12 @@ FIRST_PER_KIND = 2 * kernel_model.MIN_SIGNATURES
 # Kernels measured between two refits that steer the sampling, at the least; and at
 # least a quarter of the rows so far (a fit of 550 rows took 6-10 s here).
 REFIT_EVERY = 25
-# A sampled kernel one execution of which takes longer is recorded unmeasured: a few
-# such (depthwise convolution gradients at 0.07 GFLOP/s took 0.7-5 s) ate most of a
-# sampling budget, and a kind's predictor learns its rates from the many others.
+# A sampled kernel one execution of which takes longer is timed only by the calls
+# that found it out (one execution, once): timed fully, a few such (depthwise
+# convolution gradients at 0.07 GFLOP/s took 0.7-5 s) ate most of a sampling
+# budget; left out, the predictors never saw the slow regimes models do run (a 3x3
+# convolution over a 2x2 input of 512 channels at batch 32: 255 ms, 1 GFLOP/s, in
+# ResNet-18's step at 64x64, predicted at 20 ms without them).
 SAMPLE_LIMIT_S = 0.1
 
 
@@ -71,14 +74,17 @@ def measure_kernel(store, session, kernel, source, min_time_s=kernel_bench.MIN_T
                    limit_s=None):
   """Times `kernel` alone and records it in `store` under `source` ('sample',
   'config:NAME'); returns (its median seconds per execution, or None where its module
-  does not compile alone or one execution takes over `limit_s`: recorded so, with the
-  reason; whether alone it compiled to the same kernel)."""
+  does not compile alone: recorded so, with the reason; whether alone it compiled to
+  the same kernel). One execution over `limit_s` is timed by the calls that found it
+  out (one, or a few), and its `why` says so."""
   try:
     summary, check = kernel_bench.measure(kernel, session.probe_s, min_time_s=min_time_s,
                                           limit_s=limit_s)
+  except kernel_bench.TooSlow as e:  # timed coarsely, by the calls that found it out
+    summary, check = e.summary, dataclasses.replace(
+        e.check, why='; '.join(filter(None, (e.check.why, str(e)))))
   except kernel_bench.KernelError as e:
-    why = str(e) if isinstance(e, kernel_bench.TooSlow) else f'does not compile alone: {e}'
-    summary, check = None, kernel_bench.Check(False, why, ())
+    summary, check = None, kernel_bench.Check(False, f'does not compile alone: {e}', ())
   store.add(session.identity, kernel, summary, check, session.probe_s, session.peaks, source,
             session.disturbed)
   return summary['median'] if summary else None, check.same
@@ -223,11 +229,15 @@ class Predictor:
   def overhead(self, compiled):
     """Seconds a step of `compiled` pays beyond its kernels: a call's dispatch (the
     sampling sessions' probe) and the first writes into its temporary buffers,
-    allocated anew at every call (kernel_bench.fresh_memory of XLA's temp size)."""
+    allocated anew at every call (kernel_bench.fresh_memory of XLA's temp size, past
+    FRESH_LINEAR_FROM scaled from that size)."""
     temp = compiled.memory_analysis().temp_size_in_bytes
-    if temp and temp not in self._fresh:
-      self._fresh[temp] = kernel_bench.fresh_memory(temp, self.probe_s)
-    return self.probe_s + (self._fresh[temp] if temp else 0.0)
+    if not temp:
+      return self.probe_s
+    probed = min(temp, kernel_bench.FRESH_LINEAR_FROM)
+    if probed not in self._fresh:
+      self._fresh[probed] = kernel_bench.fresh_memory(probed, self.probe_s)
+    return self.probe_s + self._fresh[probed] * temp / probed
 
   def step(self, compiled):
     """(the kernels of `compiled` in program order, {count, distinct, predicted_s,
