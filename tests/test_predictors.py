@@ -99,8 +99,14 @@ def test_without_kernel_predictions_or_enough_families_there_is_no_section():
       'database has sampled kernels: `flax-bench kernels sample`) or timed cases of 3 or more '
       'model families for the proxies; this report has 4 timed cases of 1 family: seed CNN. '
       'No kernel prediction: no kernel database at /x.db.')
-  # Proxies alone, with enough families; the kernel predictor alone, with one family.
-  assert predictors.judge(report)['judged'] == 0 and predictors.missing(report) is None
+  # Proxies alone, with enough families, and why there is no kernel prediction; the
+  # kernel predictor alone, with one family.
+  for case in report['cases']:
+    case['kernels']['why'] = 'the kernel database is off'
+  proxies = predictors.judge(report)
+  assert proxies['judged'] == 0 and predictors.missing(report) is None
+  assert predictors.markdown(proxies)[5].startswith(
+      '24 timed cases. No kernel predictions: the kernel database is off. The proxies are ')
   with_kernels = _study()
   alone = dict(with_kernels, cases=with_kernels['cases'][4:8])
   result = predictors.judge(alone)

@@ -121,7 +121,7 @@ def judge(report):
   MIN_FAMILIES or more). None where there is neither a kernel prediction nor enough
   families. Returns {'cases': [{name, family, measured_s, predicted: {key: s}, low_s,
   high_s}], 'proxies': errors over KEYS, 'inside': cases measured inside the kernel
-  interval, 'judged': cases with one}."""
+  interval, 'judged': cases with one, 'why': why the others have none}."""
   cases = usable(report)
   families = families_of(cases)
   lofo = len(families) >= MIN_FAMILIES
@@ -144,7 +144,8 @@ def judge(report):
   intervals = [r for r in rows if r['low_s'] is not None]
   return {'cases': rows, 'proxies': errors(rows),
           'inside': sum(r['low_s'] <= r['measured_s'] <= r['high_s'] for r in intervals),
-          'judged': len(intervals)}
+          'judged': len(intervals),
+          'why': sorted({kernel_block(c).get('why') for c in cases} - {None, ''})}
 
 
 def missing(report):
@@ -227,13 +228,15 @@ def markdown(result):
     return []
   keys = [k for k in KEYS if any(r['predicted'].get(k) is not None for r in result['cases'])]
   proxies = [row for row in result['proxies'] if row['proxy'] in keys]
+  kernels = ('The kernel predictor sums the case\'s kernels (the instructions XLA compiled '
+             'its step into), each predicted by its kind\'s predictor learned from randomly '
+             'sampled kernels only, plus what a step pays beyond its kernels, probed on this '
+             'machine: no case, no model was ever fitted on.' if result['judged'] else
+             f'No kernel predictions: {"; ".join(result["why"]) or "none recorded"}.')
   lines = ['', '## What predicts step time', '', verdict(result), '',
-           f'{len(result["cases"])} timed cases. The kernel predictor sums the case\'s '
-           'kernels (the instructions XLA compiled its step into), each predicted by its kind\'s '
-           'predictor learned from randomly sampled kernels only, plus what a step pays beyond '
-           'its kernels, probed on this machine: no case, no model was ever fitted on. The '
-           'proxies are fitted log-log (or a * FLOPs + b * bytes) on the other model families '
-           'only. Fold error: max(predicted / measured, measured / predicted).', '']
+           f'{len(result["cases"])} timed cases. {kernels} The proxies are fitted log-log (or '
+           'a * FLOPs + b * bytes) on the other model families only. Fold error: '
+           'max(predicted / measured, measured / predicted).', '']
   lines += errors_table(proxies, JUDGED)
   if result['judged']:
     lines += ['', f'Measured inside the kernel predictor\'s interval (its kernels\' held-out '
