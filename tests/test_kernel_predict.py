@@ -106,7 +106,7 @@ class _Law:
 
 def test_a_step_is_its_kernels_times_their_executions_plus_its_overhead(tmp_path, monkeypatch):
   _, config = configs.load('quickstart', list(_TINY[1:]))
-  monkeypatch.setattr(kernels, 'fitted', lambda store, key: (_Law(), 2e-5))
+  monkeypatch.setattr(kernels, 'fitted', lambda store, key, rows=None: (_Law(), 2e-5))
   monkeypatch.setattr(kernel_bench, 'fresh_memory', lambda nbytes, probe_s: 3e-5)
   with kernel_store.connect(str(tmp_path / 'k.db')) as store:
     row, = predict.predict(config, store)

@@ -90,6 +90,22 @@ def measure_kernel(store, session, kernel, source, min_time_s=kernel_bench.MIN_T
   return summary['median'] if summary else None, check.same
 
 
+def tried(store, machine_key):
+  """{key: (median or None: it does not compile alone, same)} of every kernel the
+  machine of `machine_key` has an undisturbed measurement of in `store`."""
+  return {k: (r['median_s'], r['same']) for k, r in store.measured(machine_key).items()}
+
+
+def measure_missing(store, session, found, known, source, min_time_s=kernel_bench.MIN_TIME_S):
+  """Measures each distinct kernel of `found` that `known` (`tried`'s, updated here)
+  lacks, under `source`; returns those it measured. A kernel measured in this session
+  counts once, even when the session is disturbed."""
+  new = list({k.key: k for k in found if k.key not in known}.values())
+  for kernel in new:
+    known[kernel.key] = measure_kernel(store, session, kernel, source, min_time_s)
+  return new
+
+
 def sampled_rows(store, machine_key):
   """The undisturbed rows of kernels sampled on the machine of `machine_key` that were
   measured alone (what a predictor is fitted on: never a kernel of a config's model)."""
@@ -171,12 +187,13 @@ def _digest(rows):
   return digest.hexdigest()
 
 
-def fitted(store, machine_key):
-  """(kernel_model.Model fitted on this machine's sampled kernels, the median call
-  overhead its sampling sessions probed: what a step costs beyond its kernels). The
-  fit `store` keeps for the same rows and code is loaded instead of refitted; a new
-  one is kept. A UserError when nothing was sampled on this machine."""
-  rows = sampled_rows(store, machine_key)
+def fitted(store, machine_key, rows=None):
+  """(kernel_model.Model fitted on this machine's sampled kernels (`rows`, when the
+  caller has read them), the median call overhead its sampling sessions probed: what
+  a step costs beyond its kernels). The fit `store` keeps for the same rows and code
+  is loaded instead of refitted; a new one is kept. A UserError when nothing was
+  sampled on this machine."""
+  rows = sampled_rows(store, machine_key) if rows is None else rows
   if not rows:
     raise UserError(f'the kernel database has no kernel sampled on this machine '
                     f'({machine_key[:8]}); run `flax-bench kernels sample` (--budget='
@@ -218,12 +235,13 @@ class Predictor:
   probed on this machine (`overhead`)."""
 
   def __init__(self, store, machine_key, database):
-    self.model, self.probe_s = fitted(store, machine_key)
+    rows = sampled_rows(store, machine_key)
+    self.model, self.probe_s = fitted(store, machine_key, rows)
     self.database = database
-    self.sampled = len(sampled_rows(store, machine_key))
-    # {key: (median or None, same)} of the kernels tried alone on this machine: the
-    # kernel sum's (`kernel_sum`); a caller that measures more adds them.
-    self.measured = {k: (r['median_s'], r['same']) for k, r in store.measured(machine_key).items()}
+    self.sampled = len(rows)
+    # The kernels tried alone on this machine (`tried`): the kernel sum's; a caller
+    # that measures more adds them.
+    self.measured = tried(store, machine_key)
     self._fresh = {}  # temp bytes -> seconds: each size probed once per process
 
   def overhead(self, compiled):

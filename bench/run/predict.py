@@ -104,28 +104,21 @@ def measure_config(config, store, on_start=lambda session: None, on_case=lambda 
   session = kernels.start(store)
   on_start(session)
   source = f'config:{config.name}'
-  # (median or None: not measurable alone, same) of each kernel measured, before or now:
-  # one measured in this session counts once, even when the session is disturbed.
-  known = {key: (row['median_s'], row['same'])
-           for key, row in store.measured(session.machine_key).items()}
+  known = kernels.tried(store, session.machine_key)
   results = []
   for name, case in cases:
     t0 = time.perf_counter()
     _, _, compiled, _, _ = compile_step(case)
     found = kernels_lib.kernels(compiled.as_text())
-    distinct = {k.key: k for k in found}
-    new = [k for key, k in distinct.items() if key not in known]
-    for kernel in new:
-      known[kernel.key] = kernels.measure_kernel(store, session, kernel, source, min_time_s)
-    medians = {key: known[key][0] for key in distinct}
+    distinct = {k.key for k in found}
+    new = kernels.measure_missing(store, session, found, known, source, min_time_s)
+    summed = kernels.kernel_sum(found, known, 0.0)
     result = {
         'name': name,
         'kernels': [{'name': k.name, 'key': k.key, 'kind': k.kind, 'executions': k.executions,
-                     'median_s': medians[k.key]} for k in found],
-        'distinct': len(distinct), 'new': len(new),
-        'kernel_sum_s': sum(medians[k.key] * k.executions for k in found
-                            if medians[k.key] is not None),
-        'unmeasurable': sum(medians[key] is None for key in distinct),
+                     'median_s': known[k.key][0]} for k in found],
+        'distinct': len(distinct), 'new': len(new), 'kernel_sum_s': summed['sum_s'],
+        'unmeasurable': summed['unmeasurable'],
         'not_same': sum(not known[key][1] for key in distinct),
         'seconds': time.perf_counter() - t0}
     results.append(result)
@@ -153,9 +146,7 @@ def predict(config, store, measure=False, on_case=lambda row: None, memory=None)
     mesh, _, compiled, built, compile_s = compile_step(case)
     found, step = predictor.step(compiled)
     if measure:
-      for kernel in {k.key: k for k in found if k.key not in known}.values():
-        known[kernel.key] = kernels.measure_kernel(store, session, kernel,
-                                                   f'config:{config.name}')
+      kernels.measure_missing(store, session, found, known, f'config:{config.name}')
       step.update(kernels.kernel_sum(found, known, step['overhead_s']))
     record = case_record.assemble(name, case.to_dict(), mesh.size,
                                   build.per_device_batch(case, mesh), built=built)
