@@ -4,6 +4,7 @@
   flax-bench history list [--config=C] [--case=C] [--machine=M] [--commits=A..B]
   flax-bench history show CASE [--plot=DIR] [--rev=REV] [--machine=M]
   flax-bench history changes [--case=C] [--rev=REV] [--window=3] [--threshold=5%]
+                             [--fail-on=regression,undecided]
   flax-bench history export --format=csv|json [--case=C] [--config=C]
 
 Every subcommand takes --history=PATH (default $FLAX_BENCH_HISTORY, else
@@ -14,11 +15,16 @@ module parses and prints). `show` and `changes` read the
 commits along REV's first-parent line (default HEAD, where this runs inside the
 repository; else, or with --by_time, in commit time order): a side branch is read
 with --rev=BRANCH.
+`changes` gives every point between two commits of a series a verdict:
+regression, faster, same, or undecided with why, and counts them; "nothing moved"
+only when every point is the same.
 Exit status 2, with one line on stderr, for a bad flag, a file that is not a
-report or a history, or a revision git does not know. (`changes` reports the
+report or a history, or a revision git does not know; 1 from `changes` when a
+point has a verdict --fail-on names (none by default). (`changes` reports the
 past; whether the latest commit regressed is bench.ab's gate.)
 """
 
+import argparse
 import csv
 import io
 import json
@@ -124,9 +130,21 @@ def changes(conn, args):
   found = change_points.changes(conn, case=args.case, config=args.config, lineage=lineage,
                                 window=args.window, threshold=args.threshold,
                                 confidence=args.confidence)
+  if not found['series']:
+    raise UserError(f'none of the recorded runs{f" of {args.case!r}" if args.case else ""} is '
+                    f"of a commit on {args.rev}'s first-parent line; name another with --rev, "
+                    'or --by_time')
+  counts = found['counts']
   lines = [f'Changes along {"commit time" if lineage is None else args.rev} '
            f'(window {args.window} commits each side, threshold {args.threshold:.0%}, '
-           f'confidence {args.confidence:.0%} per case)', '']
+           f'confidence {args.confidence:.0%})', '',
+           f'{sum(counts.values())} points in {found["series"]} series: '
+           + ', '.join(f'{counts[v]} {v}' for v in change_points.VERDICTS) + '.', '']
+  if not found['points']:
+    lines.append('Nothing to judge: no series has two commits on this line.')
+  elif counts['same'] == len(found['points']):
+    lines.append('No step time moved beyond its noise: every point is the same within '
+                 f'{args.threshold:.0%}.')
   if found['timing']:
     lines += formatting.table(
         ('case', 'machine', 'commit', 'previous', 'ratio', 'interval', 'verdict',
@@ -134,20 +152,21 @@ def changes(conn, args):
         [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']),
           f'{c["ratio"]:.3f}', f'{c["low"]:.3f}-{c["high"]:.3f}', c['verdict'],
           f'{c["before"]}/{c["after"]}'] for c in found['timing']])
-  else:
-    lines.append('No step time moved beyond its noise.')
   if found['deterministic']:
-    lines += ['', 'Deterministic figures changed:', '']
+    lines += ['', 'Deterministic figures changed (a new program: timed as a new series):', '']
     lines += formatting.table(
         ('case', 'machine', 'commit', 'previous', 'figure', 'before', 'now'),
         [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']), c['figure'],
           c['before'], c['after']] for c in found['deterministic']])
   if found['undecided']:
-    lines += ['', 'Cannot decide:', '']
+    lines += ['', 'Undecided:', '']
     lines += [f'- {c["case"]} at {_short(c["commit"])} on {c["machine"][:8]}: {c["reason"]}'
               for c in found['undecided']]
   sys.stdout.write('\n'.join(lines) + '\n')
-  return 0
+  failing = [v for v in args.fail_on if counts[v]]
+  if failing:
+    print(f'--fail-on: {", ".join(f"{counts[v]} {v}" for v in failing)}', file=sys.stderr)
+  return 1 if failing else 0
 
 
 def export(conn, args):
@@ -161,6 +180,15 @@ def export(conn, args):
     writer.writerows({**r, 'samples': json.dumps(r['samples'])} for r in rows)
     sys.stdout.write(buffer.getvalue())
   return 0
+
+
+def _verdicts(text):
+  chosen = tuple(v.strip() for v in text.split(',') if v.strip())
+  allowed = [v for v in change_points.VERDICTS if v != 'same']
+  if not chosen or any(v not in allowed for v in chosen):
+    raise argparse.ArgumentTypeError(
+        f'{text!r} is not a comma-separated list of {", ".join(allowed)}')
+  return chosen
 
 
 def _parser():
@@ -196,7 +224,10 @@ def _parser():
                  help='ratio change that counts (default 5%%)')
   p.add_argument('--confidence', default=0.95,
                  type=number(lambda v: 0.5 <= v < 1, 'a probability in [0.5, 1)'),
-                 help='for all points of a case together (default 0.95)')
+                 help="per point; a series' level boundaries share it (default 0.95)")
+  p.add_argument('--fail-on', '--fail_on', type=_verdicts, default=(),
+                 help='exit 1 when any point has one of these verdicts (comma-separated: '
+                 'regression, faster, undecided), for CI')
   p = commands.add_parser('export', help='every case of every run, as CSV or JSON')
   p.add_argument('--format', choices=('csv', 'json'), default='csv')
   p.add_argument('--case')

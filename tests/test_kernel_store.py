@@ -121,9 +121,10 @@ def test_a_damaged_or_foreign_file_is_refused_and_left_alone(tmp_path):
   before = open(db, 'rb').read()
   result = call_cli('list', f'--db={db}', module='bench.kernels')
   assert (result.returncode, result.stdout) == (2, '')
-  assert re.fullmatch(f'error: {re.escape(db)}: is damaged \\(SQLite finds: [^\n]+\\): not a '
-                      'flax-bench kernel database this can read; name another file with '
-                      '--db=PATH \\(this one is left as it is\\)\n', result.stderr)
+  assert re.fullmatch(f'error: {re.escape(db)}: is damaged \\(SQLite finds: [^\n]+\\); to keep '
+                      f'what is readable: sqlite3 {re.escape(db)} .recover \\| sqlite3 NEW.db; '
+                      'name another file with --db=PATH \\(this one is left as it is\\)\n',
+                      result.stderr)
   assert open(db, 'rb').read() == before and os.listdir(tmp_path) == ['k.db']
   _damage(db, 0)
   with pytest.raises(UserError, match='is not an SQLite database, or is a damaged one: not a '

@@ -6,6 +6,7 @@ why ABBA/BAAB pairs and Bonferroni over the looks: the docstring of bench/ab.py,
 the command line. bench/run/ab.py runs the rounds.
 """
 
+import functools
 import math
 import random
 
@@ -64,6 +65,15 @@ def _rank_sum_counts(m, n):
   return table[n]
 
 
+@functools.lru_cache(maxsize=None)
+def _rank_sum_cdf(m, n):
+  """The cumulative Mann-Whitney U distribution of m values against n: computed once
+  per (m, n), which a history asks for at every point (7.1 of 8.9 s of `changes` at
+  9,600 runs before it was kept)."""
+  cdf = np.cumsum(_rank_sum_counts(m, n))
+  return cdf / cdf[-1]
+
+
 def rank_sum_interval(before, after, confidence):
   """(Hodges-Lehmann estimate, low, high) of the shift from `before` to `after`, two
   unpaired samples: the median of every difference after - before, and the exact
@@ -75,9 +85,7 @@ def rank_sum_interval(before, after, confidence):
   estimate = float(np.median(differences))
   m, n = len(before), len(after)
   if m * n <= _EXACT_PAIRS:
-    cdf = np.cumsum(_rank_sum_counts(m, n))
-    cdf /= cdf[-1]
-    k = int(np.searchsorted(cdf, (1 - confidence) / 2, side='right'))
+    k = int(np.searchsorted(_rank_sum_cdf(m, n), (1 - confidence) / 2, side='right'))
   else:  # U's normal approximation, with its continuity correction
     from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
     spread = math.sqrt(m * n * (m + n + 1) / 12)

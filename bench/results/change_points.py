@@ -3,9 +3,11 @@ points over the runs the history (bench/results/history.py, the store) holds.
 
 Each series is one case in one config at one batch size on one machine
 (`series`); its commits are read in the order of a line (`per_commit`). `changes`
-compares the runs of the commits on each side of every point with the unpaired
-Hodges-Lehmann interval (ab_stats.rank_sum_interval) and judges it as bench.ab
-does; `trend` is `history show`'s table and plot.
+gives every point between two commits a verdict: the series is cut where its
+program or machine changed, its levels found by binary segmentation (`levels`,
+ruptures), and each point judged by the runs on each side with the unpaired
+Hodges-Lehmann interval (ab_stats.rank_sum_interval), as bench.ab judges; `trend`
+is `history show`'s table and plot.
 """
 
 import math
@@ -18,6 +20,10 @@ from bench.results import ab_stats
 from bench.results import history
 from bench.results import history_schema
 
+# What `changes` says of each point between two commits of a series.
+VERDICTS = ('regression', 'faster', 'same', 'undecided')
+# How many windows of commits on each side a level boundary is judged by, at most.
+LEVEL_WINDOWS = 10
 
 def order_commits(rows, lineage=None):
   """The commits of `rows` in order: along `lineage` (commits, oldest first, from git)
@@ -38,7 +44,8 @@ def per_commit(rows, lineage=None):
   uncommitted changes is not its commit's: left out."""
   ok = [r for r in rows if r['status'] == 'ok' and r['median_s'] and r['commit_sha']
         and not r['dirty']]
-  return [(c, [r for r in ok if r['commit_sha'] == c]) for c in order_commits(ok, lineage)]
+  by_commit = _by(ok, lambda r: r['commit_sha'])
+  return [(c, by_commit[c]) for c in order_commits(ok, lineage)]
 
 
 def series(rows):
@@ -49,61 +56,157 @@ def series(rows):
 
 def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05,
             confidence=0.95):
-  """Where along the commits each case's median step time moved beyond its noise,
-  per config, batch size and machine, and where its deterministic figures changed.
+  """Every point along the commits of every series (a case in a config at a batch
+  size on a machine) judged, and where its deterministic figures changed.
 
-  At each point between two consecutive commits, the run medians of up to `window`
-  commits before and after are compared: the Hodges-Lehmann ratio after/before and
-  its exact Mann-Whitney interval (ab_stats.rank_sum_interval), at `confidence` for
-  all points of a case together (Bonferroni), judged against `threshold` as bench.ab
-  judges (ab_stats.verdict). Of consecutive points with the same verdict, the one
-  with the largest ratio is the change: a step moves the points around it too.
-  A point is undecided, and says why, when either side has fewer than 2 runs, too
-  few to bound the ratio at that confidence, or the machine's measured peaks moved
-  beyond their noise across it, or the machine is unknown (bench/core/machine.py).
+  A series is cut where its program changed (a deterministic figure: a new program is
+  a new series from there, never a timing verdict) or its machine did (its measured
+  peaks moved beyond their noise); each piece is segmented by `levels` (binary
+  segmentation of its per-commit medians, ruptures). A point is judged by the runs of
+  up to `window` commits on each side (a level boundary: up to LEVEL_WINDOWS times
+  as many, its levels' runs), never across another cut or level boundary:
+  the Hodges-Lehmann ratio after/before with its exact Mann-Whitney interval
+  (ab_stats.rank_sum_interval) against `threshold`, as bench.ab judges. A level
+  boundary is a change ('regression', 'faster') when its interval, at `confidence`
+  for a series' boundaries together (Bonferroni over them, a few, not over every
+  point: the power does not fall with the history's length), lies beyond the
+  threshold; any other point is 'same' when its interval at `confidence` lies
+  within it. Every other point is 'undecided', and says why: too few runs, an
+  interval that crosses the threshold, a machine or program that changed, a move
+  that is no level boundary.
 
-  Returns {'timing': [{case, machine, commit, previous, ratio, low, high, verdict,
-  before, after}], 'undecided': [{case, machine, commit, reason}], 'deterministic':
-  [{case, machine, commit, previous, figure, before, after}]}.
+  Returns {'points': [{case, config, batch_size, machine, commit, previous, verdict,
+  reason, ratio, low, high, before, after}] (every point, series by series),
+  'timing': the points that are changes, 'undecided': the undecided points,
+  'deterministic': [{case, machine, commit, previous, figure, before, after}],
+  'counts': {verdict: points}, 'series': how many series have a commit on the line}.
   """
-  timing, undecided, exact = [], [], []
-  rows = history.case_runs(conn, case=case, config=config)
-  for (name, _, _, machine), group in series(rows).items():
+  points, exact, lines = [], [], 0
+  for (name, config_name, batch, machine), group in series(
+      history.case_runs(conn, case=case, config=config)).items():
     commits = per_commit(group, lineage)
-    points = len(commits) - 1
-    if points < 1:
+    lines += bool(commits)
+    labels = {'case': name, 'config': config_name, 'batch_size': batch, 'machine': machine}
+    moved = program_changes(commits)
+    exact += [{**labels, **change} for change in moved]
+    cuts = {}
+    for c in moved:
+      cuts[c['index']] = ', '.join(filter(None, (cuts.get(c['index']),
+                                                 f'{c["figure"]} {c["before"]} -> {c["after"]}')))
+    points += [{**labels, **point}
+               for point in judge_series(commits, cuts, window, threshold, confidence)]
+  counts = {verdict: sum(p['verdict'] == verdict for p in points) for verdict in VERDICTS}
+  return {'points': points, 'counts': counts, 'series': lines, 'deterministic': exact,
+          'timing': [p for p in points if p['verdict'] in ('regression', 'faster')],
+          'undecided': [p for p in points if p['verdict'] == 'undecided']}
+
+
+def program_changes(commits):
+  """[{index, commit, previous, figure, before, after}]: each deterministic figure that
+  differs between the last runs of consecutive commits (None: not measured)."""
+  out = []
+  for k in range(1, len(commits)):
+    last, now = commits[k - 1][1][-1], commits[k][1][-1]
+    out += [{'index': k, 'commit': commits[k][0], 'previous': commits[k - 1][0],
+             'figure': figure, 'before': last[figure], 'after': now[figure]}
+            for figure in history_schema.DETERMINISTIC
+            if last[figure] != now[figure] and None not in (last[figure], now[figure])]
+  return out
+
+
+def levels(values, threshold):
+  """Indices where a new level starts in `values` (log medians, one per commit): ruptures'
+  binary segmentation with the least-squares cost, stopped when a split gains less
+  than the BIC-like penalty 2 sigma^2 ln(n). sigma is the values' noise, robustly from
+  their successive differences (a step moves one of them), and at least a quarter of
+  the threshold's log: a level that moved less than the threshold is no change worth a
+  boundary, and a series of equal values has no noise to scale by."""
+  n = len(values)
+  if n < 2:
+    return []
+  differences = np.diff(values)
+  sigma = 1.4826 * np.median(np.abs(differences - np.median(differences))) / math.sqrt(2)
+  sigma = max(sigma, math.log1p(threshold) / 4)
+  import ruptures  # pylint: disable=import-outside-toplevel  (with scipy: 0.3 s to import)
+  found = ruptures.Binseg(model='l2', min_size=1, jump=1).fit(
+      np.asarray(values, float).reshape(-1, 1)).predict(pen=2 * sigma**2 * math.log(n))
+  return found[:-1]  # ruptures ends the list with n
+
+
+def judge_series(commits, program_cuts=None, window=3, threshold=0.05, confidence=0.95):
+  """[point] of one series' commits ([(commit, [runs])]: case_runs rows, of which
+  median_s and the machine's columns are read), `program_cuts` {index: what changed}
+  where its program changed (`changes` says how each point is judged, and what a
+  point holds)."""
+  program_cuts = program_cuts or {}
+  if len(commits) < 2:
+    return []
+  log_medians = [[math.log(r['median_s']) for r in runs_] for _, runs_ in commits]
+  machine_cuts = {k: why for k in range(1, len(commits))
+                  for why in [_machine_moved(commits[k - 1][1], commits[k][1])] if why}
+  cuts = sorted({0, len(commits), *program_cuts, *machine_cuts})
+  boundaries = set()
+  for start, end in zip(cuts, cuts[1:]):
+    boundaries |= {start + k for k in levels([median(v) for v in log_medians[start:end]],
+                                              threshold)}
+  edges = sorted(set(cuts) | boundaries)
+  per_boundary = 1 - (1 - confidence) / max(len(boundaries), 1)
+  out = []
+  for k in range(1, len(commits)):
+    point = {'commit': commits[k][0], 'previous': commits[k - 1][0], 'ratio': None,
+             'low': None, 'high': None}
+    if k in program_cuts:
+      out.append({**point, 'verdict': 'undecided', 'before': 0, 'after': 0, 'reason': (
+          f'the program changed ({program_cuts[k]}): timed as a new series from here')})
       continue
-    per_point = 1 - (1 - confidence) / points
-    found = []
-    for k in range(1, len(commits)):
-      commit, previous = commits[k][0], commits[k - 1][0]
-      exact += [{'case': name, 'machine': machine, 'commit': commit, 'previous': previous,
-                 'figure': figure, 'before': a, 'after': b}
-                for figure in history_schema.DETERMINISTIC
-                for a, b in [(commits[k - 1][1][-1][figure], commits[k][1][-1][figure])]
-                if a != b and a is not None and b is not None]  # None: not measured
-      before = [r for _, runs_ in commits[max(0, k - window):k] for r in runs_]
-      after = [r for _, runs_ in commits[k:k + window] for r in runs_]
-      why = _cannot_decide(before, after)
-      if why:
-        undecided.append({'case': name, 'machine': machine, 'commit': commit, 'reason': why})
-        continue
-      estimate, low, high = ab_stats.rank_sum_interval(
-          np.log([r['median_s'] for r in before]), np.log([r['median_s'] for r in after]),
-          per_point)
-      if not math.isfinite(low):
-        undecided.append({'case': name, 'machine': machine, 'commit': commit, 'reason': (
-            f'{len(before)} runs before and {len(after)} after cannot bound the ratio at '
-            f'{per_point:.2%} confidence: record more runs per commit, or widen --window')})
-        continue
-      verdict = ab_stats.verdict(low, high, threshold)
-      if verdict in ('regression', 'faster'):
-        found.append({'case': name, 'machine': machine, 'commit': commit, 'previous': previous,
-                      'index': k, 'ratio': math.exp(estimate), 'low': math.exp(low),
-                      'high': math.exp(high), 'verdict': verdict, 'before': len(before),
-                      'after': len(after)})
-    timing += _strongest(found)
-  return {'timing': timing, 'undecided': undecided, 'deterministic': exact}
+    if k in machine_cuts:
+      out.append({**point, 'verdict': 'undecided', 'before': 0, 'after': 0,
+                  'reason': machine_cuts[k]})
+      continue
+    low_edge = max(e for e in edges if e < k)
+    high_edge = min(e for e in edges if e > k)
+    # A level boundary compares the levels on its sides, each constant by the
+    # segmentation, so more of their runs than a point's window: the power to confirm a
+    # step grows with the levels' length (up to LEVEL_WINDOWS windows).
+    span = window * (LEVEL_WINDOWS if k in boundaries else 1)
+    before = [v for values in log_medians[max(low_edge, k - span):k] for v in values]
+    after = [v for values in log_medians[k:min(high_edge, k + span)] for v in values]
+    point.update(before=len(before), after=len(after))
+    out.append({**point, **_verdict(before, after, k in boundaries,
+                                     per_boundary if k in boundaries else confidence,
+                                     threshold)})
+  return out
+
+
+def _verdict(before, after, boundary, confidence, threshold):
+  """{verdict, reason, ratio, low, high} of a point from the log medians on each side."""
+  if min(len(before), len(after)) < 2:
+    return {'verdict': 'undecided', 'reason': (
+        f'too few runs ({len(before)} before, {len(after)} after; 2 needed on each side)')}
+  estimate, low, high = ab_stats.rank_sum_interval(before, after, confidence)
+  if not math.isfinite(low):
+    return {'verdict': 'undecided', 'ratio': math.exp(estimate), 'reason': (
+        f'{len(before)} runs before and {len(after)} after cannot bound the ratio at '
+        f'{confidence:.2%} confidence: record more runs per commit, or widen --window')}
+  figures = {'ratio': math.exp(estimate), 'low': math.exp(low), 'high': math.exp(high)}
+  interval = f'[{figures["low"]:.3f}, {figures["high"]:.3f}]'
+  decided = ab_stats.verdict(low, high, threshold)
+  if decided is None:
+    return {**figures, 'verdict': 'undecided', 'reason': (
+        f'interval {interval} crosses the {threshold:.0%} threshold: record more runs, or '
+        'bisect it (an interleaved A/B)')}
+  if decided != 'same' and not boundary:
+    return {**figures, 'verdict': 'undecided', 'reason': (
+        f'moved {figures["ratio"]:.3f}x, interval {interval}, but no level starts here: a '
+        'drift, or a change spread over commits; bisect it')}
+  return {**figures, 'verdict': decided, 'reason': ''}
+
+
+def _machine_moved(before, after):
+  """Why the runs after cannot be compared with those before on their machine (its
+  peaks moved, or it is unknown: bench/core/machine.py), or ''."""
+  return machine_lib.judge(history.identity(before[-1]), history.identity(after[0]),
+                           _peaks(before), _peaks(after)) or ''
 
 
 def _by(rows, key):
@@ -117,29 +220,6 @@ def _peaks(rows):
   """{label: the median of the rows' peaks}, as machine.peak_moves reads them."""
   return {label: median(r[column] for r in rows) for label, column in (
       ('matmul peak', 'matmul_flops_per_s'), ('copy bandwidth', 'copy_bytes_per_s'))}
-
-
-def _cannot_decide(before, after):
-  """Why a point cannot be judged: too few runs, or not the same machine on both sides
-  (bench/core/machine.py: a series is one machine's, so its peaks moved, or it is
-  unknown); None when it can."""
-  if min(len(before), len(after)) < 2:
-    return f'too few runs ({len(before)} before, {len(after)} after; 2 needed on each side)'
-  return machine_lib.judge(history.identity(before[-1]), history.identity(after[0]),
-                           _peaks(before), _peaks(after)) or None
-
-
-def _strongest(found):
-  """Of each stretch of consecutive points with one verdict, the one moved most."""
-  stretches = []
-  for point in found:
-    last = stretches[-1][-1] if stretches else None
-    if last and last['verdict'] == point['verdict'] and last['index'] == point['index'] - 1:
-      stretches[-1].append(point)
-    else:
-      stretches.append([point])
-  strongest = [max(s, key=lambda p: abs(math.log(p['ratio']))) for s in stretches]
-  return [{k: v for k, v in p.items() if k != 'index'} for p in strongest]
 
 
 def trend(rows, lineage, verdicts):

@@ -93,7 +93,25 @@ def _insert_run(conn, data, environment, **fields):
       'machine_id': machine_row(conn, machine.identity(environment),
                                 hostname=environment.get('hostname')),
       'matmul_flops_per_s': matmul, 'copy_bytes_per_s': copy,
-      'harness_version': _get(environment.get('versions'), 'flax-bench'), **fields})
+      # environment.collect's key (its package is flax-bench, its key flax_bench).
+      'harness_version': _get(environment.get('versions'), 'flax_bench'), **fields})
+
+
+def _measured_before(conn, report):
+  """Whether the runs of `report` were recorded before from another file: a workdir
+  run again runs no case but rewrites its report (new peaks, a new time), whose cases'
+  samples and commit are then those of a run already recorded. One case with samples
+  decides: the same timed samples of the same case at the same commit are the same
+  measurement."""
+  case = next((c for c in report['cases'] if (c.get('step_time_s') or {}).get('samples')),
+              None)
+  if case is None:
+    return False
+  return conn.execute(
+      "SELECT 1 FROM cases c JOIN runs r ON c.run_id = r.id WHERE r.kind = 'run' AND "
+      'c.name = ? AND c.samples = ? AND r.commit_sha IS ?',
+      (case['name'], json.dumps(case['step_time_s']['samples']),
+       report['environment'].get('git_commit'))).fetchone() is not None
 
 
 def _unreadable(source, what):
@@ -128,10 +146,13 @@ def check_ab(result, source=None):
 
 def record_report(conn, report, source=None, commit_time=None):
   """Records a report (check_report): one transaction. Returns the run's id, or None
-  when this report was recorded before."""
+  when this report, or the measurement it holds (_measured_before), was recorded
+  before."""
   check_report(report, source)
   env, suite = report['environment'], report.get('suite') or {}
   with sqlite_file.transaction(conn):
+    if _measured_before(conn, report):
+      return None
     run_id = _insert_run(conn, report, env, kind='run', commit_sha=env.get('git_commit'),
                          commit_time=commit_time, dirty=env.get('git_dirty'),
                          config_name=suite.get('name'), config_file=suite.get('config_file'),

@@ -11,6 +11,7 @@ file (SQLite's quick_check, at every open) is a UserError and never written to.
 """
 
 import dataclasses
+import errno
 import os
 import sqlite3
 import time
@@ -38,6 +39,14 @@ def _refuse(form, path, why):
                   'it is)')
 
 
+def _damaged(form, path, why):
+  """A damaged file refused, with how to save what is still readable: SQLite's shell
+  copies every row it can read into a new file (a history's runs can also be recorded
+  again from their report.json files, `history add`)."""
+  _refuse(form, path, f'{why}; to keep what is readable: sqlite3 {path} .recover | sqlite3 '
+          'NEW.db')
+
+
 def connect(path, form):
   """The file of Format `form` at `path`, created (with its folder) when missing,
   migrated to its version; a UserError for a file that is not one of ours, a newer
@@ -52,7 +61,10 @@ def connect(path, form):
     try:
       os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except OSError as e:
-      _refuse(form, path, f'cannot create its folder ({e.strerror})')
+      folder = os.path.dirname(os.path.abspath(path))
+      _refuse(form, path, f'cannot create its folder {folder} ('
+              + ('a file is in the way' if e.errno in (errno.EEXIST, errno.ENOTDIR) else e.strerror)
+              + ')')
   conn = None
   try:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -75,8 +87,7 @@ def connect(path, form):
       conn.close()
       # One line: its first problem, without the header line SQLite puts above it.
       found = ' '.join(problems[0][0].replace('*** in database main ***', '').split())
-      _refuse(form, path, f'is damaged (SQLite finds: {found}): not a flax-bench {form.noun} '
-              'this can read')
+      _damaged(form, path, f'is damaged (SQLite finds: {found})')
     if version < form.version:
       _migrate(conn, form)
       # WAL stays set in the file, for every later connection. Switching takes a lock
@@ -89,6 +100,8 @@ def connect(path, form):
     if 'file is not a database' in str(e):
       _refuse(form, path, f'is not an SQLite database, or is a damaged one: not a flax-bench '
               f'{form.noun}')
+    if 'malformed' in str(e):
+      _damaged(form, path, f'is damaged ({e})')
     _refuse(form, path, f'cannot be read as a {form.noun} ({e})')
   return conn
 
