@@ -5,6 +5,7 @@ import json
 import math
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 
@@ -501,3 +502,16 @@ def test_a_report_with_a_figure_that_is_no_number_is_one_line(tmp_path, where, v
     assert result.stderr.strip() == (f'error: {path}: {line}; not recorded: pass a report.json '
                                      'as a run wrote it')
     assert not db.exists()  # checked before the history was created
+
+
+def test_trend_png_is_bounded_at_any_length(tmp_path):
+  """1,200 commits drew 72,300 pixels wide (issue 37); now at most TREND_MAX_WIDTH
+  inches, every commit a point, at most TREND_TICKS labels."""
+  from bench.results import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
+  points = [{'index': i, 'commit': f'{i:07d}' + 'a' * 33, 'median_s': 0.01, 'low_s': 0.009,
+             'high_s': 0.011, 'runs': 3, 'ab': [('b' * 40, None, 1.02)] if i == 600 else []}
+            for i in range(1200)]
+  path = plots.trend(str(tmp_path), 'mlp', [{'machine': 'm', 'points': points}])
+  with open(path, 'rb') as f:
+    width, height = struct.unpack('>II', f.read(24)[16:24])
+  assert (width, height) == (plots.TREND_MAX_WIDTH * 100, 450)

@@ -275,8 +275,15 @@ def predicted(workdir, result):
 
 
 
+# An A/B verdict's marker: an open triangle or circle, and for an inconclusive one a
+# cross, which has no face: it is drawn in its colour, not as an edge.
 _VERDICT_MARKERS = {'regression': ('v', 'red'), 'faster': ('^', 'green'),
                     'same': ('o', 'grey'), 'inconclusive': ('x', 'black')}
+# trend.png is at most this wide (inches; 100 pixels each) at any length of history: a
+# commit a point, its ticks thinned to at most TREND_TICKS labels (1,200 commits drew
+# 72,300 pixels wide at 0.6 inch a commit).
+TREND_MAX_WIDTH = 16
+TREND_TICKS = 40
 
 
 def trend(directory, case, series):
@@ -284,27 +291,34 @@ def trend(directory, case, series):
   the spread of its runs' medians as a bar, one line per machine (never joined), A/B
   verdicts of a commit against its base marked. `series`: [{'machine', 'points':
   [{index, commit, median_s, low_s, high_s, runs, ab: [(base, verdict, ratio)]}]}]
-  (bench/history.py show). Returns its path."""
-  fig, ax = _subplots(figsize=(max(6.0, 0.6 * max(len(s['points']) for s in series) + 3), 4.5))
+  (bench/history.py show). At most TREND_MAX_WIDTH wide: past a few dozen commits the
+  points shrink and only every k-th commit is labelled. Returns its path."""
+  longest = max(len(s['points']) for s in series)
+  fig, ax = _subplots(figsize=(min(TREND_MAX_WIDTH, max(6.0, 0.6 * longest + 3)), 4.5))
+  crowded = longest > TREND_TICKS
   labelled = set()
   for i, line in enumerate(series):
     points = line['points']
     xs = [p['index'] for p in points]
     ys = np.array([p['median_s'] * 1e3 for p in points])
     spread = np.array([[y - p['low_s'] * 1e3, p['high_s'] * 1e3 - y] for y, p in zip(ys, points)]).T
-    ax.errorbar(xs, ys, yerr=spread, color=f'C{i}', marker='o', markersize=4, capsize=3,
-                linewidth=1, label=f'machine {line["machine"]}')
+    ax.errorbar(xs, ys, yerr=spread, color=f'C{i}', marker='o', markersize=2 if crowded else 4,
+                capsize=0 if crowded else 3, linewidth=1, elinewidth=0.5 if crowded else 1,
+                label=f'machine {line["machine"]}')
     for p, y in zip(points, ys):
       for _, verdict, _ in p['ab']:
-        marker, color = _VERDICT_MARKERS.get(verdict, ('x', 'black'))
-        label = f'A/B: {verdict}'
-        ax.scatter([p['index']], [y], marker=marker, s=90, facecolors='none', edgecolors=color,
-                   zorder=4, label=None if label in labelled else label)
+        marker, color = _VERDICT_MARKERS.get(verdict, _VERDICT_MARKERS['inconclusive'])
+        label = f'A/B: {verdict or "undecided"}'
+        face = {'color': color} if marker == 'x' else {'facecolors': 'none', 'edgecolors': color}
+        ax.scatter([p['index']], [y], marker=marker, s=90, zorder=4, **face,
+                   label=None if label in labelled else label)
         labelled.add(label)
   commits = {p['index']: p['commit'][:7] for line in series for p in line['points']}
-  ax.set_xticks(sorted(commits), [commits[k] for k in sorted(commits)], rotation=45,
-                ha='right', fontsize=8)
-  ax.set(xlabel='commit (first-parent order)', ylabel='median step time (ms)',
+  ticks = sorted(commits)[::-(-len(commits) // TREND_TICKS)]
+  ax.set_xticks(ticks, [commits[k] for k in ticks], rotation=45, ha='right', fontsize=8)
+  ax.set(xlabel='commit (first-parent order' + (', every commit a point; labels thinned)'
+                                                 if crowded else ')'),
+         ylabel='median step time (ms)',
          title=f'{case}: median step time per commit (bars: range of the runs\' medians)')
   # Room above the highest bar for the A/B markers drawn on the points.
   ax.set_ylim(0, 1.12 * max(p['high_s'] * 1e3 for line in series for p in line['points']))
