@@ -68,14 +68,9 @@ from bench.run import history
 import configs
 
 
-def _arguments(argv):
-  parser = ArgumentParser(prog='bench.ab', description=__doc__.split('\n')[0])
-  parser.add_argument('--base', required=True, help='the revision to compare against')
-  parser.add_argument('--new', default='HEAD', help='the revision under test (default HEAD)')
-  parser.add_argument('--config', required=True, help='config file, relative to the '
-                      'repository (each side runs its own revision of it)')
-  parser.add_argument('--workdir', required=True, help='where ab.json, ab.md, ab.png, the '
-                      'worktrees, runs and logs go')
+def timing_flags(parser):
+  """The flags of how an A/B runs and judges its rounds, on `parser` (bench.ab's, and
+  `flax-bench history bisect`'s for each A/B it runs); `timing_checked` after parsing."""
   positive = number(lambda v: v >= 1 and v == int(v), 'a whole number >= 1')
   parser.add_argument('--rounds', default=8, type=positive,
                       help='rounds before the first look at the verdicts (default 8)')
@@ -91,20 +86,35 @@ def _arguments(argv):
   parser.add_argument('--confidence', default=0.95,
                       type=number(lambda v: 0.5 <= v < 1, 'a probability in [0.5, 1)'),
                       help='confidence of all looks\' intervals together (default 0.95)')
-  parser.add_argument('--history', help='the results history the result is recorded in '
-                      '(default $FLAX_BENCH_HISTORY or ~/.cache/flax-bench/history.db; "off": '
-                      'none)')
   parser.add_argument('--seed', type=int, help='seed of the round order (default: drawn)')
-  parser.add_argument('--changes', choices=('gate', 'advisory'), default='gate',
-                      help='gate: a deterministic change or missing case gives exit 1; '
-                      'advisory: only printed (CI diffs those against a stored baseline)')
-  rest, overrides = configs.split(argv)  # passed on to each side's bench.main
-  args = parser.parse_args(rest)
+
+
+def timing_checked(parser, args):
+  """`args` of timing_flags checked together, their counts made integers."""
   if args.max_rounds < args.rounds:
     parser.error(f'--max_rounds={args.max_rounds:g} is below --rounds={args.rounds:g}')
   args.rounds, args.max_rounds, args.look_every = map(
       int, (args.rounds, args.max_rounds, args.look_every))
-  return args, overrides
+  return args
+
+
+def _arguments(argv):
+  parser = ArgumentParser(prog='bench.ab', description=__doc__.split('\n')[0])
+  parser.add_argument('--base', required=True, help='the revision to compare against')
+  parser.add_argument('--new', default='HEAD', help='the revision under test (default HEAD)')
+  parser.add_argument('--config', required=True, help='config file, relative to the '
+                      'repository (each side runs its own revision of it)')
+  parser.add_argument('--workdir', required=True, help='where ab.json, ab.md, ab.png, the '
+                      'worktrees, runs and logs go')
+  timing_flags(parser)
+  parser.add_argument('--history', help='the results history the result is recorded in '
+                      '(default $FLAX_BENCH_HISTORY or ~/.cache/flax-bench/history.db; "off": '
+                      'none)')
+  parser.add_argument('--changes', choices=('gate', 'advisory'), default='gate',
+                      help='gate: a deterministic change or missing case gives exit 1; '
+                      'advisory: only printed (CI diffs those against a stored baseline)')
+  rest, overrides = configs.split(argv)  # passed on to each side's bench.main
+  return timing_checked(parser, parser.parse_args(rest)), overrides
 
 
 def main(argv=None):

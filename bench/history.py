@@ -6,6 +6,8 @@
   flax-bench history changes [--case=C] [--rev=REV] [--window=3] [--threshold=5%]
                              [--fail-on=regression,undecided]
   flax-bench history export --format=csv|json [--case=C] [--config=C]
+  flax-bench history bisect --good=REV --bad=REV --case=C --config=FILE --workdir=DIR \
+      [A/B flags: --rounds=8 --max_rounds=20 --threshold=10% ...] [--config.FIELD=V ...]
 
 Every subcommand takes --history=PATH (default $FLAX_BENCH_HISTORY, else
 ~/.cache/flax-bench/history.db; bench/run/history.py says why there). bench.main
@@ -15,13 +17,18 @@ module parses and prints). `show` and `changes` read the
 commits along REV's first-parent line (default HEAD, where this runs inside the
 repository; else, or with --by_time, in commit time order): a side branch is read
 with --rev=BRANCH.
+`bisect` finds the first commit of --bad's first-parent line after --good at which
+the case got slower, by bench.ab's interleaved A/Bs between midpoints (each
+recorded in the history; bench/run/bisect.py says how): 16 commits take at most 5.
+`changes` names it for each point it cannot decide.
 `changes` gives every point between two commits of a series a verdict:
 regression, faster, same, or undecided with why, and counts them; "nothing moved"
 only when every point is the same.
 Exit status 2, with one line on stderr, for a bad flag, a file that is not a
 report or a history, or a revision git does not know; 1 from `changes` when a
-point has a verdict --fail-on names (none by default). (`changes` reports the
-past; whether the latest commit regressed is bench.ab's gate.)
+point has a verdict --fail-on names (none by default), and from `bisect` when it
+found no first bad commit. (`changes` reports the past; whether the latest commit
+regressed is bench.ab's gate.)
 """
 
 import argparse
@@ -32,12 +39,18 @@ import os
 import sys
 import time
 
+from bench import ab as ab_cli
+from bench.core import interrupt
 from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
+from bench.results import ab_result
 from bench.results import change_points
 from bench.results import formatting
 from bench.results import history
+from bench.run import ab
+from bench.run import bisect as bisection
 from bench.run import history as locate
 from bench.run.git import repository
+import configs
 
 
 def _short(commit):
@@ -160,13 +173,69 @@ def changes(conn, args):
           c['before'], c['after']] for c in found['deterministic']])
   if found['undecided']:
     lines += ['', 'Undecided:', '']
-    lines += [f'- {c["case"]} at {_short(c["commit"])} on {c["machine"][:8]}: {c["reason"]}'
-              for c in found['undecided']]
+    for c in found['undecided']:
+      lines.append(f'- {c["case"]} at {_short(c["commit"])} on {c["machine"][:8]}: {c["reason"]}')
+      if c['ratio'] is not None and c['config_file']:  # runs on both sides: an A/B settles it
+        lines.append(f'  settle it: flax-bench history bisect --good={_short(c["previous"])} '
+                     f'--bad={_short(c["commit"])} --case={c["case"]} '
+                     f'--config={c["config_file"]} --workdir=workdirs/bisect-{c["case"]}')
   sys.stdout.write('\n'.join(lines) + '\n')
   failing = [v for v in args.fail_on if counts[v]]
   if failing:
     print(f'--fail-on: {", ".join(f"{counts[v]} {v}" for v in failing)}', file=sys.stderr)
   return 1 if failing else 0
+
+
+def bisect(args, overrides):
+  """Runs the bisection's A/Bs (bench/run/bisect.py), each recorded in the history, and
+  prints each as it ends, then the first bad commit or why there is none."""
+  repo = repository()
+  if repo is None:
+    raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bisect runs A/Bs of '
+                    'commits, so run it inside a clone of the repository')
+  good, commits = bisection.line(repo, args.good, args.bad)
+  args.config = configs.resolve(args.config) or args.config
+  if os.path.isfile(args.config):
+    configs.load(args.config, overrides)  # a bad override is one line now, not in an A/B
+  locate.check(args.history)
+  count = iter(range(1, len(commits) + 2))
+
+  def judge(base, new):
+    workdir = os.path.join(args.workdir, f'{next(count)}-{base[:10]}-{new[:10]}')
+    ab_args = argparse.Namespace(**{**vars(args), 'base': base, 'new': new,
+                                    'workdir': workdir, 'changes': 'advisory'})
+    started = time.monotonic()
+    result = ab.run(ab_args, [*overrides, f'--config.select={args.case}'], out=sys.stderr)
+    locate.record_finished(args.history, result, ab=True, source=os.path.abspath(
+        os.path.join(workdir, ab_result.AB_JSON)))
+    case = next((c for c in result['cases'] if c['name'] == args.case), None)
+    if case is None:
+      raise UserError(f'--case={args.case}: the A/B of {new[:10]} against {base[:10]} has no '
+                      f'such case; name a case of {args.config}')
+    return {key: case[key] for key in ('verdict', 'ratio', 'ci_low', 'ci_high')} | {
+        'minutes': (time.monotonic() - started) / 60}
+
+  print(f'Bisecting {args.case}: {len(commits)} commit{"s" if len(commits) > 1 else ""} after '
+        f'{good[:10]} up to '
+        f'{commits[-1][:10]}', flush=True)
+
+  def heard(step):
+    interval = (f'[{step["ci_low"]:.3f}, {step["ci_high"]:.3f}]' if step['ci_low'] is not None
+                else '[unbounded]')
+    print(f'- {step["new"][:10]} against {step["base"][:10]}: {step["verdict"]} '
+          f'{step["ratio"]:.3f}x {interval} ({step["minutes"]:.1f} min)', flush=True)
+
+  with interrupt.raising():
+    found = bisection.bisect(good, commits, judge, on_step=heard)
+  if found['first_bad']:
+    first = found['first_bad']
+    step = next(s for s in reversed(found['steps']) if s['new'] == first)
+    print(f'First bad commit: {first[:10]} {bisection.subject(repo, first)!r}: '
+          f'{step["ratio"]:.3f}x [{step["ci_low"]:.3f}, {step["ci_high"]:.3f}] against '
+          f'{step["base"][:10]}, in {len(found["steps"])} A/Bs')
+    return 0
+  print(f'No first bad commit: {found["why"]}')
+  return 1
 
 
 def export(conn, args):
@@ -228,6 +297,16 @@ def _parser():
   p.add_argument('--fail-on', '--fail_on', type=_verdicts, default=(),
                  help='exit 1 when any point has one of these verdicts (comma-separated: '
                  'regression, faster, undecided), for CI')
+  p = commands.add_parser('bisect', help='the first commit at which a case got slower, by '
+                          'A/Bs between midpoints')
+  p.add_argument('--good', required=True, help='a commit known fast')
+  p.add_argument('--bad', required=True, help='a later commit known slow, on whose first-parent '
+                 'line --good is')
+  p.add_argument('--case', required=True, help='the case of --config to time')
+  p.add_argument('--config', required=True, help='config file, relative to the repository')
+  p.add_argument('--workdir', required=True, help='where each A/B writes its files '
+                 '(N-BASE-NEW/)')
+  ab_cli.timing_flags(p)
   p = commands.add_parser('export', help='every case of every run, as CSV or JSON')
   p.add_argument('--format', choices=('csv', 'json'), default='csv')
   p.add_argument('--case')
@@ -239,7 +318,13 @@ COMMANDS = {'list': list_runs, 'show': show, 'changes': changes, 'export': expor
 
 
 def main(argv=None):
-  args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+  parser = _parser()
+  rest, overrides = configs.split(sys.argv[1:] if argv is None else argv)
+  args = parser.parse_args(rest)
+  if overrides and args.command != 'bisect':
+    parser.error(f'{overrides[0]}: config overrides are for bisect, which runs the config')
+  if args.command == 'bisect':
+    ab_cli.timing_checked(parser, args)
   if getattr(args, 'window', None):
     args.window = int(args.window)
   try:
@@ -248,6 +333,8 @@ def main(argv=None):
       raise UserError('--history=off: there is no history to read; name a file')
     if args.command == 'add':
       return add(args)
+    if args.command == 'bisect':
+      return bisect(args, overrides)
     if not os.path.exists(args.history):
       raise UserError(f'{args.history}: no history here yet; a finished bench.main run '
                       'records one, or `flax-bench history add REPORT.json`')
@@ -258,6 +345,15 @@ def main(argv=None):
       conn.close()
   except UserError as e:
     fail(e)
+  except ab.SideFailed as e:  # a side of one of bisect's A/Bs
+    if e.status == 2:
+      fail(e)
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  except interrupt.Interrupted as e:  # its A/B's side ended and worktrees removed
+    print(f'interrupted: {e}; the A/Bs finished so far are in {args.workdir} and the history',
+          file=sys.stderr)
+    return 128 + e.signum
 
 
 if __name__ == '__main__':

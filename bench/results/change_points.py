@@ -76,8 +76,8 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
   interval that crosses the threshold, a machine or program that changed, a move
   that is no level boundary.
 
-  Returns {'points': [{case, config, batch_size, machine, commit, previous, verdict,
-  reason, ratio, low, high, before, after}] (every point, series by series),
+  Returns {'points': [{case, config, config_file, batch_size, machine, commit, previous,
+  verdict, reason, ratio, low, high, before, after}] (every point, series by series),
   'timing': the points that are changes, 'undecided': the undecided points,
   'deterministic': [{case, machine, commit, previous, figure, before, after}],
   'counts': {verdict: points}, 'series': how many series have a commit on the line}.
@@ -87,7 +87,8 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
       history.case_runs(conn, case=case, config=config)).items():
     commits = per_commit(group, lineage)
     lines += bool(commits)
-    labels = {'case': name, 'config': config_name, 'batch_size': batch, 'machine': machine}
+    labels = {'case': name, 'config': config_name, 'batch_size': batch, 'machine': machine,
+              'config_file': group[-1]['config_file']}
     moved = program_changes(commits)
     exact += [{**labels, **change} for change in moved]
     cuts = {}

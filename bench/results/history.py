@@ -207,8 +207,8 @@ def case_runs(conn, case=None, config=None, machine=None):
     args += [machine + '%', machine]
   rows = conn.execute(f"""
       SELECT r.id AS run_id, r.commit_sha, r.commit_time, r.recorded_at, r.dirty,
-             r.config_name, r.status AS run_status, r.matmul_flops_per_s, r.copy_bytes_per_s,
-             r.harness_version, m.id AS machine_id, m.key AS machine_key, m.hostname,
+             r.config_name, r.config_file, r.status AS run_status, r.matmul_flops_per_s,
+             r.copy_bytes_per_s, r.harness_version, m.id AS machine_id, m.key AS machine_key, m.hostname,
              {', '.join(f'm.{column}' for column in MACHINE_COLUMNS.values())}, c.*
       FROM cases c JOIN runs r ON c.run_id = r.id JOIN machines m ON r.machine_id = m.id
       WHERE {' AND '.join(where)} ORDER BY r.recorded_at, r.id""", args)
