@@ -199,14 +199,17 @@ def judge_series(commits, program_cuts=None, window=3, threshold=0.05, confidenc
     before = [v for values in log_medians[max(low_edge, k - span):k] for v in values]
     after = [v for values in log_medians[k:min(high_edge, k + span)] for v in values]
     point.update(before=len(before), after=len(after))
+    # Both sides stopped short (a cut, a level boundary, an end): a wider window adds nothing.
+    clipped = low_edge > k - span and high_edge < k + span
     out.append({**point, **_verdict(before, after, k in boundaries,
                                      per_boundary if k in boundaries else confidence,
-                                     threshold)})
+                                     threshold, clipped)})
   return out
 
 
-def _verdict(before, after, boundary, confidence, threshold):
-  """{verdict, reason, ratio, low, high} of a point from the log medians on each side."""
+def _verdict(before, after, boundary, confidence, threshold, clipped):
+  """{verdict, reason, ratio, low, high} of a point from the log medians on each side
+  (`clipped`: both sides of its window stop short of --window)."""
   if min(len(before), len(after)) < 2:
     return {'verdict': 'undecided', 'reason': (
         f'too few runs ({len(before)} before, {len(after)} after; 2 needed on each side)')}
@@ -214,7 +217,8 @@ def _verdict(before, after, boundary, confidence, threshold):
   if not math.isfinite(low):
     return {'verdict': 'undecided', 'ratio': math.exp(estimate), 'reason': (
         f'{len(before)} runs before and {len(after)} after cannot bound the ratio at '
-        f'{confidence:.2%} confidence: record more runs per commit, or widen --window')}
+        f'{confidence:.2%} confidence: record more runs per commit'
+        + ('' if clipped else ', or widen --window'))}
   figures = {'ratio': math.exp(estimate), 'low': math.exp(low), 'high': math.exp(high)}
   interval = f'[{figures["low"]:.3f}, {figures["high"]:.3f}]'
   decided = ab_stats.verdict(low, high, threshold)
