@@ -19,6 +19,7 @@ from bench.results import history
 from bench.results import history_schema
 from bench.results import schema as report_lib
 from bench.results import sqlite_file
+from bench.run import history as history_run
 from tests import test_report
 from tests.conftest import REPO, call_cli, run_cli
 
@@ -342,6 +343,34 @@ def test_damaged_pages_are_refused_never_written_never_a_traceback(tmp_path):
       assert line.startswith(f'error: {db}: ') and 'left as it is' in line
       assert db.read_bytes() == data
       assert sorted(os.listdir(tmp_path)) == ['h.db', 'r.json']
+
+
+def test_a_read_only_history_is_read_and_never_written(tmp_path):
+  """Issue 37: a history this process may not write (made immutable here: root ignores
+  file modes) is read as usual; a write is one line, exit 2, and nothing is left
+  beside it (it had left empty -wal and -shm files, and a traceback)."""
+  db = tmp_path / 'h.db'
+  conn = history.connect(str(db))
+  for i in range(2):
+    history.record_report(conn, _report(_commit(i), {'mlp': 0.01}))
+  conn.close()
+  report = tmp_path / 'r.json'
+  report.write_text(json.dumps(_report(_commit(5), {'mlp': 0.01})))
+  if subprocess.run(['chattr', '+i', str(db)], capture_output=True, check=False).returncode:
+    pytest.skip('chattr +i is not permitted here')
+  try:
+    before = db.read_bytes()
+    listed = call_cli(f'--history={db}', 'list', module='bench.history')
+    assert listed.returncode == 0 and listed.stdout.endswith('\n2 runs\n'), listed.stderr
+    added = call_cli(f'--history={db}', 'add', str(report), module='bench.history')
+    assert (added.returncode, added.stderr) == (2, (
+        f'error: {db}: is read-only here (no write permission): nothing was written; make it '
+        'writable; name another file with --history=PATH (this one is left as it is)\n'))
+    with pytest.raises(history.UserError, match='is read-only here'):
+      history_run.check(str(db))  # a run is refused up front, not at its end
+    assert db.read_bytes() == before and sorted(os.listdir(tmp_path)) == ['h.db', 'r.json']
+  finally:
+    subprocess.run(['chattr', '-i', str(db)], check=True)
 
 
 def test_two_writers_at_once_lose_nothing(tmp_path):

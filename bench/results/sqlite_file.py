@@ -15,6 +15,7 @@ import errno
 import os
 import sqlite3
 import time
+import urllib.parse
 
 from bench.core.errors import UserError
 
@@ -47,10 +48,27 @@ def _damaged(form, path, why):
           'NEW.db')
 
 
+class Connection(sqlite3.Connection):
+  """A connection that knows its file, and whether it may write to it (`transaction`
+  refuses, in one line, before SQLite would)."""
+  path, form, read_only = None, None, False
+
+
+def _read_only_uri(path):
+  """The URI that reads a file this process may not write without writing anything
+  beside it: immutable (no locks, no -shm or -wal made next to it; a read-only history
+  once left both, empty), unless a write-ahead log with content lies beside it, which
+  only a read-only open reads."""
+  wal = path + '-wal'
+  mode = 'mode=ro' if os.path.exists(wal) and os.path.getsize(wal) else 'immutable=1'
+  return f'file:{urllib.parse.quote(os.path.abspath(path))}?{mode}'
+
+
 def connect(path, form):
   """The file of Format `form` at `path`, created (with its folder) when missing,
   migrated to its version; a UserError for a file that is not one of ours, a newer
-  one, or damaged."""
+  one, or damaged. A file this process may not write is opened to read (its writes
+  refused by `transaction`)."""
   path = os.path.expanduser(path)
   if os.path.isdir(path):
     _refuse(form, path, f'is a directory, not a {form.noun} file')
@@ -67,7 +85,10 @@ def connect(path, form):
               + ')')
   conn = None
   try:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    read_only = os.path.exists(path) and not os.access(path, os.W_OK)
+    conn = sqlite3.connect(_read_only_uri(path) if read_only else path, uri=read_only,
+                           timeout=BUSY_TIMEOUT_S, isolation_level=None, factory=Connection)
+    conn.path, conn.form, conn.read_only = path, form, read_only
     conn.execute('PRAGMA foreign_keys = ON')
     application, version = (conn.execute(f'PRAGMA {p}').fetchone()[0]
                             for p in ('application_id', 'user_version'))
@@ -88,6 +109,11 @@ def connect(path, form):
       # One line: its first problem, without the header line SQLite puts above it.
       found = ' '.join(problems[0][0].replace('*** in database main ***', '').split())
       _damaged(form, path, f'is damaged (SQLite finds: {found})')
+    if version < form.version and read_only:
+      conn.close()
+      _refuse(form, path, f'is a {form.noun} of schema {version}, read-only here: this '
+              f'version reads it once it has migrated it to schema {form.version}; make it '
+              'writable')
     if version < form.version:
       _migrate(conn, form)
       # WAL stays set in the file, for every later connection. Switching takes a lock
@@ -150,6 +176,8 @@ class transaction:  # pylint: disable=invalid-name  (used as a statement: with t
     self.conn = conn
 
   def __enter__(self):
+    if getattr(self.conn, 'read_only', False):
+      read_only(self.conn)
     self.conn.execute('BEGIN IMMEDIATE')
 
   def __exit__(self, kind, *_):
@@ -157,6 +185,12 @@ class transaction:  # pylint: disable=invalid-name  (used as a statement: with t
       rollback(self.conn)
     else:
       self.conn.execute('COMMIT')
+
+
+def read_only(conn):
+  """The UserError of a write into a file `connect` opened read-only."""
+  _refuse(conn.form, conn.path, 'is read-only here (no write permission): nothing was '
+          'written; make it writable')
 
 
 def rollback(conn):

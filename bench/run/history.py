@@ -15,6 +15,7 @@ import sys
 
 from bench.core.errors import UserError
 from bench.results import history
+from bench.results import sqlite_file
 from bench.run.git import output, repository
 
 ENV = 'FLAX_BENCH_HISTORY'
@@ -71,7 +72,10 @@ def check(flag=None):
   starts: a bad file is the user's error up front. Returns its path or None (off)."""
   chosen = path(flag)
   if chosen:
-    history.connect(chosen).close()
+    conn = history.connect(chosen)
+    conn.close()
+    if conn.read_only:  # a run would end without its record
+      sqlite_file.read_only(conn)
   return chosen
 
 
