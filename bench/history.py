@@ -165,6 +165,13 @@ def changes(conn, args):
         [[c['case'], c['machine'][:8], _short(c['commit']), _short(c['previous']),
           f'{c["ratio"]:.3f}', f'{c["low"]:.3f}-{c["high"]:.3f}', c['verdict'],
           f'{c["before"]}/{c["after"]}'] for c in found['timing']])
+  coarse = [c for c in found['timing'] if c['unrun']]
+  if coarse:
+    lines += ['', 'Coarse: commits between these were never run; the first slower (or '
+              'faster) one is among them:', '']
+    for c in coarse:
+      lines.append(f'- {c["case"]} between {_short(c["previous"])} and {_short(c["commit"])} '
+                   f'({c["unrun"]} commits between): {_bisect_command(c)}')
   if found['deterministic']:
     lines += ['', 'Deterministic figures changed (a new program: timed as a new series):', '']
     lines += formatting.table(
@@ -175,10 +182,8 @@ def changes(conn, args):
     lines += ['', 'Undecided:', '']
     for c in found['undecided']:
       lines.append(f'- {c["case"]} at {_short(c["commit"])} on {c["machine"][:8]}: {c["reason"]}')
-      if c['ratio'] is not None and c['config_file']:  # runs on both sides: an A/B settles it
-        lines.append(f'  settle it: flax-bench history bisect --good={_short(c["previous"])} '
-                     f'--bad={_short(c["commit"])} --case={c["case"]} '
-                     f'--config={c["config_file"]} --workdir=workdirs/bisect-{c["case"]}')
+      if c['ratio'] is not None:  # runs on both sides: an A/B settles it
+        lines.append(f'  settle it: {_bisect_command(c)}')
   sys.stdout.write('\n'.join(lines) + '\n')
   failing = [v for v in args.fail_on if counts[v]]
   if failing:
@@ -236,6 +241,14 @@ def bisect(args, overrides):
     return 0
   print(f'No first bad commit: {found["why"]}')
   return 1
+
+
+def _bisect_command(point):
+  """The `history bisect` command line that settles a point of `changes`."""
+  return (f'flax-bench history bisect --good={_short(point["previous"])} '
+          f'--bad={_short(point["commit"])} --case={point["case"]} '
+          f'--config={point["config_file"] or "CONFIG.py"} --workdir=workdirs/bisect-'
+          f'{point["case"]}')
 
 
 def export(conn, args):

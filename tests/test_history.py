@@ -545,3 +545,23 @@ def test_trend_png_is_bounded_at_any_length(tmp_path):
   with open(path, 'rb') as f:
     width, height = struct.unpack('>II', f.read(24)[16:24])
   assert (width, height) == (plots.TREND_MAX_WIDTH * 100, 450)
+
+
+def test_a_change_between_commits_never_run_is_coarse():
+  """Issue 37's bisect case: a slowdown among commits of which only some were run.
+  The change is found between the recorded commits around it, and says how many
+  commits of the line lie between them, unrun: bisect's job."""
+  rng = np.random.default_rng(5)
+  ran = [0, 1, 2, 3, 8, 9, 10, 11]  # commits 4-7 were never run
+  conn = history.connect(':memory:')
+  for i in ran:
+    for r in range(3):
+      history.record_report(conn, _report(
+          _commit(i), {'mlp': 0.01 * (1.3 if i >= 6 else 1) * (1 + rng.uniform(-0.02, 0.02))},
+          seed=r))
+  found = change_points.changes(conn, lineage=[_commit(i) for i in range(12)])
+  (change,) = found['timing']
+  assert (change['previous'], change['commit'], change['unrun'], change['verdict']) == (
+      _commit(3), _commit(8), 4, 'regression')
+  assert all(p['unrun'] == 0 for p in found['points'] if p is not change)
+  assert change_points.changes(conn)['timing'][0]['unrun'] is None  # no line: unknown

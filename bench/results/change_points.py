@@ -77,12 +77,15 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
   that is no level boundary.
 
   Returns {'points': [{case, config, config_file, batch_size, machine, commit, previous,
-  verdict, reason, ratio, low, high, before, after}] (every point, series by series),
+  verdict, reason, ratio, low, high, before, after, unrun: commits of the line between
+  previous and commit that no run recorded (None without a line)}] (every point,
+  series by series),
   'timing': the points that are changes, 'undecided': the undecided points,
   'deterministic': [{case, machine, commit, previous, figure, before, after}],
   'counts': {verdict: points}, 'series': how many series have a commit on the line}.
   """
   points, exact, lines = [], [], 0
+  position = {c: i for i, c in enumerate(lineage or ())}
   for (name, config_name, batch, machine), group in series(
       history.case_runs(conn, case=case, config=config)).items():
     commits = per_commit(group, lineage)
@@ -95,7 +98,10 @@ def changes(conn, case=None, config=None, lineage=None, window=3, threshold=0.05
     for c in moved:
       cuts[c['index']] = ', '.join(filter(None, (cuts.get(c['index']),
                                                  f'{c["figure"]} {c["before"]} -> {c["after"]}')))
-    points += [{**labels, **point}
+    # A point between commits with unrecorded ones on the line between them is coarse:
+    # its change happened at one of those (`unrun`; None without a line).
+    points += [{**labels, **point, 'unrun': position[point['commit']]
+                - position[point['previous']] - 1 if position else None}
                for point in judge_series(commits, cuts, window, threshold, confidence)]
   counts = {verdict: sum(p['verdict'] == verdict for p in points) for verdict in VERDICTS}
   return {'points': points, 'counts': counts, 'series': lines, 'deterministic': exact,
