@@ -56,46 +56,16 @@ the way, a config problem either side reports); 128 + N when signal N (SIGTERM,
 SIGINT) stopped it: its running side is ended and its worktrees removed first.
 """
 
-import math
 import os
 import sys
 
+from bench import ab_flags
 from bench.core import interrupt
-from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
+from bench.core.errors import ArgumentParser, UserError, fail
 from bench.results import ab_result
 from bench.run import ab
 from bench.run import history
 import configs
-
-
-def timing_flags(parser):
-  """The flags of how an A/B runs and judges its rounds, on `parser` (bench.ab's, and
-  `flax-bench history bisect`'s for each A/B it runs); `timing_checked` after parsing."""
-  positive = number(lambda v: v >= 1 and v == int(v), 'a whole number >= 1')
-  parser.add_argument('--rounds', default=8, type=positive,
-                      help='rounds before the first look at the verdicts (default 8)')
-  parser.add_argument('--look_every', default=4, type=positive,
-                      help='rounds between looks while a case is undecided (default 4)')
-  parser.add_argument('--max_rounds', default=20, type=positive,
-                      help='rounds at most while a case is undecided (default 20)')
-  parser.add_argument('--max_minutes', default=30.0,
-                      type=number(lambda v: 0 < v < math.inf, 'minutes > 0'),
-                      help='no round starts once this is spent (default 30)')
-  parser.add_argument('--threshold', default=0.1, type=THRESHOLD,
-                      help='ratio change that counts: "10%%" or "0.1" (default 10%%)')
-  parser.add_argument('--confidence', default=0.95,
-                      type=number(lambda v: 0.5 <= v < 1, 'a probability in [0.5, 1)'),
-                      help='confidence of all looks\' intervals together (default 0.95)')
-  parser.add_argument('--seed', type=int, help='seed of the round order (default: drawn)')
-
-
-def timing_checked(parser, args):
-  """`args` of timing_flags checked together, their counts made integers."""
-  if args.max_rounds < args.rounds:
-    parser.error(f'--max_rounds={args.max_rounds:g} is below --rounds={args.rounds:g}')
-  args.rounds, args.max_rounds, args.look_every = map(
-      int, (args.rounds, args.max_rounds, args.look_every))
-  return args
 
 
 def _arguments(argv):
@@ -106,7 +76,7 @@ def _arguments(argv):
                       'repository (each side runs its own revision of it)')
   parser.add_argument('--workdir', required=True, help='where ab.json, ab.md, ab.png, the '
                       'worktrees, runs and logs go')
-  timing_flags(parser)
+  ab_flags.timing_flags(parser)
   parser.add_argument('--history', help='the results history the result is recorded in '
                       '(default $FLAX_BENCH_HISTORY or ~/.cache/flax-bench/history.db; "off": '
                       'none)')
@@ -114,7 +84,7 @@ def _arguments(argv):
                       help='gate: a deterministic change or missing case gives exit 1; '
                       'advisory: only printed (CI diffs those against a stored baseline)')
   rest, overrides = configs.split(argv)  # passed on to each side's bench.main
-  return timing_checked(parser, parser.parse_args(rest)), overrides
+  return ab_flags.timing_checked(parser, parser.parse_args(rest)), overrides
 
 
 def main(argv=None):

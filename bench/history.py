@@ -39,18 +39,14 @@ import os
 import sys
 import time
 
-from bench import ab as ab_cli
-from bench.core import interrupt
+from bench import ab_flags
 from bench.core.errors import THRESHOLD, ArgumentParser, UserError, fail, number
-from bench.results import ab_result
 from bench.results import change_points
 from bench.results import formatting
 from bench.results import history
-from bench.run import ab
 from bench.run import bisect as bisection
 from bench.run import history as locate
 from bench.run.git import repository
-import configs
 
 
 def _short(commit):
@@ -194,6 +190,12 @@ def changes(conn, args):
 def bisect(args, overrides):
   """Runs the bisection's A/Bs (bench/run/bisect.py), each recorded in the history, and
   prints each as it ends, then the first bad commit or why there is none."""
+  # Here, not at the top: with jax they take 0.6 s, which no other subcommand needs.
+  # pylint: disable=import-outside-toplevel
+  from bench.core import interrupt
+  from bench.results import ab_result
+  from bench.run import ab
+  import configs
   repo = repository()
   if repo is None:
     raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bisect runs A/Bs of '
@@ -230,8 +232,18 @@ def bisect(args, overrides):
     print(f'- {step["new"][:10]} against {step["base"][:10]}: {step["verdict"]} '
           f'{step["ratio"]:.3f}x {interval} ({step["minutes"]:.1f} min)', flush=True)
 
-  with interrupt.raising():
-    found = bisection.bisect(good, commits, judge, on_step=heard)
+  try:
+    with interrupt.raising():
+      found = bisection.bisect(good, commits, judge, on_step=heard)
+  except ab.SideFailed as e:  # a side of one of its A/Bs
+    if e.status == 2:
+      raise UserError(str(e)) from None
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  except interrupt.Interrupted as e:  # its A/B's side ended and worktrees removed
+    print(f'interrupted: {e}; the A/Bs finished so far are in {args.workdir} and the history',
+          file=sys.stderr)
+    return 128 + e.signum
   if found['first_bad']:
     first = found['first_bad']
     step = next(s for s in reversed(found['steps']) if s['new'] == first)
@@ -319,7 +331,7 @@ def _parser():
   p.add_argument('--config', required=True, help='config file, relative to the repository')
   p.add_argument('--workdir', required=True, help='where each A/B writes its files '
                  '(N-BASE-NEW/)')
-  ab_cli.timing_flags(p)
+  ab_flags.timing_flags(p)
   p = commands.add_parser('export', help='every case of every run, as CSV or JSON')
   p.add_argument('--format', choices=('csv', 'json'), default='csv')
   p.add_argument('--case')
@@ -332,12 +344,17 @@ COMMANDS = {'list': list_runs, 'show': show, 'changes': changes, 'export': expor
 
 def main(argv=None):
   parser = _parser()
-  rest, overrides = configs.split(sys.argv[1:] if argv is None else argv)
-  args = parser.parse_args(rest)
-  if overrides and args.command != 'bisect':
-    parser.error(f'{overrides[0]}: config overrides are for bisect, which runs the config')
+  argv = sys.argv[1:] if argv is None else argv
+  args, unknown = parser.parse_known_args(argv)
+  overrides = []
   if args.command == 'bisect':
-    ab_cli.timing_checked(parser, args)
+    import configs  # pylint: disable=import-outside-toplevel  (bisect's alone)
+    rest, overrides = configs.split(argv)  # passed on to each A/B's sides
+    args = ab_flags.timing_checked(parser, parser.parse_args(rest))
+  elif unknown:
+    parser.error(f'{unknown[0]}: config overrides are for bisect, which runs the config'
+                 if unknown[0].startswith('--config.') else
+                 f'unrecognized arguments: {" ".join(unknown)}')
   if getattr(args, 'window', None):
     args.window = int(args.window)
   try:
@@ -358,15 +375,6 @@ def main(argv=None):
       conn.close()
   except UserError as e:
     fail(e)
-  except ab.SideFailed as e:  # a side of one of bisect's A/Bs
-    if e.status == 2:
-      fail(e)
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  except interrupt.Interrupted as e:  # its A/B's side ended and worktrees removed
-    print(f'interrupted: {e}; the A/Bs finished so far are in {args.workdir} and the history',
-          file=sys.stderr)
-    return 128 + e.signum
 
 
 if __name__ == '__main__':
