@@ -264,14 +264,15 @@ def _bisect_command(point):
 
 
 def export(conn, args):
-  rows = history.export_rows(conn, case=args.case, config=args.config)
+  rows = history.export_rows(conn, case=args.case, config=args.config,
+                             decoded=args.format == 'json')
   if args.format == 'json':
     sys.stdout.write(json.dumps(rows, indent=1) + '\n')
   else:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, history.EXPORT_COLUMNS, lineterminator='\n')
-    writer.writeheader()
-    writer.writerows({**r, 'samples': json.dumps(r['samples'])} for r in rows)
+    writer = csv.writer(buffer, lineterminator='\n')
+    writer.writerow(history.EXPORT_COLUMNS)
+    writer.writerows(r.values() for r in rows)  # in EXPORT_COLUMNS' order
     sys.stdout.write(buffer.getvalue())
   return 0
 
