@@ -39,6 +39,26 @@ ACTIVATIONS = {
 
 KERAS_KERNEL_INIT = nn.initializers.glorot_uniform()
 
+# How a model's non-overlapping max pools run (the case field `pool_impl`): 'reshape'
+# folds each window into two axes of its own and takes their max; 'flax' is
+# nn.max_pool. Their values are equal, and so are their gradients wherever a window's
+# maximum is unique (at a tie 'flax' gives the gradient to one element, 'reshape'
+# shares it: after a ReLU the common tie is zeros, whose gradient the ReLU stops).
+# XLA:CPU expands reduce-window max's gradient into iotas, a variadic reduce-window
+# and a scatter; the reshape's gradient is a compare and a select.
+POOL_IMPLS = ('reshape', 'flax')
+
+
+def max_pool(x, size, impl='reshape'):
+  """Max pooling of NHWC `x` over size x size windows at stride `size`, VALID (a
+  remainder row or column dropped), as nn.max_pool, by `impl` (POOL_IMPLS)."""
+  if impl == 'flax':
+    return nn.max_pool(x, (size, size), strides=(size, size))
+  n, h, w, c = x.shape
+  rows, cols = h // size, w // size
+  x = x[:, :rows * size, :cols * size]
+  return jnp.max(x.reshape(n, rows, size, cols, size, c), axis=(2, 4))
+
 
 def parse_head(spec):
   """[('dropout', rate) | ('dense', units, activation)] from a spec such as

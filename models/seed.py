@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from models import registry
-from models.layers import ACTIVATIONS, Classifier, batch_norm
+from models.layers import ACTIVATIONS, Classifier, batch_norm, max_pool
 
 
 @registry.register('seed_mlp')
@@ -46,6 +46,7 @@ class SeedCNN(Classifier):
   pooling: str = 'flatten'
   head: str = 'dense:256:relu'
   filters: Sequence[int] = (32, 64, 128)
+  pool_impl: str = 'reshape'  # layers.POOL_IMPLS
 
   default_image_shape = (32, 32, 3)
 
@@ -54,7 +55,7 @@ class SeedCNN(Classifier):
     for i, width in enumerate(self.filters, 1):
       x = nn.relu(nn.Conv(width, (3, 3), padding='VALID', dtype=self.dtype,
                           kernel_init=self.kernel_init, name=f'conv{i}')(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = max_pool(x, 2, self.pool_impl)
     return x
 
 
@@ -84,6 +85,7 @@ class SeedCIFAR(Classifier):
   pools: Sequence[int] = (2,)
   activation: str = 'relu'
   batchnorm_first: bool = False
+  pool_impl: str = 'reshape'  # layers.POOL_IMPLS
 
   default_image_shape = (32, 32, 3)
 
@@ -109,5 +111,5 @@ class SeedCIFAR(Classifier):
       x = activation(nn.Conv(width, (size, size), padding='SAME' if i == 1 else 'VALID',
                              dtype=self.dtype, kernel_init=self.kernel_init, name=f'conv{i}')(x))
     for size in self.pools:
-      x = nn.max_pool(x, (size, size), strides=(size, size))
+      x = max_pool(x, size, self.pool_impl)
     return x

@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from models import registry
-from models.layers import Classifier, KERAS_KERNEL_INIT, batch_norm
+from models.layers import Classifier, KERAS_KERNEL_INIT, batch_norm, max_pool
 
 SKIPS = ('none', 'unet', 'residual')
 
@@ -63,6 +63,7 @@ class WidthNet(Classifier):
   nf: int = 32  # the seeds swept 16, 32, 48, 64, 80, 96, 128
   kernel_size: int = 3
   skip: str = 'none'  # none | unet | residual
+  pool_impl: str = 'reshape'  # layers.POOL_IMPLS
 
   default_image_shape = (32, 32, 3)
 
@@ -88,7 +89,7 @@ class WidthNet(Classifier):
       return jnp.concatenate([x, skip], axis=-1) if self.skip == 'unet' else x
 
     enc1 = unit(x, nf, 'enc1')
-    enc2 = unit(nn.max_pool(enc1, (2, 2), (2, 2)), 2 * nf, 'enc2')
-    x = unit(nn.max_pool(enc2, (2, 2), (2, 2)), 4 * nf, 'mid')
+    enc2 = unit(max_pool(enc1, 2, self.pool_impl), 2 * nf, 'enc2')
+    x = unit(max_pool(enc2, 2, self.pool_impl), 4 * nf, 'mid')
     x = unit(up(x, enc2, 2 * nf, 'up2'), 2 * nf, 'dec2')
     return unit(up(x, enc1, nf, 'up1'), nf, 'dec1')

@@ -7,8 +7,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from bench.core.errors import UserError
 from bench.measure import costs
+from bench.workload import build
 import models
+from tests.conftest import case_config
 
 
 def _init(name, **kwargs):
@@ -56,7 +59,39 @@ def test_registry_rejects_unknown_and_duplicate_names():
 
 
 def test_kwarg_names_exclude_harness_fields():
-  assert models.kwarg_names('seed_cnn') == ['include_top', 'pooling', 'head', 'filters']
+  assert models.kwarg_names('seed_cnn') == ['include_top', 'pooling', 'head', 'filters',
+                                            'pool_impl']
   # Fixed by the registered name, so not a kwarg: resnet50 is depth 50.
   assert models.kwarg_names('resnet50') == ['include_top', 'pooling', 'head', 'variant']
   assert models.kwarg_names('seed_mlp') == ['features']
+
+
+@pytest.mark.parametrize('name, kwargs, shape', [
+    ('seed_cnn', {}, (4, 32, 32, 3)),
+    ('seed_cifar', {'filters': (7,), 'kernel_sizes': (5,), 'pools': (5, 2)}, (4, 32, 32, 3)),
+    ('width_unet', {'nf': 8}, (2, 32, 32, 3)),
+    ('seed_cnn', {}, (2, 33, 33, 3)),  # odd sizes: a remainder row and column dropped
+])
+def test_pool_impls_give_equal_outputs_and_gradients(name, kwargs, shape):
+  """The reshape max pool against flax's nn.max_pool, through the whole model and its
+  gradient: bit for bit (random inputs: no tie within a window but the ReLU's zeros,
+  whose gradient the ReLU stops)."""
+  x = jax.random.normal(jax.random.key(1), shape)
+  outputs = {}
+  for impl in models.POOL_IMPLS:
+    model = models.create(name, num_classes=10, dtype=jnp.float32, pool_impl=impl, **kwargs)
+    variables = model.init(jax.random.key(0), x)
+    loss = lambda params, v=variables, m=model: jnp.sum(  # noqa: E731
+        m.apply({**v, 'params': params}, x) ** 2)
+    outputs[impl] = (model.apply(variables, x), jax.grad(loss)(variables['params']))
+  (logits_a, grads_a), (logits_b, grads_b) = outputs.values()
+  assert jnp.array_equal(logits_a, logits_b)
+  assert all(jax.tree.leaves(jax.tree.map(jnp.array_equal, grads_a, grads_b)))
+
+
+def test_the_pool_impl_field_reaches_the_models_that_pool():
+  assert build.model_of(case_config(model='seed_cnn')).pool_impl == 'reshape'
+  assert build.model_of(case_config(model='seed_cnn', pool_impl='flax')).pool_impl == 'flax'
+  assert not hasattr(build.model_of(case_config(model='resnet18')), 'pool_impl')
+  with pytest.raises(UserError, match="pool_impl.*must be one of reshape, flax"):
+    case_config(model='seed_cnn', pool_impl='fast')

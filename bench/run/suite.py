@@ -108,6 +108,7 @@ def _mapping(value):
 CASE_FIELDS = {
     'model': _one_of(models.names),
     'model_kwargs': _mapping,
+    'pool_impl': _one_of(models.POOL_IMPLS),
     'dataset': _dataset,
     'data_dir': _text,
     'download': _boolean,
