@@ -238,7 +238,11 @@ def _own_flops(module, instruction, shapes):
     return _conv_flops(instruction, shapes)
   if op == 'dot':
     return _dot_flops(instruction, shapes)
-  if op in ELEMENTWISE_OPS:
+  # A conversion moves data (MOVEMENT_OPS: its category), but XLA's cost analysis
+  # counts it as one FLOP an element, as it counts any elementwise op (the shared
+  # gradient of a max over a window's axes converts its location mask: 160k FLOPs of
+  # the seed CNN's step at batch 4 went uncounted).
+  if op in ELEMENTWISE_OPS or op == 'convert':
     return elements(instruction.type)
   if op == 'reduce':
     inputs = len(instruction.operands) // 2  # a variadic reduce: inputs, then init values
