@@ -139,13 +139,13 @@ def test_under_ulimit_v_a_step_whose_temporaries_cannot_fit_fails_its_case(tmp_p
   result = subprocess.run(_limited(12, [
       sys.executable, '-m', 'bench.main', '--config=configs/quickstart.py',
       '--config.select=cnn_b32', '--config.warmup_steps=1', '--config.timed_steps=2',
-      '--config.image_shape=(512,512,3)', f'--workdir={tmp_path / "wd"}']), cwd=REPO, env=env,
+      '--config.image_shape=(768,768,3)', f'--workdir={tmp_path / "wd"}']), cwd=REPO, env=env,
       capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 1, result.stderr[-3000:]
   (case,) = json.loads((tmp_path / 'wd' / 'report.json').read_text())['cases']
   assert re.fullmatch(
-      r'MemoryError: a step needs 13.3 GB beside its arguments \(XLA memory analysis: '
-      r'temporaries 13.3 GB, outputs \d+ bytes\) but .* is free \(ulimit -v\); lower '
+      r'MemoryError: a step needs 12.3 GB beside its arguments \(XLA memory analysis: '
+      r'temporaries 12.3 GB, outputs \d+ bytes\) but .* is free \(ulimit -v\); lower '
       r'--config.batch_size or --config.image_shape', case['error']), case['error']
 
 
