@@ -26,6 +26,7 @@ VERDICTS = ('regression', 'faster', 'same', 'undecided')
 # How many windows of commits on each side a level boundary is judged by, at most.
 LEVEL_WINDOWS = 10
 
+
 def order_commits(rows, lineage=None):
   """The commits of `rows` in order: along `lineage` (commits, oldest first, from git)
   where given, dropping those off it; else by commit time, then first recording."""
