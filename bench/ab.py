@@ -60,7 +60,6 @@ import os
 import sys
 
 from bench import ab_flags
-from bench.core import interrupt
 from bench.core.errors import ArgumentParser, UserError, fail
 from bench.results import ab_result
 from bench.run import ab
@@ -89,30 +88,18 @@ def _arguments(argv):
 
 def main(argv=None):
   args, overrides = _arguments(sys.argv[1:] if argv is None else argv)
-  args.config = configs.resolve(args.config) or args.config  # --config=quickstart too
   try:
-    if os.path.isfile(args.config):
-      # The overrides checked up front (a field, a value's type, one no case reads) on this
-      # checkout's copy of the config, before any worktree or round: each side then runs
-      # its own revision's copy, and reports its own problems.
-      configs.load(args.config, overrides)
+    ab.check_config(args, overrides)
     recording = history.check(args.history)
-    with interrupt.raising():
-      result = ab.run(args, overrides)
+    result, status = ab.settled(lambda: ab.run(args, overrides), (
+        f'{os.path.join(args.workdir, ab_result.AB_JSON)} has the rounds finished so far'))
+    if status is not None:
+      return status
     if recording:
       history.record_finished(recording, result, ab=True, source=os.path.abspath(
           os.path.join(args.workdir, ab_result.AB_JSON)))
   except UserError as e:
     fail(e)
-  except ab.SideFailed as e:
-    if e.status == 2:
-      fail(e)  # the side's own one-line user error (a bad config field, missing data)
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  except interrupt.Interrupted as e:  # its side ended and the worktrees removed (run/ab.py)
-    print(f'interrupted: {e}; {os.path.join(args.workdir, ab_result.AB_JSON)} has the rounds '
-          'finished so far', file=sys.stderr)
-    return 128 + e.signum
   sys.stdout.write(ab_result.markdown(result))
   return ab_result.exit_status(result, changes_gate=args.changes == 'gate')
 

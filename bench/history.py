@@ -192,18 +192,14 @@ def bisect(args, overrides):
   prints each as it ends, then the first bad commit or why there is none."""
   # Here, not at the top: with jax they take 0.6 s, which no other subcommand needs.
   # pylint: disable=import-outside-toplevel
-  from bench.core import interrupt
   from bench.results import ab_result
   from bench.run import ab
-  import configs
   repo = repository()
   if repo is None:
     raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bisect runs A/Bs of '
                     'commits, so run it inside a clone of the repository')
   good, commits = bisection.line(repo, args.good, args.bad)
-  args.config = configs.resolve(args.config) or args.config
-  if os.path.isfile(args.config):
-    configs.load(args.config, overrides)  # a bad override is one line now, not in an A/B
+  ab.check_config(args, overrides)
   locate.check(args.history)
   count = iter(range(1, len(commits) + 2))
 
@@ -232,21 +228,13 @@ def bisect(args, overrides):
     print(f'- {step["new"][:10]} against {step["base"][:10]}: {step["verdict"]} '
           f'{step["ratio"]:.3f}x {interval} ({step["minutes"]:.1f} min)', flush=True)
 
-  try:
-    with interrupt.raising():
-      found = bisection.bisect(good, commits, judge, on_step=heard)
-  except ab.SideFailed as e:  # a side of one of its A/Bs
-    if e.status == 2:
-      raise UserError(str(e)) from None
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  except interrupt.Interrupted as e:  # its A/B's side ended and worktrees removed
-    print(f'interrupted: {e}; the A/Bs finished so far are in {args.workdir} and the history',
-          file=sys.stderr)
-    return 128 + e.signum
+  found, status = ab.settled(lambda: bisection.bisect(good, commits, judge, on_step=heard),
+                             f'the A/Bs finished so far are in {args.workdir} and the history')
+  if status is not None:
+    return status
   if found['first_bad']:
     first = found['first_bad']
-    step = next(s for s in reversed(found['steps']) if s['new'] == first)
+    step = found['deciding']
     print(f'First bad commit: {first[:10]} {bisection.subject(repo, first)!r}: '
           f'{step["ratio"]:.3f}x [{step["ci_low"]:.3f}, {step["ci_high"]:.3f}] against '
           f'{step["base"][:10]}, in {len(found["steps"])} A/Bs')
@@ -264,15 +252,17 @@ def _bisect_command(point):
 
 
 def export(conn, args):
-  rows = history.export_rows(conn, case=args.case, config=args.config,
-                             decoded=args.format == 'json')
+  rows = history.export_rows(conn, case=args.case, config=args.config)
   if args.format == 'json':
-    sys.stdout.write(json.dumps(rows, indent=1) + '\n')
+    samples = history.EXPORT_COLUMNS.index('samples')
+    sys.stdout.write(json.dumps([
+        {**dict(zip(history.EXPORT_COLUMNS, row)), 'samples': json.loads(row[samples])}
+        for row in rows], indent=1) + '\n')
   else:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator='\n')
     writer.writerow(history.EXPORT_COLUMNS)
-    writer.writerows(r.values() for r in rows)  # in EXPORT_COLUMNS' order
+    writer.writerows(rows)
     sys.stdout.write(buffer.getvalue())
   return 0
 

@@ -233,7 +233,7 @@ def test_ab_of_head_against_itself_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--base=no-such-rev'], "unknown revision 'no-such-rev'"),
+    (['--base=no-such-rev'], '--base=no-such-rev: git knows no such commit'),
     (['--base=HEAD', '--config=configs/no_such.py'], 'configs/no_such.py does not exist at HEAD'),
     (['--base=HEAD', '--max_rounds=3'], '--max_rounds=3 is below --rounds=8'),
     (['--base=HEAD', '--threshold=ten'], "'ten' is not a fraction"),

@@ -37,6 +37,9 @@ def test_the_first_bad_commit_is_found_exactly_in_at_most_5_ab(planted):
   assert found['last_good'] == ([GOOD, *COMMITS][planted])
   assert calls[0] == (GOOD, COMMITS[-1])  # the ends first: is there a regression at all?
   assert len(calls) <= 5 and len(heard) == len(calls) == len(found['steps'])
+  # The A/B that found the first bad commit slower is the one its verdict is shown with.
+  assert found['deciding']['new'] == COMMITS[planted]
+  assert found['deciding']['verdict'] == 'regression'
 
 
 def test_an_ab_that_cannot_decide_ends_it_with_the_range_left():
@@ -49,6 +52,7 @@ def test_an_ab_that_cannot_decide_ends_it_with_the_range_left():
   assert [s['new'] for s in found['steps']] == [COMMITS[15], COMMITS[7], COMMITS[3]]
   assert found['first_bad'] is None
   assert (found['last_good'], found['first_bad_known']) == (GOOD, COMMITS[7])
+  assert found['deciding'] is found['steps'][1]
   assert found['why'] == (
       f'the A/B of {COMMITS[3][:10]} against {GOOD[:10]} was inconclusive: the first bad '
       f'commit is one of the 8 after {GOOD[:10]} up to {COMMITS[7][:10]}; rerun on a quieter '

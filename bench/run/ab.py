@@ -25,11 +25,13 @@ import sys
 import time
 
 from bench.core import fileio
+from bench.core import interrupt
 from bench.core.errors import UserError
 from bench.results import ab_result
 from bench.results import schema as report_lib
 from bench.results.ab_stats import SIDES, looks, stop_reason
-from bench.run.git import git, repository
+from bench.run.git import git, repository, resolve
+import configs
 
 # The compilation cache the sides share: a round after the first reads its programs
 # back instead of compiling them (compilation is not what is timed), and both sides
@@ -41,15 +43,6 @@ _LOCK = 'bench.ab pid '
 # How long a side has to end on SIGTERM (its own watcher ends it within seconds,
 # bench/core/interrupt.py) before it is killed.
 _END_S = 15
-
-
-def resolve(repo, rev):
-  """The full commit hash `rev` names in `repo`."""
-  result = git(repo, 'rev-parse', '--verify', '--quiet', f'{rev}^{{commit}}')
-  if result.returncode or not rev:
-    raise UserError(f'unknown revision {rev!r}: give a commit, branch or tag of {repo} '
-                    '(git log --oneline lists them)')
-  return result.stdout.strip()
 
 
 def _check_config(repo, commit, rev, config):
@@ -208,7 +201,7 @@ def _prepare(args):
   for path in stale_worktrees(repo):  # a killed A/B's, wherever its workdir was
     print(f'note: removing the worktree {path} a killed bench.ab left', file=sys.stderr)
     remove_worktree(repo, path)
-  commits = {side: resolve(repo, getattr(args, side)) for side in SIDES}
+  commits = {side: resolve(repo, getattr(args, side), f'--{side}') for side in SIDES}
   config = os.path.relpath(os.path.abspath(args.config), repo)
   if config.startswith(os.pardir):
     raise UserError(f'--config={args.config} is outside the repository {repo}; give a '
@@ -219,6 +212,34 @@ def _prepare(args):
     raise UserError(f'--workdir={args.workdir} is a file; give a directory (created if '
                     'missing) for ab.json, ab.md, its runs and logs')
   return repo, commits, config
+
+
+def check_config(args, overrides):
+  """args.config resolved (a shipped config by name: --config=quickstart) and the
+  overrides checked up front (a field, a value's type, one no case reads) on this
+  checkout's copy of it, before any worktree or round: each side then runs its own
+  revision's copy, and reports its own problems."""
+  args.config = configs.resolve(args.config) or args.config
+  if os.path.isfile(args.config):
+    configs.load(args.config, overrides)
+
+
+def settled(body, kept):
+  """(body(), None), body running A/Bs under interrupt.raising(); or (None, the exit
+  status) once a side failed (its line printed; a side's one-line user error raised
+  as a UserError) or a signal ended it (the interrupted line, with `kept`: where what
+  finished before it is)."""
+  try:
+    with interrupt.raising():
+      return body(), None
+  except SideFailed as e:
+    if e.status == 2:
+      raise UserError(str(e)) from None  # the side's own (a bad config field, missing data)
+    print(f'error: {e}', file=sys.stderr)
+    return None, 1
+  except interrupt.Interrupted as e:  # its side ended and the worktrees removed
+    print(f'interrupted: {e}; {kept}', file=sys.stderr)
+    return None, 128 + e.signum
 
 
 def run(args, overrides, out=sys.stdout):

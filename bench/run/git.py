@@ -3,6 +3,8 @@ times, first-parent lines) ask it."""
 
 import subprocess
 
+from bench.core.errors import UserError
+
 
 def git(repo, *args):
   """`git -C repo args`: its CompletedProcess, text; returncode 127 where git itself
@@ -23,3 +25,13 @@ def output(repo, *args):
 def repository(start='.'):
   """The top of the git checkout holding `start`; None outside one (or without git)."""
   return output(start, 'rev-parse', '--show-toplevel')
+
+
+def resolve(repo, rev, flag):
+  """The full commit hash `rev` (the value of the command line's `flag`) names in
+  `repo`; a UserError naming the flag where git knows no such commit."""
+  commit = output(repo, 'rev-parse', '--verify', '--quiet', f'{rev}^{{commit}}') if rev else None
+  if not commit:
+    raise UserError(f'{flag}={rev}: git knows no such commit in {repo}; name a branch, tag or '
+                    'commit (git log --oneline lists them)')
+  return commit

@@ -16,7 +16,7 @@ import sys
 from bench.core.errors import UserError
 from bench.results import history
 from bench.results import sqlite_file
-from bench.run.git import output, repository
+from bench.run.git import output, repository, resolve
 
 ENV = 'FLAX_BENCH_HISTORY'
 DEFAULT = os.path.join('~', '.cache', 'flax-bench', 'history.db')
@@ -37,17 +37,15 @@ def commit_time(repo, commit):
   return int(found) if found and found.isdigit() else None
 
 
-def lineage(repo, rev='HEAD'):
+def lineage(repo, rev='HEAD', flag='--rev'):
   """The commits of `rev`'s first-parent line, oldest first: the order along which
   `changes` reads a history (a side branch's commits are on its own line, not on
-  main's). None outside a repository; a UserError for a revision git does not know."""
+  main's). None outside a repository; a UserError (naming `flag`) for a revision git
+  does not know."""
   if not repo:
     return None
-  listed = output(repo, 'rev-list', '--first-parent', '--reverse', rev)
-  if listed is None:
-    raise UserError(f'git does not know the revision {rev!r} in {repo}; name a branch, tag or '
-                    'commit')
-  return listed.split()
+  return output(repo, 'rev-list', '--first-parent', '--reverse',
+                resolve(repo, rev, flag)).split()
 
 
 def expand_range(repo, spec):
