@@ -9,6 +9,7 @@ the command line. bench/run/ab.py runs the rounds.
 import functools
 import math
 import random
+import statistics
 
 import numpy as np
 
@@ -36,8 +37,15 @@ def signed_rank_interval(values, confidence):
   # interval leaves k Walsh averages out on each side.
   k = int(np.searchsorted(cdf, (1 - confidence) / 2, side='right'))
   if k == 0:
-    return float(np.median(walsh)), -math.inf, math.inf
-  return float(np.median(walsh)), float(walsh[k - 1]), float(walsh[len(walsh) - k])
+    return _middle(walsh), -math.inf, math.inf
+  return _middle(walsh), float(walsh[k - 1]), float(walsh[len(walsh) - k])
+
+
+def _middle(ordered):
+  """The median of sorted values (np.median sorts them again: a third of `history
+  changes`' judging at 10,000 runs)."""
+  n = len(ordered)
+  return float((ordered[(n - 1) // 2] + ordered[n // 2]) / 2)
 
 
 # Beyond this many pairs (m * n) the exact distribution costs seconds and then overflows
@@ -82,15 +90,14 @@ def rank_sum_interval(before, after, confidence):
   Too few values for any bound give (estimate, -inf, inf)."""
   before, after = np.asarray(before, float), np.asarray(after, float)
   differences = np.sort((after[None, :] - before[:, None]).ravel())
-  estimate = float(np.median(differences))
+  estimate = _middle(differences)
   m, n = len(before), len(after)
   if m * n <= _EXACT_PAIRS:
     k = int(np.searchsorted(_rank_sum_cdf(m, n), (1 - confidence) / 2, side='right'))
   else:  # U's normal approximation, with its continuity correction
-    from scipy import stats  # pylint: disable=import-outside-toplevel  (a second to import)
     spread = math.sqrt(m * n * (m + n + 1) / 12)
-    k = max(int(math.floor(m * n / 2 - stats.norm.ppf(1 - (1 - confidence) / 2) * spread
-                           + 0.5)), 0)
+    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    k = max(int(math.floor(m * n / 2 - z * spread + 0.5)), 0)
   if k == 0:
     return estimate, -math.inf, math.inf
   return estimate, float(differences[k - 1]), float(differences[len(differences) - k])
