@@ -484,7 +484,8 @@ def test_runs_without_a_machine_id_are_undecided(tmp_path):
 
 def test_a_history_of_schema_1_is_migrated(tmp_path):
   """A file of the first schema (no machine id in its machines table) gains the
-  identity's columns; its machine is unknown, a new run's machine a new row."""
+  identity's columns and the runs' order index; its machine is unknown, a new run's
+  machine a new row."""
   path = str(tmp_path / 'old.db')
   old = sqlite3.connect(path, isolation_level=None)
   for statement in sqlite_file.statements(history_schema.MIGRATIONS[0]):
@@ -497,14 +498,16 @@ def test_a_history_of_schema_1_is_migrated(tmp_path):
   old.execute("INSERT INTO cases (run_id, name, status, median_s) VALUES (1, 'mlp', 'ok', 0.01)")
   old.close()
   conn = history.connect(path)
-  assert conn.execute('PRAGMA user_version').fetchone()[0] == 2
+  assert conn.execute('PRAGMA user_version').fetchone()[0] == 3
+  assert 'INDEX runs_in_order' in str(conn.execute(
+      'EXPLAIN QUERY PLAN SELECT id FROM runs ORDER BY recorded_at, id').fetchall())
   history.record_report(conn, _report(_commit(1), {'mlp': 0.01}))
   rows = history.case_runs(conn, case='mlp')
   assert [(r['machine_key'], r['host_id'], r['jax']) for r in rows] == [
       ('k1', None, None), (machine.key(machine.identity(_MACHINE)), _MACHINE['machine_id'],
                            '0.10.2')]
   conn.close()
-  assert history.connect(path).execute('PRAGMA user_version').fetchone()[0] == 2
+  assert history.connect(path).execute('PRAGMA user_version').fetchone()[0] == 3
 
 
 @pytest.mark.parametrize('where, value, line', [

@@ -13,7 +13,7 @@ from bench.core import machine
 from bench.results import schema as report_lib
 
 APPLICATION_ID = 0x46424831  # 'FBH1'
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[v] takes a file of version v to v + 1.
 MIGRATIONS = ("""
@@ -74,6 +74,10 @@ ALTER TABLE machines ADD COLUMN cpu_signature TEXT;
 ALTER TABLE machines ADD COLUMN memory_bytes INTEGER;
 ALTER TABLE machines ADD COLUMN jax TEXT;
 ALTER TABLE machines ADD COLUMN jaxlib TEXT;
+""", """
+-- Every query reads runs in the order they were recorded: in this index's order, not
+-- sorted after reading (40,000 cases: 0.40 -> 0.20 s).
+CREATE INDEX runs_in_order ON runs (recorded_at, id);
 """)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
