@@ -190,34 +190,7 @@ def changes(conn, args):
 def bisect(args, overrides):
   """Runs the bisection's A/Bs (bench/run/bisect.py), each recorded in the history, and
   prints each as it ends, then the first bad commit or why there is none."""
-  # Here, not at the top: with jax they take 0.6 s, which no other subcommand needs.
-  # pylint: disable=import-outside-toplevel
-  from bench.results import ab_result
-  from bench.run import ab
-  repo = repository()
-  if repo is None:
-    raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bisect runs A/Bs of '
-                    'commits, so run it inside a clone of the repository')
-  good, commits = bisection.line(repo, args.good, args.bad)
-  ab.check_config(args, overrides)
-  locate.check(args.history)
-  count = iter(range(1, len(commits) + 2))
-
-  def judge(base, new):
-    workdir = os.path.join(args.workdir, f'{next(count)}-{base[:10]}-{new[:10]}')
-    ab_args = argparse.Namespace(**{**vars(args), 'base': base, 'new': new,
-                                    'workdir': workdir, 'changes': 'advisory'})
-    started = time.monotonic()
-    result = ab.run(ab_args, [*overrides, f'--config.select={args.case}'], out=sys.stderr)
-    locate.record_finished(args.history, result, ab=True, source=os.path.abspath(
-        os.path.join(workdir, ab_result.AB_JSON)))
-    case = next((c for c in result['cases'] if c['name'] == args.case), None)
-    if case is None:
-      raise UserError(f'--case={args.case}: the A/B of {new[:10]} against {base[:10]} has no '
-                      f'such case; name a case of {args.config}')
-    return {key: case[key] for key in ('verdict', 'ratio', 'ci_low', 'ci_high')} | {
-        'minutes': (time.monotonic() - started) / 60}
-
+  repo, good, commits = bisection.prepare(args, overrides)
   print(f'Bisecting {args.case}: {len(commits)} commit{"s" if len(commits) > 1 else ""} after '
         f'{good[:10]} up to '
         f'{commits[-1][:10]}', flush=True)
@@ -228,8 +201,7 @@ def bisect(args, overrides):
     print(f'- {step["new"][:10]} against {step["base"][:10]}: {step["verdict"]} '
           f'{step["ratio"]:.3f}x {interval} ({step["minutes"]:.1f} min)', flush=True)
 
-  found, status = ab.settled(lambda: bisection.bisect(good, commits, judge, on_step=heard),
-                             f'the A/Bs finished so far are in {args.workdir} and the history')
+  found, status = bisection.by_ab(args, overrides, good, commits, on_step=heard)
   if status is not None:
     return status
   if found['first_bad']:

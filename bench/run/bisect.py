@@ -15,13 +15,22 @@ when it cannot decide), so the bisection asks it, and only it:
    good; `inconclusive` ends the bisection where it stands: the first bad commit is
    then somewhere after the last good, up to the first bad, and the result says so.
 
-Every A/B is the caller's (`judge`), which records each in the history. 16 commits
-take at most 5 A/Bs: the ends, then 4 halvings.
+`bisect` asks a `judge`; `by_ab`'s runs each A/B and records it in the history.
+16 commits take at most 5 A/Bs: the ends, then 4 halvings.
 """
 
+import argparse
+import itertools
+import os
+import sys
+import time
+
 from bench.core.errors import UserError
-from bench.run.git import git, resolve
-from bench.run.history import lineage
+from bench.run import history
+from bench.run.git import git, repository, resolve
+
+# bench.run.ab is imported where an A/B is run, not at the top: with jax it takes 0.6 s,
+# which `flax-bench history`'s other subcommands (this module's importers) need not pay.
 
 # A/B verdicts that clear the middle commit: it is not slower than the last good one.
 NOT_SLOWER = ('same', 'faster')
@@ -32,12 +41,56 @@ def line(repo, good, bad):
   oldest first; a UserError for an unknown revision or a good commit that is not on
   that line before bad."""
   good_commit = resolve(repo, good, '--good')
-  first_parents = lineage(repo, bad, '--bad')
+  first_parents = history.lineage(repo, bad, '--bad')
   if good_commit not in first_parents[:-1]:
     raise UserError(f'--good={good} is not an earlier commit on the first-parent line of '
                     f'--bad={bad}; give a good commit that --bad descends from along its '
                     'first parents')
   return good_commit, first_parents[first_parents.index(good_commit) + 1:]
+
+
+def prepare(args, overrides):
+  """(repo, good's full commit, the commits to bisect: `line`) of `history bisect`'s
+  flags, every problem a UserError before any A/B: no checkout, a revision, the
+  config or an override (ab.check_config), the history."""
+  from bench.run import ab  # pylint: disable=import-outside-toplevel  (see the imports)
+  repo = repository()
+  if repo is None:
+    raise UserError(f'{os.path.abspath(".")} is not in a git checkout: bisect runs A/Bs of '
+                    'commits, so run it inside a clone of the repository')
+  good, commits = line(repo, args.good, args.bad)
+  ab.check_config(args, overrides)
+  history.check(args.history)
+  return repo, good, commits
+
+
+def by_ab(args, overrides, good, commits, on_step):
+  """`bisect` of `prepare`'s commits, each A/B (bench/run/ab.py) of --case between two
+  commits in a workdir of its own under --workdir (numbered in order) and recorded in
+  the history: (its result, None), or (None, the exit status) where a side failed or
+  a signal ended it (ab.settled)."""
+  # pylint: disable=import-outside-toplevel  (see the imports)
+  from bench.results import ab_result
+  from bench.run import ab
+  count = itertools.count(1)
+
+  def judge(base, new):
+    workdir = os.path.join(args.workdir, f'{next(count)}-{base[:10]}-{new[:10]}')
+    ab_args = argparse.Namespace(**{**vars(args), 'base': base, 'new': new,
+                                    'workdir': workdir, 'changes': 'advisory'})
+    started = time.monotonic()
+    result = ab.run(ab_args, [*overrides, f'--config.select={args.case}'], out=sys.stderr)
+    history.record_finished(args.history, result, ab=True, source=os.path.abspath(
+        os.path.join(workdir, ab_result.AB_JSON)))
+    case = next((c for c in result['cases'] if c['name'] == args.case), None)
+    if case is None:
+      raise UserError(f'--case={args.case}: the A/B of {new[:10]} against {base[:10]} has no '
+                      f'such case; name a case of {args.config}')
+    return {key: case[key] for key in ('verdict', 'ratio', 'ci_low', 'ci_high')} | {
+        'minutes': (time.monotonic() - started) / 60}
+
+  return ab.settled(lambda: bisect(good, commits, judge, on_step=on_step),
+                    f'the A/Bs finished so far are in {args.workdir} and the history')
 
 
 def subject(repo, commit):
