@@ -17,10 +17,9 @@ def get_config():
   config.model_kwargs = ml_collections.ConfigDict()
   config.benchmark = 'train_step'  # train_step | eval_step | forward | compile | input | train
   config.dtype = 'float32'  # computation dtype; parameters stay float32
-  # Max pools (seed CNN, CIFAR nets, width nets, ResNets, Xception): 'slices' (the max
-  # of each window's strided slices) or 'flax' (nn.max_pool); models/layers.py
-  # POOL_IMPLS says why.
-  config.pool_impl = 'slices'
+  # Non-overlapping max pools (seed CNN, CIFAR nets, width nets): 'reshape' (a max over
+  # the window's axes) or 'flax' (nn.max_pool); models/layers.py POOL_IMPLS says why.
+  config.pool_impl = 'reshape'
   # Initial weights: '' (random), 'keras:/path/weights.h5' or 'orbax:/path/dir' (see
   # bench/workload/pretrained.py); the top is taken from them only where it fits.
   config.init_from = ''

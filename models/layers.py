@@ -39,37 +39,25 @@ ACTIVATIONS = {
 
 KERAS_KERNEL_INIT = nn.initializers.glorot_uniform()
 
-# How a model's max pools run (the case field `pool_impl`): 'slices' takes the max of
-# each window's strided slices, rows first, then columns (a window's max is the max of
-# its rows' maxima); 'flax' is nn.max_pool. Their values are equal, and so are their
-# gradients wherever a window's maximum is unique (at a tie 'flax' gives the gradient
-# to the window's first maximum, 'slices' shares it: after a ReLU the common tie is
-# zeros, whose gradient the ReLU stops). XLA:CPU expands reduce-window max's gradient
-# into iotas, a variadic reduce-window and a scatter; the slices' gradient is compares,
-# selects and pads. relu -> pool -> loss, gradient, XLA:CPU, this 2-core machine:
-# 2x2/2 at 32x30x30x32 5.9 ms (flax), 1.26 (a reshape and a max over the window's
-# axes, the impl before), 0.61 (slices); at 256x30x30x32 107, 29.9, 7.8 ms; 3x3/2 at
-# ResNet's stem (8x112x112x64) 135 ms (flax), 38 (slices).
-POOL_IMPLS = ('slices', 'flax')
+# How a model's non-overlapping max pools run (the case field `pool_impl`): 'reshape'
+# folds each window into two axes of its own and takes their max; 'flax' is
+# nn.max_pool. Their values are equal, and so are their gradients wherever a window's
+# maximum is unique (at a tie 'flax' gives the gradient to one element, 'reshape'
+# shares it: after a ReLU the common tie is zeros, whose gradient the ReLU stops).
+# XLA:CPU expands reduce-window max's gradient into iotas, a variadic reduce-window
+# and a scatter; the reshape's gradient is a compare and a select.
+POOL_IMPLS = ('reshape', 'flax')
 
 
-def max_pool(x, window, impl='slices', strides=None, padding='VALID'):
-  """Max pooling of NHWC `x` over window x window windows at `strides` (default the
-  window: non-overlapping), `padding` 'VALID' (a remainder row or column dropped),
-  'SAME' or ((top, bottom), (left, right)), padded with -inf, as nn.max_pool; by
-  `impl` (POOL_IMPLS)."""
-  strides = strides or window
+def max_pool(x, size, impl='reshape'):
+  """Max pooling of NHWC `x` over size x size windows at stride `size`, VALID (a
+  remainder row or column dropped), as nn.max_pool, by `impl` (POOL_IMPLS)."""
   if impl == 'flax':
-    return nn.max_pool(x, (window, window), strides=(strides, strides), padding=padding)
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(x.shape[1:3], (window, window), (strides, strides), padding)
-  if any(lo or hi for lo, hi in padding):
-    x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
-  for axis in (1, 2):
-    last = (x.shape[axis] - window) // strides * strides  # the last window's start
-    x = functools.reduce(jnp.maximum, (lax.slice_in_dim(x, i, i + last + 1, strides, axis)
-                                       for i in range(window)))
-  return x
+    return nn.max_pool(x, (size, size), strides=(size, size))
+  n, h, w, c = x.shape
+  rows, cols = h // size, w // size
+  x = x[:, :rows * size, :cols * size]
+  return jnp.max(x.reshape(n, rows, size, cols, size, c), axis=(2, 4))
 
 
 def parse_head(spec):

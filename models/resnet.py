@@ -26,7 +26,7 @@ from typing import Any
 import flax.linen as nn
 
 from models import registry
-from models.layers import Classifier, KERAS_KERNEL_INIT, batch_norm, max_pool
+from models.layers import Classifier, KERAS_KERNEL_INIT, batch_norm
 
 # depth -> (block kind, blocks per stage)
 DEPTHS = {
@@ -95,7 +95,6 @@ class Block(nn.Module):
 class ResNet(Classifier):
   depth: int = 50
   variant: str = 'keras'  # keras | v1_5 (see the module docstring)
-  pool_impl: str = 'slices'  # layers.POOL_IMPLS
 
   default_image_shape = (224, 224, 3)
   normalization = 'caffe'  # keras.applications.resnet50.preprocess_input
@@ -116,8 +115,8 @@ class ResNet(Classifier):
     conv, norm = _conv_and_norm(self.variant, train, self.dtype)
     x = conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1_conv')(x)
     x = norm(name='conv1_bn')(x)
-    # Keras zero-pads before this pool, we pad with -inf: equal after the ReLU.
-    x = max_pool(nn.relu(x), 3, self.pool_impl, strides=2, padding=_PAD1)
+    # Keras zero-pads before this pool, flax pads with -inf: equal after the ReLU.
+    x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=_PAD1)
     kind, blocks = DEPTHS[self.depth]
     for stage, (width, count) in enumerate(zip(_STAGE_WIDTHS, blocks)):
       for b in range(count):

@@ -46,7 +46,7 @@ class SeedCNN(Classifier):
   pooling: str = 'flatten'
   head: str = 'dense:256:relu'
   filters: Sequence[int] = (32, 64, 128)
-  pool_impl: str = 'slices'  # layers.POOL_IMPLS
+  pool_impl: str = 'reshape'  # layers.POOL_IMPLS
 
   default_image_shape = (32, 32, 3)
 
@@ -85,7 +85,7 @@ class SeedCIFAR(Classifier):
   pools: Sequence[int] = (2,)
   activation: str = 'relu'
   batchnorm_first: bool = False
-  pool_impl: str = 'slices'  # layers.POOL_IMPLS
+  pool_impl: str = 'reshape'  # layers.POOL_IMPLS
 
   default_image_shape = (32, 32, 3)
 

@@ -63,7 +63,7 @@ class WidthNet(Classifier):
   nf: int = 32  # the seeds swept 16, 32, 48, 64, 80, 96, 128
   kernel_size: int = 3
   skip: str = 'none'  # none | unet | residual
-  pool_impl: str = 'slices'  # layers.POOL_IMPLS
+  pool_impl: str = 'reshape'  # layers.POOL_IMPLS
 
   default_image_shape = (32, 32, 3)
 

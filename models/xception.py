@@ -20,14 +20,13 @@ import functools
 import flax.linen as nn
 
 from models import registry
-from models.layers import Classifier, SeparableConv2D, batch_norm, max_pool
+from models.layers import Classifier, SeparableConv2D, batch_norm
 
 
 @registry.register('xception')
 class Xception(Classifier):
   default_image_shape = (299, 299, 3)
   normalization = 'tf'  # keras.applications.xception.preprocess_input: [-1, 1]
-  pool_impl: str = 'slices'  # layers.POOL_IMPLS
 
   def features(self, x, train):
     norm = functools.partial(batch_norm, train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)
@@ -48,7 +47,7 @@ class Xception(Classifier):
           x = nn.relu(x)
         x = norm(name=f'block{block}_sepconv{unit}_bn')(
             sep(width, name=f'block{block}_sepconv{unit}')(x))
-      x = max_pool(x, 3, self.pool_impl, strides=2, padding='SAME')
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
       return x + shortcut
 
     x = downsampling_block(x, 2, (128, 128), relu_first=False)

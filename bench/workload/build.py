@@ -95,7 +95,7 @@ def per_device_batch(case, mesh):
 
 
 def model_of(case):
-  # pool_impl reaches the models that have max pools to run either way.
+  # pool_impl reaches the models that have non-overlapping max pools to run either way.
   pooling = {'pool_impl': case.pool_impl} if 'pool_impl' in models.kwarg_names(case.model) else {}
   return models.create(case.model, num_classes=case.num_classes, dtype=jnp.dtype(case.dtype),
                        **{**pooling, **case.model_kwargs})
