@@ -2,10 +2,11 @@
 COMMITS commits on 2 machines (4 cases a run), built once at PATH, then each command
 timed in a fresh process, as a user runs it.
 
-  python benchmarks/history_scale.py PATH [--runs=10000] [--commits=1000]
+  python benchmarks/history_scale.py PATH [--runs=10000] [--commits=1000] [--rounds=5]
 
 Prints the seconds recording took per run, then one row per command: its wall time
-(the median of 3 calls) and the 1-minute load average beside it.
+over ROUNDS calls, interleaved (median, min, max), and the 1-minute load average
+after each round.
 """
 
 import argparse
@@ -74,22 +75,29 @@ def main():
   parser.add_argument('path')
   parser.add_argument('--runs', type=int, default=10_000)
   parser.add_argument('--commits', type=int, default=1_000)
+  parser.add_argument('--rounds', type=int, default=5)
   args = parser.parse_args()
   if not os.path.exists(args.path):
     print(f'recording: {build(args.path, args.runs, args.commits) * 1e3:.1f} ms a run')
   commands = (('list',), ('show', 'seed_cnn', '--by_time'), ('changes', '--by_time'),
               ('changes', '--by_time', '--case=seed_cnn'), ('export', '--format=csv'))
-  print('| command | seconds (median of 3) | load |')
-  print('|---|---|---|')
-  for command in commands:
-    seconds = []
-    for _ in range(3):
+  # Interleaved: each round calls every command once, so a slow spell of this shared
+  # machine falls on all of them, not on one.
+  seconds = {command: [] for command in commands}
+  loads = []
+  for _ in range(args.rounds):
+    for command in commands:
       t0 = time.perf_counter()
       subprocess.run([sys.executable, '-m', 'bench.history', f'--history={args.path}',
                       *command], check=True, stdout=subprocess.DEVNULL)
-      seconds.append(time.perf_counter() - t0)
-    print(f'| history {" ".join(command)} | {statistics.median(seconds):.2f} | '
-          f'{os.getloadavg()[0]:.2f} |', flush=True)
+      seconds[command].append(time.perf_counter() - t0)
+    loads.append(os.getloadavg()[0])
+  print(f'| command | seconds: median [min, max] of {args.rounds} |')
+  print('|---|---|')
+  for command, taken in seconds.items():
+    print(f'| history {" ".join(command)} | {statistics.median(taken):.2f} '
+          f'[{min(taken):.2f}, {max(taken):.2f}] |')
+  print(f'1-minute load average after each round: {", ".join(f"{v:.2f}" for v in loads)}')
 
 
 if __name__ == '__main__':
