@@ -101,7 +101,8 @@ def show(conn, args):
   if not rows:
     raise UserError(f'no run of case {args.case!r} in {args.history}; `flax-bench history '
                     'list` shows what is there')
-  trend = change_points.trend(rows, _lineage(args), history.ab_verdicts(conn, args.case))
+  lineage = _lineage(args)
+  trend = change_points.trend(rows, lineage, history.ab_verdicts(conn, args.case))
   if not trend:
     raise UserError(f'none of the {len(rows)} runs of {args.case!r} is of a commit on '
                     f"{args.rev}'s first-parent line; name another with --rev, or --by_time")
@@ -126,7 +127,8 @@ def show(conn, args):
     from bench.results import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
     try:
       os.makedirs(args.plot, exist_ok=True)
-      path = plots.trend(args.plot, args.case, series)
+      path = plots.trend(args.plot, args.case, series, order=(
+          'commit time order' if lineage is None else f'first-parent order of {args.rev}'))
     except OSError as e:
       raise UserError(f'--plot={args.plot}: cannot write there ({e.strerror or e}); name a '
                       'writable directory') from None

@@ -544,7 +544,8 @@ def test_trend_png_is_bounded_at_any_length(tmp_path):
   points = [{'index': i, 'commit': f'{i:07d}' + 'a' * 33, 'median_s': 0.01, 'low_s': 0.009,
              'high_s': 0.011, 'runs': 3, 'ab': [('b' * 40, None, 1.02)] if i == 600 else []}
             for i in range(1200)]
-  path = plots.trend(str(tmp_path), 'mlp', [{'machine': 'm', 'points': points}])
+  path = plots.trend(str(tmp_path), 'mlp', [{'machine': 'm', 'points': points}],
+                     'commit time order')
   with open(path, 'rb') as f:
     width, height = struct.unpack('>II', f.read(24)[16:24])
   assert (width, height) == (plots.TREND_MAX_WIDTH * 100, 450)

@@ -286,13 +286,15 @@ TREND_MAX_WIDTH = 16
 TREND_TICKS = 40
 
 
-def trend(directory, case, series):
+def trend(directory, case, series, order):
   """DIRECTORY/trend.png: a case's median step time per commit along the commits,
   the spread of its runs' medians as a bar, one line per machine (never joined), A/B
   verdicts of a commit against its base marked. `series`: [{'machine', 'points':
   [{index, commit, median_s, low_s, high_s, runs, ab: [(base, verdict, ratio)]}]}]
-  (bench/history.py show). At most TREND_MAX_WIDTH wide: past a few dozen commits the
-  points shrink and only every k-th commit is labelled. Returns its path."""
+  (bench/history.py show), along the commits in `order` (the x axis says which: 'commit
+  time order', 'first-parent order of HEAD'). At most TREND_MAX_WIDTH wide: past a few
+  dozen commits the points shrink and only every k-th commit is labelled. Returns its
+  path."""
   longest = max(len(s['points']) for s in series)
   fig, ax = _subplots(figsize=(min(TREND_MAX_WIDTH, max(6.0, 0.6 * longest + 3)), 4.5))
   crowded = longest > TREND_TICKS
@@ -316,8 +318,8 @@ def trend(directory, case, series):
   commits = {p['index']: p['commit'][:7] for line in series for p in line['points']}
   ticks = sorted(commits)[::-(-len(commits) // TREND_TICKS)]
   ax.set_xticks(ticks, [commits[k] for k in ticks], rotation=45, ha='right', fontsize=8)
-  ax.set(xlabel='commit (first-parent order' + (', every commit a point; labels thinned)'
-                                                 if crowded else ')'),
+  ax.set(xlabel=f'commit ({order}' + (', every commit a point; labels thinned)'
+                                      if crowded else ')'),
          ylabel='median step time (ms)',
          title=f'{case}: median step time per commit (bars: range of the runs\' medians)')
   # Room above the highest bar for the A/B markers drawn on the points.
