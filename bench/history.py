@@ -142,9 +142,7 @@ def changes(conn, args):
                                 window=args.window, threshold=args.threshold,
                                 confidence=args.confidence)
   if not found['series']:
-    raise UserError(f'none of the recorded runs{f" of {args.case!r}" if args.case else ""} is '
-                    f"of a commit on {args.rev}'s first-parent line; name another with --rev, "
-                    'or --by_time')
+    raise UserError(_nothing_to_judge(conn, args, lineage))
   counts = found['counts']
   lines = [f'Changes along {"commit time" if lineage is None else args.rev} '
            f'(window {args.window} commits each side, threshold {args.threshold:.0%}, '
@@ -215,6 +213,24 @@ def bisect(args, overrides):
     return 0
   print(f'No first bad commit: {found["why"]}')
   return 1
+
+
+def _nothing_to_judge(conn, args, lineage):
+  """Why `changes` has no series to judge: no run recorded (an A/B is not one), none
+  that is a commit's figure, or none on the line."""
+  of = f' of {args.case!r}' if args.case else ''
+  recorded = history.runs(conn, config=args.config, case=args.case)
+  runs = sum(r['kind'] == 'run' for r in recorded)
+  if not runs:
+    abs_ = (f' (only A/Bs: {len(recorded)}, which `flax-bench history list` shows)'
+            if recorded else '')
+    return (f'no run{of} is recorded{abs_}; changes judges the runs a finished bench.main run '
+            'records')
+  if lineage is None:
+    return (f'none of the {runs} recorded runs{of} is a finished run of a commit without '
+            'uncommitted changes (such runs are not their commit\'s figure)')
+  return (f'none of the recorded runs{of} is of a commit on {args.rev}\'s first-parent line; '
+          'name another with --rev, or --by_time')
 
 
 def _bisect_command(point):

@@ -569,3 +569,38 @@ def test_a_change_between_commits_never_run_is_coarse():
       _commit(3), _commit(8), 4, 'regression')
   assert all(p['unrun'] == 0 for p in found['points'] if p is not change)
   assert change_points.changes(conn)['timing'][0]['unrun'] is None  # no line: unknown
+
+
+def test_changes_says_why_it_has_nothing_to_judge(tmp_path):
+  """No run at all, only runs with uncommitted changes, or none on the line: each said."""
+  db = tmp_path / 'h.db'
+  history.connect(str(db)).close()
+  said = lambda *flags: call_cli(f'--history={db}', 'changes', *flags,  # noqa: E731
+                                 module='bench.history')
+  empty = said('--by_time', '--case=mlp')
+  assert (empty.returncode, empty.stderr.strip()) == (2, (
+      "error: no run of 'mlp' is recorded; changes judges the runs a finished bench.main run "
+      'records'))
+  conn = history.connect(str(db))
+  history.record_ab(conn, {
+      'new': {'commit': _commit(1)}, 'base': {'commit': _commit(0)}, 'machine': _MACHINE,
+      'config': 'configs/study.py', 'status': 'complete',
+      'cases': [{'name': 'mlp', 'ratio': 1.01, 'ci_low': 0.97, 'ci_high': 1.04,
+                 'verdict': 'same', 'base_median_s': 0.01, 'new_median_s': 0.0101}]})
+  assert said('--by_time', '--case=mlp').stderr.strip() == (
+      "error: no run of 'mlp' is recorded (only A/Bs: 1, which `flax-bench history list` shows); "
+      'changes judges the runs a finished bench.main run records')
+  dirty = _report(_commit(1), {'mlp': 0.01})
+  dirty['environment']['git_dirty'] = True
+  history.record_report(conn, dirty)
+  conn.close()
+  assert said('--by_time').stderr.strip() == (
+      'error: none of the 1 recorded runs is a finished run of a commit without uncommitted '
+      "changes (such runs are not their commit's figure)")
+  conn = history.connect(str(db))
+  history.record_report(conn, _report(_commit(2), {'mlp': 0.01}))
+  conn.close()
+  off_line = said('--case=mlp')  # commit 0202... is on no line of this repository
+  assert off_line.stderr.strip() == (
+      "error: none of the recorded runs of 'mlp' is of a commit on HEAD's first-parent line; "
+      'name another with --rev, or --by_time')
