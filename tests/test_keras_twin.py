@@ -1,0 +1,91 @@
+"""The Keras twins `flax-bench peer` times (bench/workload/keras_twin.py): each has
+exactly the parameters of the model this harness builds for the case, cases without
+one say why, and the command line times a case in a Keras process of its own."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bench.run import peer
+from bench.workload import build
+from bench.workload import keras_twin
+from bench.workload import twins
+from tests.conftest import call_cli, case_config
+
+
+def _flax_counts(case):
+  """(trainable, all) of our model's variables: params, and params with batch_stats."""
+  shapes = jax.eval_shape(build.model_of(case).init, jax.random.key(0),
+                          jnp.zeros((1, *case.image_shape), jnp.float32))
+  count = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))  # noqa: E731
+  return count(shapes['params']), count(shapes)
+
+
+def _keras_counts(model):
+  return sum(int(np.prod(w.shape)) for w in model.trainable_weights), model.count_params()
+
+
+@pytest.mark.parametrize('fields', [
+    {'model': 'seed_mlp'},
+    {'model': 'seed_cnn'},
+    {'model': 'seed_cnn', 'num_classes': 3, 'model_kwargs': {'filters': (8, 16)}},
+    {'model': 'seed_cifar'},
+    {'model': 'seed_cifar', 'model_kwargs': {'batchnorm_first': True, 'activation': 'leaky_relu'}},
+    {'model': 'seed_cifar', 'model_kwargs': {'filters': (7,), 'kernel_sizes': (5,),
+                                             'pools': (5, 2)}},
+    {'model': 'seed_cnn', 'model_kwargs': {'head': 'dropout:0.5,dense:64:gelu'}},
+    {'model': 'resnet50', 'image_shape': (32, 32, 3)},
+    {'model': 'mobilenet_v2', 'image_shape': (32, 32, 3), 'model_kwargs': {'alpha': 0.35}},
+    {'model': 'xception', 'image_shape': (71, 71, 3), 'num_classes': 5},
+])
+def test_each_twin_has_the_parameters_of_our_model(fields):
+  case = case_config(**{'num_classes': 10, **fields})
+  spec = peer.spec(case)
+  assert twins.missing(spec) == ''
+  assert _keras_counts(keras_twin.build(spec)) == _flax_counts(case)
+
+
+@pytest.mark.parametrize('fields, why', [
+    ({'model': 'resnet18'}, 'resnet18 has no Keras twin (those with one: seed_mlp, seed_cnn, '
+     'seed_cifar, resnet50, resnet101, resnet152, mobilenet_v2, xception)'),
+    ({'model': 'resnet50', 'model_kwargs': {'variant': 'v1_5'}},
+     'resnet50 variant v1_5 has no Keras twin (keras only)'),
+    ({'model': 'seed_cnn', 'optimizer': 'adamw'},
+     'optimizer adamw has no Keras twin (adam, sgd, rmsprop)'),
+    ({'model': 'seed_cnn', 'weight_decay': 1e-4}, 'weight_decay 0.0001: the Keras twin times '
+     'the plain step (benchmark train_step, loss cross_entropy, transfer scratch, weight_decay '
+     '0.0, grad_clip_norm 0.0, schedule constant)'),
+])
+def test_a_case_without_a_twin_says_why(fields, why):
+  spec = peer.spec(case_config(**fields))
+  assert twins.missing(spec) == why
+  with pytest.raises(twins.NoTwin, match='has no Keras twin|the plain step'):
+    keras_twin.build(spec)
+
+
+def test_the_twins_optimizers_are_the_ones_it_names():
+  assert tuple(keras_twin.OPTIMIZERS) == twins.OPTIMIZERS
+
+
+def test_peer_times_a_case_in_a_keras_process(tmp_path):
+  out = tmp_path / 'peer.json'
+  result = call_cli('--config=quickstart', '--config.select=mlp_b32,cnn_shapes_b32',
+                    '--warmup_steps=1', '--timed_steps=3', f'--out={out}', module='bench.peer')
+  assert result.returncode == 0, result.stderr
+  rows = {row['name']: row for row in json.loads(out.read_text())}
+  mlp = rows['mlp_b32']
+  assert (mlp['why'], mlp['params'], mlp['step_time_s']['n'], mlp['backend']) == (
+      '', 445_450, 3, 'tensorflow')
+  assert mlp['step_time_s']['median'] > 0
+  assert rows['cnn_shapes_b32']['params'] == 226_118  # the shapes dataset's 6 classes
+  assert result.stdout.splitlines()[0].startswith('mlp_b32: Keras ')
+
+
+def test_peer_needs_a_warm_up_and_two_timed_steps():
+  result = call_cli('--config=quickstart', '--timed_steps=1', module='bench.peer')
+  assert (result.returncode, result.stderr.strip()) == (2, (
+      'error: --warmup_steps=5 --timed_steps=1: give at least 1 warm-up step (the first '
+      'compiles) and 2 timed ones'))
