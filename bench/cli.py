@@ -27,8 +27,8 @@ SUBCOMMANDS = {
                 'by predictors learned from sampled kernels'),
     'history': ('bench.history', 'the results history: runs by commit and machine, trends, '
                 'where a figure moved'),
-    'peer': ('bench.peer', "each case's train step in Keras: the same model, batch and "
-             'optimizer, in a process without JAX'),
+    'peer': ('bench.peer', "each case's train step against its Keras twin's (the same "
+             'model, batch and optimizer), interleaved in fresh processes'),
     'kernels': ('bench.kernels', 'the kernel database: random kernels sampled for the '
                 "predictors, a config's kernels measured alone, listed, exported"),
     'visualize': ('bench.visualize', 'what a trained model sees: predictions, saliency'),

@@ -1,21 +1,25 @@
-"""Times each case's train step in Keras: the same model (its Keras twin), batch and
-optimizer, in a fresh process without JAX per case.
+"""Is JAX faster than Keras for this model on this machine? Each case's train step in
+both, interleaved in rounds of fresh processes, as the A/B runs its two sides.
 
-  python -m bench.peer --config=configs/X.py [--warmup_steps=5] [--timed_steps=20]
+  python -m bench.peer --config=configs/X.py --workdir=DIR [--rounds=6] [--seed=N]
                        [--out=FILE.json] [--config.FIELD=V ...]
-  flax-bench peer --config=quickstart
+  flax-bench peer --config=quickstart --workdir=workdirs/peer
 
-For every case of the config with a step: its spec (bench/run/peer.py: the model's
-fields as this harness builds it) goes to `python -m bench.keras_peer`, which
-builds the twin (bench/workload/keras_twin.py: the seed MLP, CNN and CIFAR nets,
-and keras.applications' ResNet-50/101/152, MobileNetV2 and Xception with the
-flax top) and times `train_on_batch` on one synthetic batch. A line per case as
-it ends (or why it has no twin), then the table: Keras's median step, its spread,
-examples/s. Compare with a run of the same config (`flax-bench run`) in the same
-quiet window: the two are not interleaved here.
+Each round runs our side (the config's cases that have a Keras twin, in one fresh
+`bench.main` process, its report kept in DIR/runs/, its log in DIR/logs/) and the
+Keras side (each such case in a fresh process without JAX: bench/keras_peer.py
+builds the twin, bench/workload/keras_twin.py: the seed MLP, CNN and CIFAR nets,
+and keras.applications' ResNet-50/101/152, MobileNetV2 and Xception under the
+case's top, with our exact parameter counts, and times `train_on_batch` on one
+synthetic batch with the case's optimizer and its warm-up and timed step counts),
+in ABBA/BAAB order. Per case: both medians, ours/Keras as the Hodges-Lehmann
+estimate over the rounds' log ratios with its exact signed-rank 95% interval
+(fewer than 6 rounds cannot bound it), and a sentence where the ratio is outside
+0.8-1.25. A case without a twin says why (bench/workload/twins.py: among them a case
+reading a dataset, whose input pipeline our step would time and the twin's not).
 
-Exit status 0; 1 when a case's Keras process failed; 2, with one line, for a bad
-flag or config.
+Exit status 0; 1 when a side failed; 2, with one line, for a bad flag, config, or
+a config without any case that has a twin.
 """
 
 import json
@@ -26,54 +30,73 @@ from bench.core import logs
 from bench.core.errors import UserError, fail
 
 
-def _line(row):
-  from bench.results import formatting  # pylint: disable=import-outside-toplevel
-  if row['why'] or row.get('error'):
-    said = f'no Keras twin: {row["why"]}' if row['why'] else f'failed: {row["error"]}'
-    print(f'{row["name"]}: {said}', flush=True)
-    return
-  step = row['step_time_s']
-  print(f'{row["name"]}: Keras {formatting.fmt(step["median"], 1e3)} ms a step (IQR/median '
-        f'{formatting.fmt(step["iqr_over_median"])}, {step["n"]} steps; jit_compile '
-        f'{row["jit_compile"]}, {row["params"]:,} parameters)', flush=True)
-
-
 def _table(rows):
   from bench.results import formatting  # pylint: disable=import-outside-toplevel
-  timed = [r for r in rows if 'step_time_s' in r]
+  timed = [r for r in rows if not r['why']]
+
+  def interval(r):
+    return f'{r["ci_low"]:.3f}-{r["ci_high"]:.3f}' if r['ci_low'] is not None else 'unbounded'
   return formatting.table(
-      ('case', 'model', 'batch', 'Keras ms', 'IQR/median', 'examples/s', 'parameters',
-       'jit_compile'),
-      [[r['name'], r['model'], r['batch_size'], formatting.fmt(r['step_time_s']['median'], 1e3),
-        formatting.fmt(r['step_time_s']['iqr_over_median']),
-        formatting.fmt(r['batch_size'] / r['step_time_s']['median']), f'{r["params"]:,}',
-        r['jit_compile']] for r in timed])
+      ('case', 'model', 'batch', 'ours ms', 'Keras ms', 'ours/Keras', '95% interval',
+       'IQR/median ours, Keras', 'rounds', 'parameters'),
+      [[r['name'], r['model'], r['batch_size'], formatting.fmt(r['ours_s'], 1e3),
+        formatting.fmt(r['keras_s'], 1e3), f'{r["ratio"]:.3f}', interval(r),
+        f'{formatting.fmt(r["ours_iqr_over_median"])}, '
+        f'{formatting.fmt(r["keras_iqr_over_median"])}', r['rounds'], f'{r["params"]:,}']
+       for r in timed])
+
+
+def _sentences(rows):
+  """A sentence for each case whose ratio is outside 0.8-1.25."""
+  out = []
+  for r in rows:
+    if r['why'] or 0.8 <= r['ratio'] <= 1.25:
+      continue
+    said = (f'our step takes {r["ratio"]:.2f}x Keras\'s' if r['ratio'] > 1 else
+            f'Keras\'s step takes {1 / r["ratio"]:.2f}x ours')
+    out.append(f'- {r["name"]}: {said}'
+               + ('' if r['ci_low'] is None else
+                  f' (interval {r["ci_low"]:.3f}-{r["ci_high"]:.3f} ours/Keras)') + '.')
+  return out
 
 
 def main(argv=None):
-  """`python -m bench.peer ARGS`: a line per case, then the table."""
+  """`python -m bench.peer ARGS`: a line per round, then the table."""
   arguments = cli.parser('bench.peer', __doc__.split('\n', 1)[0])
-  arguments.add_argument('--warmup_steps', type=int, default=5,
-                         help='untimed Keras steps first (the first traces and compiles)')
-  arguments.add_argument('--timed_steps', type=int, default=20, help='Keras steps timed')
+  arguments.add_argument('--workdir', required=True,
+                         help='where our side\'s reports and logs go (DIR/runs, DIR/logs)')
+  arguments.add_argument('--rounds', type=int, default=6,
+                         help='rounds, each side once a round (even: ABBA/BAAB pairs)')
+  arguments.add_argument('--seed', type=int, default=0, help='draws the order of the sides')
   arguments.add_argument('--out', metavar='FILE.json', help='also write the rows as JSON')
-  args = cli.parse(arguments, sys.argv[1:] if argv is None else argv)
+  rest = sys.argv[1:] if argv is None else argv
+  args = cli.parse(arguments, rest)
   logs.configure(args.verbosity)
-  if args.warmup_steps < 1 or args.timed_steps < 2:
-    fail(f'--warmup_steps={args.warmup_steps} --timed_steps={args.timed_steps}: give at least '
-         '1 warm-up step (the first compiles) and 2 timed ones')
-  from bench.run import peer  # pylint: disable=import-outside-toplevel  (jax)
+  if args.rounds < 2 or args.rounds % 2:
+    fail(f'--rounds={args.rounds}: give an even number of rounds, at least 2 (the sides run '
+         'in ABBA/BAAB pairs)')
+  import configs  # pylint: disable=import-outside-toplevel
+  from bench.run import ab, peer  # pylint: disable=import-outside-toplevel  (jax)
+  overrides = configs.split(rest)[1]
   try:
-    rows = peer.peer(args.config, args.warmup_steps, args.timed_steps, _line)
+    rows, status = ab.settled(lambda: peer.peer(args.config_file, args.config, overrides,
+                                                args.rounds, args.workdir, args.seed, print),
+                              f'what our side ran so far is in {args.workdir}/runs')
   except UserError as e:
     fail(e)
-  sys.stdout.write('\nKeras (TensorFlow backend) train steps, each case in a fresh process, '
-                   'one synthetic batch, median over the timed steps:\n\n'
-                   + '\n'.join(_table(rows)) + '\n')
+  if status is not None:
+    return status
+  for row in rows:
+    if row['why']:
+      print(f'{row["name"]}: no Keras twin: {row["why"]}')
+  sys.stdout.write('\nOur train step (JAX/XLA) against its Keras twin (TensorFlow backend), '
+                   'interleaved rounds of fresh processes; medians over the rounds of each '
+                   "round's median step:\n\n" + '\n'.join(_table(rows) + ['', *_sentences(rows)])
+                   + '\n')
   if args.out:
     from bench.core import fileio  # pylint: disable=import-outside-toplevel
     fileio.atomic_write_text(args.out, json.dumps(rows, indent=1) + '\n')
-  return 1 if any(r.get('error') for r in rows) else 0
+  return 0
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@ exactly the parameters of the model this harness builds for the case, cases with
 one say why, and the command line times a case in a Keras process of its own."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -56,8 +57,8 @@ def test_each_twin_has_the_parameters_of_our_model(fields):
     ({'model': 'seed_cnn', 'optimizer': 'adamw'},
      'optimizer adamw has no Keras twin (adam, sgd, rmsprop)'),
     ({'model': 'seed_cnn', 'weight_decay': 1e-4}, 'weight_decay 0.0001: the Keras twin times '
-     'the plain step (benchmark train_step, loss cross_entropy, transfer scratch, weight_decay '
-     '0.0, grad_clip_norm 0.0, schedule constant)'),
+     'the plain step (dataset synthetic, benchmark train_step, loss cross_entropy, transfer '
+     'scratch, weight_decay 0.0, grad_clip_norm 0.0, schedule constant)'),
 ])
 def test_a_case_without_a_twin_says_why(fields, why):
   spec = peer.spec(case_config(**fields))
@@ -70,22 +71,26 @@ def test_the_twins_optimizers_are_the_ones_it_names():
   assert tuple(keras_twin.OPTIMIZERS) == twins.OPTIMIZERS
 
 
-def test_peer_times_a_case_in_a_keras_process(tmp_path):
+def test_peer_interleaves_our_step_and_keras_in_rounds(tmp_path):
   out = tmp_path / 'peer.json'
   result = call_cli('--config=quickstart', '--config.select=mlp_b32,cnn_shapes_b32',
-                    '--warmup_steps=1', '--timed_steps=3', f'--out={out}', module='bench.peer')
+                    '--config.warmup_steps=2', '--config.timed_steps=3', '--rounds=2',
+                    f'--workdir={tmp_path / "wd"}', f'--out={out}', module='bench.peer')
   assert result.returncode == 0, result.stderr
   rows = {row['name']: row for row in json.loads(out.read_text())}
   mlp = rows['mlp_b32']
-  assert (mlp['why'], mlp['params'], mlp['step_time_s']['n'], mlp['backend']) == (
-      '', 445_450, 3, 'tensorflow')
-  assert mlp['step_time_s']['median'] > 0
-  assert rows['cnn_shapes_b32']['params'] == 226_118  # the shapes dataset's 6 classes
-  assert result.stdout.splitlines()[0].startswith('mlp_b32: Keras ')
+  assert (mlp['why'], mlp['params'], mlp['rounds'], mlp['ci_low']) == ('', 445_450, 2, None)
+  assert mlp['ours_s'] > 0 and mlp['keras_s'] > 0
+  assert rows['cnn_shapes_b32']['why'].startswith('dataset shapes: the Keras twin times the '
+                                                  'plain step (dataset synthetic, ')
+  lines = result.stdout.splitlines()
+  assert lines[0].startswith('round 1: ') and lines[1].startswith('round 2: ')
+  assert sorted(os.listdir(tmp_path / 'wd' / 'runs')) == ['001-jax.json', '002-jax.json']
 
 
-def test_peer_needs_a_warm_up_and_two_timed_steps():
-  result = call_cli('--config=quickstart', '--timed_steps=1', module='bench.peer')
+def test_peer_needs_an_even_number_of_rounds(tmp_path):
+  result = call_cli('--config=quickstart', '--rounds=3', f'--workdir={tmp_path}',
+                    module='bench.peer')
   assert (result.returncode, result.stderr.strip()) == (2, (
-      'error: --warmup_steps=5 --timed_steps=1: give at least 1 warm-up step (the first '
-      'compiles) and 2 timed ones'))
+      'error: --rounds=3: give an even number of rounds, at least 2 (the sides run in '
+      'ABBA/BAAB pairs)'))
