@@ -7,6 +7,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
 import pytest
 
@@ -15,6 +16,14 @@ from bench.workload import build
 from bench.workload import keras_twin
 from bench.workload import twins
 from tests.conftest import call_cli, case_config
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras():
+  """Keras's global state (the counters that name unnamed layers) as this module found
+  it: another module's Keras files are named by them."""
+  yield
+  keras.backend.clear_session()
 
 
 def _flax_counts(case):
