@@ -62,7 +62,7 @@ def test_an_ab_that_cannot_decide_ends_it_with_the_range_left():
 def test_ends_that_are_no_regression_are_not_bisected():
   found = bisect.bisect(GOOD, COMMITS, lambda base, new: {
       'verdict': 'same', 'ratio': 1.01, 'ci_low': 0.97, 'ci_high': 1.04})
-  assert len(found['steps']) == 1 and found['first_bad'] is None
+  assert len(found['steps']) == 1 and found['first_bad'] is None and found['deciding'] is None
   assert found['why'].startswith('the bad end is same against the good end, not a regression')
 
 

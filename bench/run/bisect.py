@@ -104,8 +104,8 @@ def bisect(good, commits, judge, on_step=lambda step: None):
   new)` -> {verdict, ratio, ci_low, ci_high} of the case (an A/B's). Returns {'first_bad':
   the commit or None, 'last_good', 'first_bad_known': the range it could narrow to,
   'steps': [{base, new, verdict, ratio, ci_low, ci_high}], 'deciding': the step that
-  found first_bad_known slower, 'why': '' or why it stopped short}. `on_step(step)`
-  hears each A/B as it ends."""
+  found first_bad_known slower (None when the bad end is no regression), 'why': '' or
+  why it stopped short}. `on_step(step)` hears each A/B as it ends."""
   steps = []
 
   def ask(base, new):
@@ -120,8 +120,9 @@ def bisect(good, commits, judge, on_step=lambda step: None):
   verdict = deciding['verdict']
   if verdict != 'regression':
     return {'first_bad': None, 'last_good': good, 'first_bad_known': commits[-1],
-            'steps': steps, 'deciding': deciding, 'why': f'the bad end is {verdict} against the good end, not a '
-            'regression: nothing to bisect (a slowdown under the threshold, or none)'}
+            'steps': steps, 'deciding': None, 'why': (
+                f'the bad end is {verdict} against the good end, not a regression: nothing '
+                'to bisect (a slowdown under the threshold, or none)')}
   while first_bad - last_good > 1:
     middle = (last_good + first_bad) // 2
     step = ask(at(last_good), commits[middle])
