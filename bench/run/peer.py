@@ -79,10 +79,11 @@ def peer(config_file, config, overrides, rounds, workdir, seed, on_round=lambda 
   cases = predict.step_cases(config)
   datasets = {name: case.dataset for name, case in suite.expand(config).cases}
   specs = {name: spec(case, datasets[name]) for name, case in cases}
-  twinned = [name for name, _ in cases if not twins.missing(specs[name])]
+  why = {name: twins.missing(case_spec) for name, case_spec in specs.items()}
+  twinned = [name for name, _ in cases if not why[name]]
   if not twinned:
     raise UserError('no case of the config has a Keras twin: '
-                    + '; '.join(f'{name}: {twins.missing(specs[name])}' for name, _ in cases))
+                    + '; '.join(f'{name}: {why[name]}' for name, _ in cases))
   steps = {name: (case.warmup_steps, case.timed_steps) for name, case in cases}
   repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   for sub in ('runs', 'logs'):
@@ -115,8 +116,7 @@ def peer(config_file, config, overrides, rounds, workdir, seed, on_round=lambda 
                                               for side in order))
   rows = []
   for name, case in cases:
-    row = {'name': name, 'model': case.model, 'batch_size': case.batch_size,
-           'why': twins.missing(specs[name])}
+    row = {'name': name, 'model': case.model, 'batch_size': case.batch_size, 'why': why[name]}
     if not row['why']:
       mine, theirs = times[_OURS][name], times[_KERAS][name]
       estimate, low, high = ab_stats.signed_rank_interval(
